@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test sandbox lint benchmark clean
+
+$(BIN)/mlc-dagster: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+## Sandboxes + Dagster UI (http://127.0.0.1:3000) with the PO sensor on.
+demo: $(BIN)/mlc-dagster
+	$(BIN)/mlc-dagster demo
+
+## The whole test suite (sandboxes over HTTP on loopback, PostgreSQL where available).
+test: $(BIN)/mlc-dagster
+	$(BIN)/pytest
+
+sandbox: $(BIN)/mlc-dagster
+	$(BIN)/mlc-dagster sandbox --write-env .env.sandbox
+
+lint: $(BIN)/mlc-dagster
+	$(BIN)/ruff check mlc_dagster mlc_dagster_tests
+
+clean:
+	rm -rf $(VENV) .dagster_home .pytest_cache

@@ -1,0 +1,313 @@
+"""The sync ledger: per-record state, an append-only event log, and the X3 snapshot.
+
+SQLAlchemy Core over SQLite (default, under DAGSTER_HOME) or PostgreSQL (production,
+same server as Dagster's storage). Three kinds of data live here:
+
+- `sync_records`: one row per synced record (e.g. one PO): Procore id, hash of what
+  was last written, status (synced / held / failed / superseded), the payload we
+  meant to send when it failed (for replay) and a summary used for before -> after
+  diffs. This row is overwritten as the record moves on.
+- `sync_events`: append-only history. No code path updates or deletes an event.
+- `x3_snapshot`: the last known state of every X3 record, kept up to date from
+  delta polls, so each run can compute the desired Procore state without
+  re-reading all of Sage X3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+metadata = sa.MetaData()
+
+sync_records = sa.Table(
+    "mlc_sync_records",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("procore_id", sa.BigInteger),
+    sa.Column("project_id", sa.BigInteger),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("x3_stamp", sa.String(32)),
+    sa.Column("reason", sa.Text),
+    sa.Column("payload", sa.JSON),
+    sa.Column("summary", sa.JSON),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_mlc_sync_records_status", "entity", "status"),
+)
+
+sync_events = sa.Table(
+    "mlc_sync_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("entity", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("changes", sa.JSON),
+    sa.Column("procore_request_id", sa.String(100)),
+    sa.Index("ix_mlc_sync_events_record", "entity", "key", "id"),
+    sa.Index("ix_mlc_sync_events_run", "run_id"),
+)
+
+x3_snapshot = sa.Table(
+    "mlc_x3_snapshot",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("update_stamp", sa.String(32)),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cursors = sa.Table(
+    "mlc_cursors",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+STATUSES = ("synced", "held", "failed", "superseded")
+
+
+def default_ledger_url() -> str:
+    """MLC_LEDGER_URL, else a SQLite file under DAGSTER_HOME (or ./.dagster_home)."""
+    url = os.environ.get("MLC_LEDGER_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(home / 'mlc_ledger.sqlite').resolve()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RecordState:
+    entity: str
+    key: str
+    status: str
+    procore_id: int | None = None
+    project_id: int | None = None
+    content_hash: str | None = None
+    x3_stamp: str | None = None
+    reason: str | None = None
+    payload: Any = None
+    summary: Any = None
+    run_id: str | None = None
+
+
+@dataclass
+class Change:
+    """One ledger write: the new state of a record plus the event that explains it."""
+
+    entity: str
+    key: str
+    status: str
+    action: str
+    reason: str | None = None
+    procore_id: int | None = None
+    project_id: int | None = None
+    content_hash: str | None = None
+    x3_stamp: str | None = None
+    payload: Any = None
+    summary: Any = None
+    changes: Any = None
+    request_id: str | None = None
+    keep_state: bool = field(default=False)  # True: only append the event
+
+
+class Ledger:
+    """Thin data-access layer; every method is one short transaction."""
+
+    def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
+        self.url = url or default_ledger_url()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = sa.create_engine(self.url, **kwargs)
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- record state -----------------------------------------------------------------
+    def states(self, entity: str, keys: Iterable[str] | None = None) -> dict[str, RecordState]:
+        query = sa.select(sync_records).where(sync_records.c.entity == entity)
+        if keys is not None:
+            keys = list(keys)
+            if not keys:
+                return {}
+            result: dict[str, RecordState] = {}
+            with self.engine.connect() as conn:
+                for chunk in _chunks(keys, 500):
+                    rows = conn.execute(query.where(sync_records.c.key.in_(chunk)))
+                    result.update({r.key: _state(r) for r in rows})
+            return result
+        with self.engine.connect() as conn:
+            return {r.key: _state(r) for r in conn.execute(query)}
+
+    def keys_with_status(self, entity: str, statuses: Iterable[str]) -> list[str]:
+        query = sa.select(sync_records.c.key).where(
+            sync_records.c.entity == entity, sync_records.c.status.in_(list(statuses))
+        ).order_by(sync_records.c.key)
+        with self.engine.connect() as conn:
+            return [row.key for row in conn.execute(query)]
+
+    def apply(self, changes: Iterable[Change], run_id: str | None) -> int:
+        """Write new states and append their events atomically. Returns events written."""
+        changes = list(changes)
+        if not changes:
+            return 0
+        now = _now()
+        state_rows = [
+            {
+                "entity": c.entity, "key": c.key, "status": c.status, "procore_id": c.procore_id,
+                "project_id": c.project_id, "content_hash": c.content_hash, "x3_stamp": c.x3_stamp,
+                "reason": c.reason, "payload": c.payload, "summary": c.summary, "run_id": run_id,
+                "updated_at": now,
+            }
+            for c in changes if not c.keep_state
+        ]
+        event_rows = [
+            {
+                "at": now, "run_id": run_id, "entity": c.entity, "key": c.key, "action": c.action,
+                "status": c.status, "reason": c.reason, "changes": c.changes,
+                "procore_request_id": c.request_id,
+            }
+            for c in changes
+        ]
+        with self.engine.begin() as conn:
+            for chunk in _chunks(state_rows, 500):
+                conn.execute(_upsert(conn, sync_records, chunk, ["entity", "key"]))
+            for chunk in _chunks(event_rows, 1000):
+                conn.execute(sync_events.insert(), chunk)
+        return len(event_rows)
+
+    # --- audit trail ------------------------------------------------------------------
+    def events(self, entity: str, key: str) -> list[dict]:
+        query = (
+            sa.select(sync_events)
+            .where(sync_events.c.entity == entity, sync_events.c.key == key)
+            .order_by(sync_events.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def events_for_run(self, run_id: str) -> list[dict]:
+        query = sa.select(sync_events).where(sync_events.c.run_id == run_id).order_by(sync_events.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # --- X3 snapshot -----------------------------------------------------------------
+    def upsert_snapshot(self, entity: str, records: list[dict], key_field: str,
+                        stamp_field: str = "update_stamp") -> int:
+        if not records:
+            return 0
+        now = _now()
+        rows = [
+            {"entity": entity, "key": str(r[key_field]), "update_stamp": r.get(stamp_field),
+             "record": r, "deleted": False, "updated_at": now}
+            for r in records
+        ]
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows, 500):
+                conn.execute(_upsert(conn, x3_snapshot, chunk, ["entity", "key"]))
+        return len(rows)
+
+    def mark_deleted(self, entity: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(keys, 500):
+                conn.execute(
+                    x3_snapshot.update()
+                    .where(x3_snapshot.c.entity == entity, x3_snapshot.c.key.in_(chunk))
+                    .values(deleted=True, updated_at=_now())
+                )
+
+    def snapshot(self, entity: str, *, include_deleted: bool = False) -> Iterator[dict]:
+        query = sa.select(x3_snapshot.c.record, x3_snapshot.c.deleted).where(
+            x3_snapshot.c.entity == entity
+        ).order_by(x3_snapshot.c.key)
+        if not include_deleted:
+            query = query.where(x3_snapshot.c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                record = row.record if isinstance(row.record, dict) else json.loads(row.record)
+                yield record
+
+    def snapshot_stamps(self, entity: str) -> dict[str, str | None]:
+        """Key -> update stamp of every live snapshot record (to skip unchanged re-reads)."""
+        query = sa.select(x3_snapshot.c.key, x3_snapshot.c.update_stamp).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            return {row.key: row.update_stamp for row in conn.execute(query)}
+
+    def snapshot_keys(self, entity: str) -> set[str]:
+        query = sa.select(x3_snapshot.c.key).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            return {row.key for row in conn.execute(query)}
+
+    # --- cursors -----------------------------------------------------------------------
+    def get_cursor(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(cursors.c.value).where(cursors.c.name == name)).scalar()
+
+    def set_cursor(self, name: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(conn, cursors, [{"name": name, "value": value,
+                                                  "updated_at": _now()}], ["name"]))
+
+
+def _state(row) -> RecordState:
+    return RecordState(
+        entity=row.entity, key=row.key, status=row.status, procore_id=row.procore_id,
+        project_id=row.project_id, content_hash=row.content_hash, x3_stamp=row.x3_stamp,
+        reason=row.reason, payload=row.payload, summary=row.summary, run_id=row.run_id,
+    )
+
+
+def _upsert(conn, table: sa.Table, rows: list[dict], keys: list[str]):
+    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike."""
+    dialect = conn.dialect.name
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if insert is None:
+        raise RuntimeError(f"ledger supports SQLite and PostgreSQL, not {dialect}")
+    stmt = insert(table).values(rows)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,150 @@
+"""The GL account -> cost code table kept by accountants, and the X3 -> Procore project rule.
+
+Pure functions: text in, DataFrames and problem lists out. The CSV is read
+leniently where spreadsheets are sloppy (BOM, stray spaces, blank trailing
+rows, `;` separators from European Excel) and strictly where mistakes cost
+money (duplicate GL accounts, missing cost codes), with every problem naming
+its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+REQUIRED_COLUMNS = ("gl_account", "cost_code")
+OPTIONAL_COLUMNS = ("cost_type", "project")
+
+
+class MappingError(ValueError):
+    """The mapping file cannot be used at all (e.g. no header)."""
+
+
+@dataclass
+class GlMapping:
+    """A parsed mapping table plus the problems found in it (line numbers are 1-based)."""
+
+    table: pd.DataFrame  # columns: gl_account, cost_code, cost_type, project, line
+    problems: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def for_project(self, project_code: str | None) -> pd.DataFrame:
+        """Rows that apply to a project: its overrides win over the general rows."""
+        general = self.table[self.table["project"] == ""]
+        if not project_code:
+            return general
+        override = self.table[self.table["project"] == project_code]
+        return pd.concat([override, general[~general["gl_account"].isin(override["gl_account"])]])
+
+
+def parse_gl_mapping(text: str, source: str = "mapping CSV") -> GlMapping:
+    """Parse `gl_account,cost_code[,cost_type][,project]` text into a GlMapping."""
+    import hashlib
+
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise MappingError(f"{source} is empty: expected a header 'gl_account,cost_code,cost_type'")
+    first_line = text.splitlines()[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(reader)]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise MappingError(
+            f"{source} line 1: header {header} lacks {missing}; "
+            "expected 'gl_account,cost_code,cost_type' (cost_type and project optional)"
+        )
+    unknown = [h for h in header if h and h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    problems = [f"{source} line 1: ignoring unknown column(s) {unknown}"] if unknown else []
+
+    rows, seen = [], {}
+    for line_no, raw in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in raw):
+            continue  # blank lines, Excel's trailing ',,,' rows
+        values = {name: (raw[i].strip() if i < len(raw) else "") for i, name in enumerate(header)}
+        gl = _clean_code(values.get("gl_account", ""))
+        code = values.get("cost_code", "").strip()
+        cost_type = values.get("cost_type", "").strip()
+        project = values.get("project", "").strip()
+        if not gl:
+            problems.append(f"{source} line {line_no}: gl_account is blank")
+            continue
+        if not code:
+            problems.append(f"{source} line {line_no}: cost_code is blank for GL account {gl}")
+            continue
+        key = (gl, project)
+        if key in seen:
+            where = f" for project {project}" if project else ""
+            problems.append(
+                f"{source} line {line_no}: duplicate GL account {gl}{where} "
+                f"(first mapped on line {seen[key]})"
+            )
+            continue
+        seen[key] = line_no
+        rows.append({"gl_account": gl, "cost_code": code, "cost_type": cost_type,
+                     "project": project, "line": line_no})
+    table = pd.DataFrame(rows, columns=["gl_account", "cost_code", "cost_type", "project", "line"])
+    canonical = table.drop(columns="line").sort_values(["project", "gl_account"]).to_csv(index=False)
+    return GlMapping(table=table, problems=problems,
+                     fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:16])
+
+
+def _clean_code(value: str) -> str:
+    """Excel turns 601100 into '601100.0' or '="601100"'; undo both."""
+    value = value.strip().strip('="').strip('"')
+    if value.endswith(".0") and value[:-2].isdigit():
+        value = value[:-2]
+    return value
+
+
+def validate_against_procore(mapping: GlMapping, cost_codes: pd.DataFrame,
+                             line_item_types: pd.DataFrame) -> list[str]:
+    """Mapping rows naming cost codes / cost types that don't exist in Procore."""
+    known_codes = set(cost_codes["code"]) if len(cost_codes) else set()
+    known_types = set(line_item_types["code"]) if len(line_item_types) else set()
+    errors = []
+    for row in mapping.table.itertuples():
+        if row.cost_code not in known_codes:
+            errors.append(f"line {row.line}: GL account {row.gl_account} maps to cost code "
+                          f"{row.cost_code!r}, which does not exist in Procore")
+        if row.cost_type and row.cost_type not in known_types:
+            errors.append(f"line {row.line}: GL account {row.gl_account} maps to cost type "
+                          f"{row.cost_type!r}, which does not exist in Procore")
+    return errors
+
+
+def parse_project_map(text: str, source: str = "project map CSV") -> dict[str, str]:
+    """Explicit `x3_project,procore_project` table (Procore project id or number)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if fields[:2] != ["x3_project", "procore_project"]:
+        raise MappingError(f"{source} line 1: expected header 'x3_project,procore_project'")
+    result = {}
+    for line_no, row in enumerate(reader, start=2):
+        values = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if values.get("x3_project") and values.get("procore_project"):
+            result[values["x3_project"]] = values["procore_project"]
+    return result
+
+
+def match_projects(x3_codes: pd.Series, projects: pd.DataFrame, rule: str,
+                   explicit: dict[str, str] | None = None) -> pd.Series:
+    """Procore project id for each X3 project code (NaN where unknown).
+
+    rule: `project_number` (X3 code == Procore project number), `origin_id`
+    (X3 code == Procore project origin_id) or `table` (explicit map to an id or number).
+    """
+    if rule == "project_number":
+        lookup = dict(zip(projects["project_number"].astype(str), projects["id"], strict=False))
+    elif rule == "origin_id":
+        lookup = dict(zip(projects["origin_id"].astype(str), projects["id"], strict=False))
+    elif rule == "table":
+        by_number = dict(zip(projects["project_number"].astype(str), projects["id"], strict=False))
+        by_id = {str(i): i for i in projects["id"]}
+        lookup = {x3: by_id.get(target, by_number.get(target)) for x3, target in (explicit or {}).items()}
+    else:
+        raise ValueError(f"unknown project match rule {rule!r} (project_number, origin_id, table)")
+    return x3_codes.map(lookup)

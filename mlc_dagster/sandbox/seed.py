@@ -1,0 +1,408 @@
+"""Deterministic demo universe shared by the Sage X3 and Procore sandboxes.
+
+Both sandboxes are built from one `SeedData`, so the X3 supplier codes match the
+Procore vendor `origin_id`s, X3 project codes match Procore project numbers, and
+the GL accounts line up with the shipped GL -> cost code mapping CSV. A few
+things are deliberately broken so the demo shows held POs: some GL accounts
+have no mapping, a couple of suppliers have no Procore vendor, and some vendors
+exist only in Procore.
+
+Records are kept in the shape each real API stores them: X3 records use X3
+column names (POHNUM, BPSNUM, UPDDATTIM, ...), Procore records use Procore's
+JSON field names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+# Ids above 2**32, as Procore's multi-region ids are.
+COMPANY_ID = 562949953421312
+ID_BASE = 562949953500000
+
+SANDBOX_CREDENTIALS = {
+    "procore_client_id": "mlc-sandbox-client",
+    "procore_client_secret": "sandbox-procore-secret-4f9c",
+    "x3_user": "MLCAPI",
+    "x3_password": "sandbox-x3-password-7d21",
+    "x3_endpoint": "SEED",
+    "x3_jwt_client_id": "8f1c2d3e4b5a69788796a5b4c3d2e1f0",
+    "x3_jwt_secret": "sandbox-x3-jwt-secret-a91e",
+    "x3_jwt_user": "MLCAPI",
+}
+
+SCALES = {
+    # name: (projects, POs per project, max lines per PO, fixed lines per PO or None)
+    "small": (20, 15, 15, None),
+    "medium": (20, 100, 15, None),
+    "backfill": (20, 250, 10, 10),
+    "large": (20, 1000, 20, 20),
+}
+
+UOMS = ["EA", "LS", "M3", "T", "HR", "M", "M2", "KG"]
+
+LINE_ITEM_TYPES = [
+    # (code, name, base_type)
+    ("M", "Materials", "materials"),
+    ("L", "Labor", "labor"),
+    ("E", "Equipment", "equipment"),
+    ("S", "Subcontract", "commitment"),
+    ("O", "Other", "other"),
+]
+
+COST_CODES = [
+    ("01-100", "General Requirements"),
+    ("01-500", "Temporary Facilities"),
+    ("02-200", "Site Preparation"),
+    ("02-300", "Earthwork"),
+    ("03-100", "Concrete Formwork"),
+    ("03-200", "Concrete Reinforcement"),
+    ("03-300", "Cast-in-Place Concrete"),
+    ("04-200", "Unit Masonry"),
+    ("05-100", "Structural Steel"),
+    ("05-500", "Metal Fabrications"),
+    ("06-100", "Rough Carpentry"),
+    ("07-200", "Insulation"),
+    ("07-500", "Membrane Roofing"),
+    ("08-100", "Doors and Frames"),
+    ("08-500", "Windows"),
+    ("09-200", "Plaster and Gypsum Board"),
+    ("09-600", "Flooring"),
+    ("09-900", "Painting"),
+    ("10-100", "Specialties"),
+    ("21-100", "Fire Suppression"),
+    ("22-100", "Plumbing"),
+    ("23-100", "HVAC"),
+    ("26-100", "Electrical"),
+    ("31-200", "Excavation and Fill"),
+    ("32-100", "Paving"),
+]
+
+# GL accounts (COA "SEED"). The last three are in use but deliberately unmapped.
+GL_ACCOUNTS = [
+    ("601100", "Purchases - general requirements", "01-100", "O"),
+    ("601150", "Site facilities hire", "01-500", "E"),
+    ("601200", "Site preparation", "02-200", "S"),
+    ("601300", "Earthworks subcontract", "02-300", "S"),
+    ("602100", "Formwork materials", "03-100", "M"),
+    ("602200", "Rebar", "03-200", "M"),
+    ("602300", "Ready-mix concrete", "03-300", "M"),
+    ("602400", "Masonry materials", "04-200", "M"),
+    ("603100", "Structural steel", "05-100", "M"),
+    ("603500", "Metalwork", "05-500", "S"),
+    ("604100", "Timber", "06-100", "M"),
+    ("604200", "Insulation materials", "07-200", "M"),
+    ("604500", "Roofing", "07-500", "S"),
+    ("605100", "Doors and ironmongery", "08-100", "M"),
+    ("605500", "Glazing", "08-500", "S"),
+    ("606200", "Drylining", "09-200", "S"),
+    ("606600", "Floor finishes", "09-600", "M"),
+    ("606900", "Decoration", "09-900", "L"),
+    ("607100", "Specialties", "10-100", "M"),
+    ("608100", "Sprinklers", "21-100", "S"),
+    ("608200", "Plumbing", "22-100", "S"),
+    ("608300", "Mechanical", "23-100", "S"),
+    ("608600", "Electrical", "26-100", "S"),
+    ("609200", "Bulk excavation", "31-200", "E"),
+    ("609300", "Paving", "32-100", "S"),
+    ("611000", "Plant hire", "01-500", "E"),
+    ("612000", "Labour agency", "01-100", "L"),
+    ("619900", "Sundry purchases - unallocated", None, None),
+    ("621000", "Small tools (uncoded)", None, None),
+    ("628800", "Consultancy (uncoded)", None, None),
+]
+UNMAPPED_GL_ACCOUNTS = [acc for acc, _d, code, _t in GL_ACCOUNTS if code is None]
+
+CITIES = [
+    ("London", "EC1A 1BB", "GB"), ("Manchester", "M1 1AE", "GB"), ("Leeds", "LS1 4AP", "GB"),
+    ("Bristol", "BS1 4ST", "GB"), ("Birmingham", "B1 1BB", "GB"), ("Lyon", "69002", "FR"),
+    ("Paris", "75008", "FR"), ("Glasgow", "G1 1XQ", "GB"),
+]
+SUPPLIER_WORDS = [
+    "Atlas", "Beacon", "Cedar", "Delta", "Ember", "Falcon", "Granite", "Harbor", "Iron",
+    "Juniper", "Keystone", "Lumen", "Meridian", "Northgate", "Oakridge", "Pinnacle", "Quarry",
+    "Ridgeway", "Summit", "Titan", "Union", "Vertex", "Westfield", "Yardley",
+]
+SUPPLIER_TRADES = [
+    "Concrete", "Steel", "Timber", "Electrical", "Plumbing", "Plant Hire", "Roofing",
+    "Glazing", "Scaffolding", "Aggregates", "Mechanical", "Interiors",
+]
+ITEMS = [
+    ("CONC-C30", "Ready-mix concrete C30/37", "M3"), ("REBAR-16", "Rebar B500B 16mm", "T"),
+    ("PLY-18", "Plywood 18mm sheet", "EA"), ("STL-UB", "Universal beam 305x165", "T"),
+    ("LAB-DAY", "Labour day rate", "HR"), ("EXC-HIRE", "Excavator hire", "HR"),
+    ("INS-100", "Mineral wool insulation", "M2"), ("ROOF-SYS", "Roofing system install", "LS"),
+    ("CABLE-6", "Cable 6mm twin and earth", "M"), ("PIPE-22", "Copper pipe 22mm", "M"),
+    ("DOOR-FD30", "Fire door set FD30", "EA"), ("GLZ-PNL", "Glazing panel", "M2"),
+    ("PAINT-W", "Emulsion paint", "KG"), ("SUB-LS", "Subcontract package", "LS"),
+]
+
+
+def stamp(dt: datetime) -> str:
+    """X3 update stamps are UTC datetimes with second resolution."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+@dataclass
+class SeedData:
+    seed: int
+    scale: str
+    company: dict
+    projects: list[dict]  # Procore projects
+    x3_projects: list[dict]  # X3 project codes (PJTH values)
+    standard_cost_code_list: dict
+    standard_cost_codes: list[dict]
+    project_cost_codes: dict[int, list[dict]]  # procore project id -> cost codes
+    line_item_types: list[dict]
+    sub_jobs: dict[int, list[dict]]
+    uoms: list[dict]
+    vendors: list[dict]  # Procore company vendors
+    billing_periods: dict[int, list[dict]]
+    x3_suppliers: list[dict]  # BPSUPPLIER records
+    x3_gl_accounts: list[dict]  # GACCOUNT records
+    x3_dimensions: list[dict]  # CACCE records
+    x3_purchase_orders: list[dict]  # PORDER headers with "lines" (PORDERQ-like)
+    x3_purchase_invoices: list[dict]  # PINVOICE headers with "lines"
+    mapping_csv: str = ""
+    ids: dict = field(default_factory=dict)
+
+
+class _Ids:
+    """Sequential 64-bit id allocator (Procore ids exceed 32 bits)."""
+
+    def __init__(self, start: int = ID_BASE) -> None:
+        self.next = start
+
+    def __call__(self) -> int:
+        self.next += 1
+        return self.next
+
+
+def gl_mapping_csv() -> str:
+    """The GL -> cost code table an accountant would keep for the demo data."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["gl_account", "cost_code", "cost_type"])
+    for acc, _des, code, ctype in GL_ACCOUNTS:
+        if code is not None:
+            writer.writerow([acc, code, ctype or ""])
+    return out.getvalue()
+
+
+def build_seed(
+    seed: int = 42,
+    scale: str = "small",
+    *,
+    projects: int | None = None,
+    pos_per_project: int | None = None,
+    lines_per_po: int | None = None,
+) -> SeedData:
+    """Build the whole demo universe. Same arguments -> byte-identical data."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    n_projects, n_pos, max_lines, fixed_lines = SCALES[scale]
+    n_projects = projects or n_projects
+    n_pos = pos_per_project or n_pos
+    if lines_per_po:
+        fixed_lines = max_lines = lines_per_po
+    rng = random.Random(seed)
+    new_id = _Ids()
+    base_time = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
+    created = stamp(base_time - timedelta(days=30))
+
+    company = {"id": COMPANY_ID, "name": "Northbridge Construction Ltd", "is_active": True}
+
+    # --- Procore reference data -------------------------------------------------
+    procore_projects, x3_projects = [], []
+    for i in range(n_projects):
+        number = f"P{1001 + i}"
+        city = CITIES[i % len(CITIES)]
+        name = f"{city[0]} {['Tower', 'Depot', 'School', 'Clinic', 'Bridge'][i % 5]} {i + 1:02d}"
+        procore_projects.append({
+            "id": new_id(), "name": name, "display_name": f"{number} - {name}",
+            "project_number": number, "active": True, "city": city[0], "zip": city[1],
+            "country_code": city[2], "origin_id": None, "origin_code": None, "origin_data": None,
+            "company": {"id": COMPANY_ID, "name": company["name"]},
+            "created_at": created, "updated_at": created,
+        })
+        x3_projects.append({"PJTNUM": number, "DES": name})
+
+    scc_list = {"id": new_id(), "name": "ERP Standard Cost Code List", "company_id": COMPANY_ID}
+    standard_cost_codes = []
+    for code, name in COST_CODES:
+        standard_cost_codes.append({
+            "id": new_id(), "standard_cost_code_list_id": scc_list["id"], "parent_id": None,
+            "code": code, "full_code": code, "name": name, "origin_id": None, "origin_data": None,
+            "created_at": created, "updated_at": created,
+        })
+    project_cost_codes: dict[int, list[dict]] = {}
+    sub_jobs: dict[int, list[dict]] = {}
+    billing_periods: dict[int, list[dict]] = {}
+    for project in procore_projects:
+        project_cost_codes[project["id"]] = [
+            {
+                "id": new_id(), "code": scc["code"], "full_code": scc["code"], "name": scc["name"],
+                "standard_cost_code_id": scc["id"], "parent": None, "position": pos,
+                "biller_type": "Project", "biller_id": project["id"], "origin_id": None,
+                "origin_data": None, "created_at": created, "updated_at": created,
+                "deleted_at": None,
+            }
+            for pos, scc in enumerate(standard_cost_codes)
+        ]
+        sub_jobs[project["id"]] = [
+            {"id": new_id(), "code": f"{project['project_number']}-{s}", "name": name,
+             "origin_id": None, "origin_data": None, "created_at": created, "updated_at": created}
+            for s, name in (("A", "Phase A - Substructure"), ("B", "Phase B - Superstructure"))
+        ]
+        billing_periods[project["id"]] = []
+        for month in range(1, 13):
+            start = datetime(2026, month, 1).date()
+            end = (datetime(2026 + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).date()
+            billing_periods[project["id"]].append({
+                "id": new_id(), "start_date": start.isoformat(), "end_date": end.isoformat(),
+                "due_date": end.isoformat(), "status": "open", "position": month,
+            })
+
+    line_item_types = [
+        {"id": new_id(), "code": code, "name": name, "base_type": base, "origin_id": None,
+         "origin_data": None}
+        for code, name, base in LINE_ITEM_TYPES
+    ]
+    uoms = [{"id": new_id(), "name": u, "uom_category_id": 1} for u in UOMS]
+
+    # --- suppliers / vendors -------------------------------------------------------
+    x3_suppliers, vendors = [], []
+    n_suppliers = 40
+    no_vendor = {n_suppliers - 1, n_suppliers - 2}  # X3-only: POs from them are held
+    for i in range(n_suppliers):
+        code = f"SUP{i + 1:03d}"
+        word = SUPPLIER_WORDS[i % len(SUPPLIER_WORDS)]
+        trade = SUPPLIER_TRADES[(i * 7) % len(SUPPLIER_TRADES)]
+        name = f"{word} {trade} Ltd" if i < len(SUPPLIER_WORDS) else f"{word} {trade} Group"
+        city = CITIES[i % len(CITIES)]
+        tax_id = f"GB{100000000 + i * 7919:09d}"
+        stamp_at = stamp(base_time - timedelta(days=20, minutes=i))
+        x3_suppliers.append({
+            "BPSNUM": code, "BPSNAM": name, "BPSSHO": name[:10], "BPSTYP": 1, "ENAFLG": 2,
+            "CUR": "GBP" if city[2] == "GB" else "EUR", "CRY": city[2], "CTY": city[0],
+            "POSCOD": city[1], "ADDLIG": f"{10 + i} Industrial Estate", "TEL": f"+44 20 7946 {i:04d}",
+            "WEB": f"{code.lower()}@example.com", "EECNUM": tax_id,
+            "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at,
+        })
+        if i not in no_vendor:
+            vendors.append({
+                "id": new_id(), "name": name, "abbreviated_name": name[:10], "address": x3_suppliers[-1]["ADDLIG"],
+                "city": city[0], "zip": city[1], "country_code": city[2], "business_phone": x3_suppliers[-1]["TEL"],
+                "email_address": x3_suppliers[-1]["WEB"], "is_active": True, "origin_id": code,
+                "origin_code": code, "origin_data": None, "synced_to_erp": True, "tax_id": tax_id,
+                "company": company["name"], "created_at": created, "updated_at": created,
+            })
+    for j, name in enumerate(["Harbor Crane Services", "Local Skip Hire", "Brightline Surveys"]):
+        city = CITIES[j]
+        vendors.append({
+            "id": new_id(), "name": name, "abbreviated_name": name[:10], "address": f"{j + 1} High Street",
+            "city": city[0], "zip": city[1], "country_code": city[2], "business_phone": None,
+            "email_address": None, "is_active": True, "origin_id": None, "origin_code": None,
+            "origin_data": None, "synced_to_erp": False, "tax_id": None,
+            "company": company["name"], "created_at": created, "updated_at": created,
+        })
+
+    # --- X3 GL accounts and dimensions ---------------------------------------------
+    x3_gl_accounts = [
+        {"COA": "SEED", "ACC": acc, "DES": des, "UPDDATTIM": stamp(base_time - timedelta(days=60))}
+        for acc, des, _c, _t in GL_ACCOUNTS
+    ]
+    x3_dimensions = [
+        {"DIE": "PRJ", "CCE": p["PJTNUM"], "DES": p["DES"][:30], "DESSHO": p["PJTNUM"], "ENAFLG": 2,
+         "UPDDATTIM": stamp(base_time - timedelta(days=60))}
+        for p in x3_projects
+    ]
+
+    # --- X3 purchase orders ----------------------------------------------------------
+    mapped_accounts = [g for g in GL_ACCOUNTS if g[2] is not None]
+    supplier_pool = [s["BPSNUM"] for s in x3_suppliers]
+    x3_pos = []
+    po_seq = 0
+    for p_index, project in enumerate(x3_projects):
+        for k in range(n_pos):
+            po_seq += 1
+            number = f"PO{26000000 + po_seq:08d}"
+            n_lines = fixed_lines or rng.randint(1, max_lines)
+            supplier = supplier_pool[rng.randrange(len(supplier_pool) - 2)]
+            if rng.random() < 0.02:
+                supplier = supplier_pool[-1 - rng.randrange(2)]  # X3-only supplier -> held
+            order_day = base_time + timedelta(days=rng.randrange(300))
+            stamp_at = stamp(base_time + timedelta(seconds=po_seq * 7))
+            lines = []
+            for n in range(n_lines):
+                item, desc, uom = ITEMS[rng.randrange(len(ITEMS))]
+                acc = mapped_accounts[rng.randrange(len(mapped_accounts))][0]
+                if rng.random() < 0.004:
+                    acc = UNMAPPED_GL_ACCOUNTS[rng.randrange(len(UNMAPPED_GL_ACCOUNTS))]
+                qty = Decimal(rng.randint(1, 400)) if uom != "LS" else Decimal(1)
+                price = Decimal(rng.randint(500, 500000)) / 100
+                lines.append({
+                    "POHNUM": number, "POPLIN": (n + 1) * 1000, "POQSEQ": 1, "ITMREF": item,
+                    "ITMDES": desc, "ACC": acc, "PJT": project["PJTNUM"], "QTYUOM": str(qty), "UOM": uom,
+                    "NETPRI": money(price), "LINAMT": money(qty * price), "LINCLEFLG": 1,
+                    "LINSTA": 1, "LINREVNUM": 0, "UPDDATTIM": stamp_at,
+                })
+            closed = rng.random() < 0.04
+            x3_pos.append({
+                "POHNUM": number, "POHTYP": 1, "POHFCY": "FR011" if p_index % 7 == 5 else "GB011",
+                "ORDDAT": order_day.date().isoformat(), "BPSNUM": supplier, "PJTH": project["PJTNUM"],
+                "CUR": "GBP", "REVNUM": 0, "CLEFLG": 2 if closed else 1, "APPFLG": 3,
+                "ORDREF": f"Order {project['PJTNUM']}-{k + 1:04d}",
+                "TOTORD": money(sum(Decimal(line["LINAMT"]) for line in lines)),
+                "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
+            })
+
+    # --- X3 purchase invoices --------------------------------------------------------
+    x3_invoices = []
+    inv_seq = 0
+    open_pos = [po for po in x3_pos if po["CLEFLG"] == 1]
+    for po in open_pos[: max(1, len(open_pos) * 3 // 10)]:
+        inv_seq += 1
+        number = f"PI{26000000 + inv_seq:08d}"
+        inv_day = datetime.fromisoformat(po["ORDDAT"]) + timedelta(days=rng.randint(5, 40))
+        if inv_day.year > 2026:
+            inv_day = datetime(2026, 12, 15)
+        stamp_at = stamp(base_time + timedelta(seconds=po_seq * 7 + inv_seq * 5))
+        lines = []
+        for n, po_line in enumerate(po["lines"][: rng.randint(1, len(po["lines"]))]):
+            frac = Decimal(rng.choice([25, 50, 75, 100])) / 100
+            qty = (Decimal(po_line["QTYUOM"]) * frac).quantize(Decimal("0.001"))
+            amount = Decimal(po_line["NETPRI"]) * qty
+            lines.append({
+                "NUM": number, "PIDLIN": (n + 1) * 1000, "POHNUM": po["POHNUM"],
+                "POPLIN": po_line["POPLIN"], "POQSEQ": 1, "ITMREF": po_line["ITMREF"],
+                "ITMDES": po_line["ITMDES"], "ACC": po_line["ACC"], "QTYUOM": str(qty),
+                "UOM": po_line["UOM"], "NETPRI": po_line["NETPRI"], "AMTNOTLIN": money(amount),
+                "UPDDATTIM": stamp_at,
+            })
+        x3_invoices.append({
+            "NUM": number, "PIHTYP": 1, "BPSNUM": po["BPSNUM"], "BPSINV": f"INV-{inv_seq:05d}",
+            "INVDAT": inv_day.date().isoformat(), "ACCDAT": inv_day.date().isoformat(),
+            "CUR": po["CUR"], "PJT": po["PJTH"],
+            "AMTNOT": money(sum(Decimal(line["AMTNOTLIN"]) for line in lines)),
+            "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
+        })
+
+    return SeedData(
+        seed=seed, scale=scale, company=company, projects=procore_projects,
+        x3_projects=x3_projects, standard_cost_code_list=scc_list,
+        standard_cost_codes=standard_cost_codes, project_cost_codes=project_cost_codes,
+        line_item_types=line_item_types, sub_jobs=sub_jobs, uoms=uoms, vendors=vendors,
+        billing_periods=billing_periods, x3_suppliers=x3_suppliers, x3_gl_accounts=x3_gl_accounts,
+        x3_dimensions=x3_dimensions, x3_purchase_orders=x3_pos, x3_purchase_invoices=x3_invoices,
+        mapping_csv=gl_mapping_csv(), ids={"next": new_id.next},
+    )
