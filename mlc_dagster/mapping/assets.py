@@ -1,6 +1,5 @@
 """The accountants' GL -> cost code table, and desired commitments built from it."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

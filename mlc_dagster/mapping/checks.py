@@ -1,6 +1,5 @@
 """Mapping checks that must pass before any write (blocking, ERROR)."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -124,7 +124,8 @@ def build_desired_commitments(
 
     # Vendor: supplier code == vendor origin_id, and the vendor must be active.
     active = vendors[vendors["is_active"].fillna(True).astype(bool)] if len(vendors) else vendors
-    vendor_ids = dict(zip(active.get("origin_id", []), active.get("id", []), strict=False))
+    linked = active[active["origin_id"].notna()] if len(active) else active
+    vendor_ids = dict(zip(linked.get("origin_id", []), linked.get("id", []), strict=False))
     headers["vendor_id"] = headers["supplier_code"].map(vendor_ids)
     no_vendor = headers[headers["vendor_id"].isna()]
     holds.append(pd.DataFrame({
@@ -167,7 +168,8 @@ def build_desired_commitments(
                                          missing_code["gl_account"], missing_code["po_project"],
                                          strict=True)],
     }))
-    type_ids = dict(zip(line_item_types.get("code", []), line_item_types.get("id", []), strict=False))
+    typed = line_item_types[line_item_types["code"].notna()] if len(line_item_types) else line_item_types
+    type_ids = dict(zip(typed.get("code", []), typed.get("id", []), strict=False))
     lines["cost_type"] = lines["cost_type"].fillna("")
     lines["line_item_type_id"] = lines["cost_type"].map(type_ids)
     bad_type = lines[(lines["cost_type"] != "") & lines["line_item_type_id"].isna()]

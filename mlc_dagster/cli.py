@@ -1,0 +1,140 @@
+"""`mlc-dagster`: sandboxes, the one-command demo, a connectivity check and the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ENTITY_ALIASES = {"po": "purchase_order", "purchase_order": "purchase_order",
+                  "invoice": "purchase_invoice", "supplier": "supplier"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlc-dagster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="run the Procore and Sage X3 sandboxes (foreground)")
+    _sandbox_args(sandbox)
+    sandbox.add_argument("--write-env", metavar="FILE", help="write the connector settings here")
+
+    demo = sub.add_parser("demo", help="sandboxes + Dagster UI with the sensor on")
+    _sandbox_args(demo)
+    demo.add_argument("--ui-port", type=int, default=3000)
+    demo.add_argument("--dagster-home", default=".dagster_home")
+
+    sub.add_parser("ping", help="check both systems with the configured settings")
+
+    audit = sub.add_parser("audit", help="the history of one record, oldest first")
+    audit.add_argument("entity", help="po | invoice | supplier")
+    audit.add_argument("key", help="e.g. a PO number")
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+
+    args = parser.parse_args(argv)
+    return {"sandbox": cmd_sandbox, "demo": cmd_demo, "ping": cmd_ping,
+            "audit": cmd_audit}[args.command](args)
+
+
+def _sandbox_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--scale", default="small", help="small | medium | backfill | large")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    parser.add_argument("--procore-port", type=int, default=8710)
+    parser.add_argument("--x3-port", type=int, default=8720)
+    parser.add_argument("--x3-api", default="rest", choices=["rest", "graphql"])
+
+
+def cmd_sandbox(args) -> int:
+    from mlc_dagster.sandbox.server import ensure_loopback, serve_forever
+
+    try:
+        ensure_loopback(args.host)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(handles, _env):
+        print(f"Procore sandbox: {handles['procore'].url}")
+        print(f"Sage X3 sandbox: {handles['sage_x3'].url}  (REST /api1/x3/erp/SEED, GraphQL /xtrem/api)")
+        if args.write_env:
+            print(f"Settings written to {args.write_env}; load them with: set -a; . {args.write_env}; set +a")
+        print("Ctrl-C to stop.", flush=True)
+
+    serve_forever(args.seed, args.scale, args.host, args.procore_port, args.x3_port,
+                  args.write_env, args.x3_api, on_ready=ready)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Start the sandboxes, then `dagster dev` pointed at them with automation on."""
+    from mlc_dagster.sandbox.server import running_sandboxes, sandbox_env, write_env_file
+
+    home = Path(args.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    repo_config = Path("dagster.yaml")
+    if repo_config.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(repo_config, home / "dagster.yaml")
+    with running_sandboxes(args.seed, args.scale, args.host, args.procore_port,
+                           args.x3_port) as handles:
+        env = sandbox_env(handles["procore"].url, handles["sage_x3"].url, args.x3_api)
+        write_env_file(str(home / "sandbox.env"), env)
+        env.update({"DAGSTER_HOME": str(home), "MLC_AUTOMATION_ON": "1",
+                    "MLC_SENSOR_INTERVAL_SECONDS": os.environ.get("MLC_SENSOR_INTERVAL_SECONDS", "30")})
+        print(f"Procore sandbox {handles['procore'].url} | Sage X3 sandbox {handles['sage_x3'].url}")
+        print(f"Dagster UI: http://127.0.0.1:{args.ui_port}  (sensor x3_purchase_order_changes is on)")
+        print(f"Sandbox settings: {home / 'sandbox.env'}", flush=True)
+        cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlc_dagster.definitions",
+               "-h", "127.0.0.1", "-p", str(args.ui_port)]
+        proc = subprocess.Popen(cmd, env={**os.environ, **env})
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            return proc.wait()
+
+
+def cmd_ping(_args) -> int:
+    from mlc_dagster.ping import run_ping
+
+    report = run_ping(os.environ)
+    width = max(len(r.check) for r in report)
+    for row in report:
+        mark = "ok  " if row.ok else "FAIL"
+        print(f"{mark} {row.check.ljust(width)}  {row.detail}")
+        if not row.ok and row.fix:
+            print(f"     {' ' * width}  fix: {row.fix}")
+    failed = sum(not r.ok for r in report)
+    print(f"\n{len(report) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_audit(args) -> int:
+    from mlc_dagster.ledger.store import Ledger
+
+    entity = ENTITY_ALIASES.get(args.entity)
+    if entity is None:
+        print(f"error: unknown entity {args.entity!r} (po, invoice, supplier)", file=sys.stderr)
+        return 2
+    events = Ledger().events(entity, args.key)
+    if args.json:
+        print(json.dumps(events, default=str, indent=2))
+        return 0 if events else 1
+    if not events:
+        print(f"no history for {args.entity} {args.key}")
+        return 1
+    for event in events:
+        summary = (event.get("changes") or {}).get("summary") if isinstance(
+            event.get("changes"), dict) else None
+        detail = "; ".join(summary) if summary else (event.get("reason") or "")
+        print(f"{event['at']:%Y-%m-%d %H:%M:%S}  run {str(event['run_id'])[:8]}  "
+              f"{event['action']:<10} {event['status']:<8} {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

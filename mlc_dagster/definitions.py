@@ -1,0 +1,61 @@
+"""The one Definitions object of the ml-connector code location."""
+
+
+import os
+
+import dagster as dg
+
+from mlc_dagster.jobs import sync_sage_x3_to_procore
+from mlc_dagster.mapping import assets as mapping_assets
+from mlc_dagster.mapping import checks as mapping_checks
+from mlc_dagster.procore import assets as procore_assets
+from mlc_dagster.procore.schedules import sync_fallback_schedule
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.resources.sage_x3 import SageX3Resource
+from mlc_dagster.sage_x3 import assets as sage_x3_assets
+from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+
+
+def _optional_env(name: str):
+    """An EnvVar reference when the variable is set, else None (optional settings)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _insecure_loopback() -> bool:
+    return os.environ.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
+
+
+def build_resources() -> dict:
+    return {
+        "procore": ProcoreResource(
+            login_url=dg.EnvVar("PROCORE_LOGIN_URL"),
+            api_url=dg.EnvVar("PROCORE_API_URL"),
+            client_id=dg.EnvVar("PROCORE_CLIENT_ID"),
+            client_secret=dg.EnvVar("PROCORE_CLIENT_SECRET"),
+            company_id=dg.EnvVar("PROCORE_COMPANY_ID"),
+            allow_insecure_loopback=_insecure_loopback(),
+        ),
+        "sage_x3": SageX3Resource(
+            api=os.environ.get("SAGE_X3_API", "rest"),
+            url=dg.EnvVar("SAGE_X3_URL"),
+            endpoint=os.environ.get("SAGE_X3_ENDPOINT", "SEED"),
+            user=_optional_env("SAGE_X3_USER"),
+            password=_optional_env("SAGE_X3_PASSWORD"),
+            jwt_client_id=_optional_env("SAGE_X3_JWT_CLIENT_ID"),
+            jwt_secret=_optional_env("SAGE_X3_JWT_SECRET"),
+            jwt_user=_optional_env("SAGE_X3_JWT_USER"),
+            allow_insecure_loopback=_insecure_loopback(),
+        ),
+        "ledger": LedgerResource(url=_optional_env("MLC_LEDGER_URL") or ""),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([sage_x3_assets, procore_assets, mapping_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([mapping_checks]),
+    jobs=[sync_sage_x3_to_procore],
+    sensors=[x3_purchase_order_changes],
+    schedules=[sync_fallback_schedule],
+    resources=build_resources(),
+)

@@ -1,0 +1,17 @@
+"""Jobs by name, as users launch them from the UI or the sensors and schedules do."""
+
+
+import dagster as dg
+
+from mlc_dagster.settings import Settings
+
+# Runs carrying the same company tag queue behind each other (see dagster.yaml), so two
+# runs never write to the same Procore company at once.
+COMPANY_TAG = "mlc/procore_company"
+
+sync_sage_x3_to_procore = dg.define_asset_job(
+    name="sync_sage_x3_to_procore",
+    selection=dg.AssetSelection.groups("sage_x3", "procore_reference", "mapping", "procore"),
+    description="Sage X3 purchase orders -> Procore commitments (staging, mapping, writes).",
+    tags={COMPANY_TAG: Settings.from_env().company_tag},
+)

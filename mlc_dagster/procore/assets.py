@@ -1,0 +1,120 @@
+"""Procore reference data (read) and Procore commitments (the write step)."""
+
+
+import dagster as dg
+import pandas as pd
+
+from mlc_dagster.ledger.store import Ledger
+from mlc_dagster.mapping.commitments import DesiredCommitments
+from mlc_dagster.procore.commitment_sync import (
+    ENTITY,
+    CommitmentWriter,
+    plan_commitment_writes,
+)
+from mlc_dagster.procore.reference import (
+    LINE_ITEM_TYPE_COLUMNS,
+    PROJECT_COLUMNS,
+    VENDOR_COLUMNS,
+    cost_codes_frame,
+    frame,
+)
+from mlc_dagster.resources.http_core import WaitTooLong
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.settings import Settings
+from mlc_dagster.utils import table_metadata
+
+REFERENCE = {"group_name": "procore_reference", "kinds": {"pandas", "procore"}}
+
+
+@dg.asset(**REFERENCE)
+def procore_projects(procore: ProcoreResource) -> dg.Output[pd.DataFrame]:
+    """Active projects of the company: the targets X3 project codes are matched to."""
+    df = frame(procore.get_client().projects(), PROJECT_COLUMNS)
+    return dg.Output(df, metadata={"projects": len(df)})
+
+
+@dg.asset(**REFERENCE)
+def procore_vendors(procore: ProcoreResource) -> dg.Output[pd.DataFrame]:
+    """Company directory vendors; `origin_id` holds the X3 supplier code."""
+    df = frame(procore.get_client().vendors(), VENDOR_COLUMNS)
+    return dg.Output(df, metadata={"vendors": len(df),
+                                   "linked_to_x3": int(df["origin_id"].notna().sum())})
+
+
+@dg.asset(**REFERENCE)
+def procore_cost_codes(procore: ProcoreResource, procore_projects: pd.DataFrame
+                       ) -> dg.Output[pd.DataFrame]:
+    """Project cost codes for every project (one call per project, once per run)."""
+    client = procore.get_client()
+    df = cost_codes_frame({int(pid): client.project_cost_codes(int(pid))
+                           for pid in procore_projects["id"]})
+    return dg.Output(df, metadata={"cost_codes": len(df), "distinct_codes": df["code"].nunique()})
+
+
+@dg.asset(**REFERENCE)
+def procore_line_item_types(procore: ProcoreResource) -> dg.Output[pd.DataFrame]:
+    """Line item types (cost types) of the company."""
+    df = frame(procore.get_client().line_item_types(), LINE_ITEM_TYPE_COLUMNS)
+    return dg.Output(df, metadata={"line_item_types": len(df)})
+
+
+class CommitmentWriteConfig(dg.Config):
+    max_pos: int = 0  # 0 = MLC_MAX_POS_PER_RUN; the rest waits for the next run
+
+
+@dg.asset(
+    group_name="procore",
+    kinds={"procore"},
+    pool="procore_api",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL,
+                                jitter=dg.Jitter.PLUS_MINUS),
+)
+def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWriteConfig,
+                        mapped_commitments: DesiredCommitments, procore: ProcoreResource,
+                        ledger: LedgerResource) -> dg.MaterializeResult:
+    """Write the difference between desired commitments and what the ledger says was written.
+
+    Headers go through `purchase_order_contracts/sync` (one call per project per <=1000 POs),
+    lines through one `line_items/sync` per changed PO; removed lines are deleted. Unchanged
+    POs cost nothing. Outcomes (synced / held / failed, with reasons) go to the ledger.
+    """
+    settings = Settings.from_env()
+    store: Ledger = ledger.get_ledger()
+    client = procore.get_client()
+    keys = [c.po_number for c in mapped_commitments.commitments] + list(
+        mapped_commitments.held_reasons())
+    plan = plan_commitment_writes(mapped_commitments, store.states(ENTITY, keys),
+                                  new_status=settings.new_commitment_status,
+                                  inactive_status=settings.inactive_status)
+    limit = config.max_pos or settings.max_pos_per_run
+    deferred = max(0, len(plan.writes) - limit)
+    plan.writes = plan.writes[:limit]
+    context.log.info(f"commitments: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
+                     f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
+    writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info)
+    try:
+        outcomes = writer.run(plan)
+    except WaitTooLong as exc:
+        writer._flush()
+        raise dg.RetryRequested(max_retries=5, seconds_to_wait=min(exc.seconds, 3600)) from None
+
+    rows = pd.DataFrame([
+        {"po": o.po_number, "action": o.action, "status": o.status, "procore_id": o.procore_id,
+         "detail": o.reason or "; ".join(o.changes)} for o in outcomes
+    ], columns=["po", "action", "status", "procore_id", "detail"])
+    count = rows.groupby(["status", "action"]).size() if len(rows) else pd.Series(dtype=int)
+    stats = client.stats
+    return dg.MaterializeResult(metadata={
+        "created": int(count.get(("synced", "create"), 0)),
+        "updated": int(count.get(("synced", "update"), 0)),
+        "inactivated": int(count.get(("synced", "inactivate"), 0)),
+        "unchanged": len(plan.unchanged),
+        "held": int((rows["status"] == "held").sum()) if len(rows) else 0,
+        "failed": int((rows["status"] == "failed").sum()) if len(rows) else 0,
+        "deferred": deferred,
+        "procore_calls": stats.total_calls,
+        "procore_429s": stats.rate_limited,
+        "rate_limit_wait_seconds": round(stats.waited_seconds, 1),
+        "pos_touched": table_metadata(rows),
+    })

@@ -1,0 +1,49 @@
+"""ProcoreResource: the Dagster face of ProcoreClient (secrets only via dg.EnvVar)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from mlc_dagster.resources.http_core import RetryPolicy
+from mlc_dagster.resources.procore_client import ProcoreClient
+from mlc_dagster.resources.tls import check_url
+
+
+class ProcoreResource(dg.ConfigurableResource):
+    """OAuth client credentials, pacing by rate-limit headers, retries and batch sync.
+
+    Production, developer-sandbox and monthly-sandbox differ only by the two
+    URLs (e.g. https://login-sandbox.procore.com + https://sandbox.procore.com).
+    """
+
+    login_url: str = "https://login.procore.com"
+    api_url: str = "https://api.procore.com"
+    client_id: str
+    client_secret: str
+    company_id: str
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    max_wait_seconds: float = 120.0
+    allow_insecure_loopback: bool = False
+
+    _client: ProcoreClient | None = PrivateAttr(default=None)
+
+    def get_client(self) -> ProcoreClient:
+        """One client per run (or sensor tick), so the token and pacing state are shared."""
+        if self._client is None:
+            self._client = ProcoreClient(
+                check_url(self.login_url, allow_insecure_loopback=self.allow_insecure_loopback,
+                          setting="PROCORE_LOGIN_URL"),
+                check_url(self.api_url, allow_insecure_loopback=self.allow_insecure_loopback,
+                          setting="PROCORE_API_URL"),
+                self.client_id, self.client_secret, int(self.company_id),
+                timeout=self.timeout_seconds, retry=RetryPolicy(max_attempts=self.max_attempts),
+                max_wait_seconds=self.max_wait_seconds,
+            )
+        return self._client
+
+    def teardown_after_execution(self, context) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

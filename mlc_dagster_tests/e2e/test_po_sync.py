@@ -1,0 +1,259 @@
+"""End to end: seeded sandboxes over HTTP + the real Dagster job, sensor and ledger."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from decimal import Decimal
+
+import dagster as dg
+import httpx
+import pytest
+
+from mlc_dagster.ledger.store import Ledger
+from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, UNMAPPED_GL_ACCOUNTS
+from mlc_dagster_tests.conftest import sandbox_calls
+
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+
+
+@pytest.fixture
+def sync_env(sandbox_settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLC_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    mapping = tmp_path / "gl_map.csv"
+    from mlc_dagster.settings import sample_mapping_path
+
+    mapping.write_text(open(sample_mapping_path()).read())
+    monkeypatch.setenv("MLC_GL_MAPPING_CSV", str(mapping))
+    return {"ledger_url": f"sqlite:///{tmp_path / 'ledger.sqlite'}", "mapping": mapping}
+
+
+def run_sync(**run_config):
+    from mlc_dagster.definitions import defs
+
+    job = defs.resolve_job_def("sync_sage_x3_to_procore")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                        run_config=run_config or None)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+class Procore:
+    """Reads Procore sandbox state the way any API client would."""
+
+    def __init__(self, url: str):
+        token = httpx.post(f"{url}/oauth/token", json={
+            "grant_type": "client_credentials",
+            "client_id": SANDBOX_CREDENTIALS["procore_client_id"],
+            "client_secret": SANDBOX_CREDENTIALS["procore_client_secret"]}).json()["access_token"]
+        from mlc_dagster.sandbox.seed import COMPANY_ID
+
+        self.http = httpx.Client(base_url=url, headers={
+            "Authorization": f"Bearer {token}", "Procore-Company-Id": str(COMPANY_ID)})
+        self.company_id = COMPANY_ID
+
+    def projects(self):
+        return self.http.get("/rest/v1.0/projects", params={"company_id": self.company_id,
+                                                             "per_page": 1000}).json()
+
+    def contracts(self):
+        out = []
+        for project in self.projects():
+            page = self.http.get("/rest/v1.0/purchase_order_contracts",
+                                 params={"project_id": project["id"], "per_page": 1000}).json()
+            out += [dict(c, project_id=project["id"]) for c in page]
+        return out
+
+    def line_items(self, contract):
+        return self.http.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
+                             params={"project_id": contract["project_id"], "per_page": 1000}).json()
+
+
+class X3:
+    """Drives Sage X3 sandbox data through its REST API ($create / $edit / DELETE)."""
+
+    def __init__(self, url: str):
+        self.http = httpx.Client(base_url=f"{url}/api1/x3/erp/SEED", auth=(
+            SANDBOX_CREDENTIALS["x3_user"], SANDBOX_CREDENTIALS["x3_password"]))
+
+    def po(self, number):
+        r = self.http.get(f"/PORDER('{number}')", params={"representation": "PORDER.$details"})
+        r.raise_for_status()
+        return r.json()
+
+    def edit_po(self, number, body):
+        r = self.http.put(f"/PORDER('{number}')", params={"representation": "PORDER.$edit"},
+                          json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def create_po(self, body):
+        r = self.http.post("/PORDER", params={"representation": "PORDER.$create"}, json=body)
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+
+def _expected_pos(seed_pos, vendors_with_origin):
+    """POs the seed makes syncable: every line mapped, supplier has a vendor, data valid."""
+    return {po["POHNUM"] for po in seed_pos
+            if po["BPSNUM"] in vendors_with_origin
+            and not any(line["ACC"] in UNMAPPED_GL_ACCOUNTS for line in po["lines"])}
+
+
+def test_seeded_run_syncs_every_valid_po_and_second_run_writes_nothing(sandboxes, sync_env):
+    from mlc_dagster.sandbox.seed import build_seed
+
+    seed = build_seed(42, "small")
+    expected = _expected_pos(seed.x3_purchase_orders, {v["origin_id"] for v in seed.vendors})
+    run_sync()
+
+    procore = Procore(sandboxes["procore"].url)
+    contracts = procore.contracts()
+    origins = Counter(c["origin_id"] for c in contracts)
+    assert all(n == 1 for n in origins.values()), "duplicate contracts"
+    assert {c["origin_code"] for c in contracts} == expected
+
+    by_po = {po["POHNUM"]: po for po in seed.x3_purchase_orders}
+    mapping = {row[0]: row[1] for row in
+               (line.split(",") for line in seed.mapping_csv.splitlines()[1:])}
+    for contract in contracts:
+        po = by_po[contract["origin_code"]]
+        items = procore.line_items(contract)
+        assert len(items) == len(po["lines"])
+        procore_totals, x3_totals = defaultdict(Decimal), defaultdict(Decimal)
+        for item in items:
+            procore_totals[item["cost_code"]["code"]] += Decimal(str(item["amount"]))
+        for line in po["lines"]:
+            x3_totals[mapping[line["ACC"]]] += Decimal(line["LINAMT"])
+        assert procore_totals == x3_totals, po["POHNUM"]
+        expected_status = "Closed" if po["CLEFLG"] == 2 else "Draft"
+        assert contract["status"] == expected_status
+
+    ledger = Ledger(sync_env["ledger_url"])
+    held = ledger.keys_with_status("purchase_order", ["held"])
+    assert set(held) == {po["POHNUM"] for po in seed.x3_purchase_orders} - expected
+    reasons = {k: s.reason for k, s in ledger.states("purchase_order", held).items()}
+    assert all(reasons.values())
+    assert any("has no cost code mapping" in r for r in reasons.values())
+    assert any("is not an active Procore vendor" in r for r in reasons.values())
+
+    httpx.delete(f"{sandboxes['procore'].url}/_sandbox/calls")
+    run_sync()
+    writes = [c for c in sandbox_calls(sandboxes["procore"]) if c["method"] in WRITE_METHODS
+              and c["path"].startswith("/rest/")]
+    assert writes == []
+
+
+def test_amend_and_close_update_exactly_those_commitments(sandboxes, sync_env):
+    run_sync()
+    procore, x3 = Procore(sandboxes["procore"].url), X3(sandboxes["sage_x3"].url)
+    contracts = {c["origin_code"]: c for c in procore.contracts()}
+    amended, closed = sorted(contracts)[0], sorted(contracts)[1]
+    po = x3.po(amended)
+    first, last = po["PORDERQ"][0], po["PORDERQ"][-1]
+    new_qty = str(Decimal(first["QTYUOM"]) + 2)
+    new_line = {k: v for k, v in first.items() if not k.startswith("$")}
+    new_line.update({"POPLIN": 99000, "QTYUOM": "3", "NETPRI": "10.00", "LINAMT": "30.00"})
+    removal = [] if len(po["PORDERQ"]) == 1 else [{"POPLIN": last["POPLIN"], "$delete": True}]
+    x3.edit_po(amended, {"REVNUM": po["REVNUM"] + 1, "PORDERQ": [
+        {"POPLIN": first["POPLIN"], "QTYUOM": new_qty,
+         "LINAMT": str((Decimal(new_qty) * Decimal(first["NETPRI"])).quantize(Decimal("0.01")))},
+        new_line, *removal]})
+    x3.edit_po(closed, {"CLEFLG": 2})
+
+    httpx.delete(f"{sandboxes['procore'].url}/_sandbox/calls")
+    run_sync()
+    writes = [c for c in sandbox_calls(sandboxes["procore"]) if c["method"] in WRITE_METHODS]
+    touched_contract_ids = {c["path"].split("/")[4] for c in writes if "/line_items" in c["path"]}
+    assert touched_contract_ids == {str(contracts[amended]["id"])}
+
+    after = {c["origin_code"]: c for c in procore.contracts()}
+    items = {i["origin_id"]: i for i in procore.line_items(after[amended])}
+    assert Decimal(str(items[f"X3:PO:{amended}:{first['POPLIN']}"]["quantity"])) == Decimal(new_qty)
+    assert f"X3:PO:{amended}:99000" in items
+    if removal:
+        assert f"X3:PO:{amended}:{last['POPLIN']}" not in items
+    assert after[closed]["status"] == "Closed"
+    events = Ledger(sync_env["ledger_url"]).events("purchase_order", amended)
+    assert [e["action"] for e in events] == ["create", "update"]
+    assert any("quantity" in s for s in events[-1]["changes"]["summary"])
+
+
+def test_unmapped_gl_account_is_held_then_synced_once_mapping_added(sandboxes, sync_env):
+    run_sync()
+    ledger = Ledger(sync_env["ledger_url"])
+    held = ledger.states("purchase_order", ledger.keys_with_status("purchase_order", ["held"]))
+    unmapped_only = {k for k, s in held.items() if "mapping" in s.reason and "vendor" not in s.reason}
+    assert unmapped_only
+    with open(sync_env["mapping"], "a") as fh:
+        for account in UNMAPPED_GL_ACCOUNTS:
+            fh.write(f"{account},01-100,O\n")
+    run_sync()
+    states = ledger.states("purchase_order", unmapped_only)
+    assert {s.status for s in states.values()} == {"synced"}
+    synced_origins = {c["origin_code"] for c in Procore(sandboxes["procore"].url).contracts()}
+    assert unmapped_only <= synced_origins
+
+
+def test_crash_between_contract_write_and_ledger_update_leaves_no_duplicates(
+        sandboxes, sync_env, monkeypatch):
+    original = Ledger.apply
+    calls = {"n": 0}
+
+    def crash_on_first_sync_record(self, changes, run_id):
+        changes = list(changes)
+        if any(c.status == "synced" for c in changes) and calls["n"] == 0:
+            calls["n"] += 1
+            raise SystemExit("simulated crash after Procore writes, before the ledger update")
+        return original(self, changes, run_id)
+
+    monkeypatch.setattr(Ledger, "apply", crash_on_first_sync_record)
+    from mlc_dagster.definitions import defs
+
+    with dg.instance_for_test() as instance, pytest.raises(SystemExit):
+        defs.resolve_job_def("sync_sage_x3_to_procore").execute_in_process(instance=instance)
+    monkeypatch.setattr(Ledger, "apply", original)
+    run_sync()
+
+    procore = Procore(sandboxes["procore"].url)
+    contracts = procore.contracts()
+    assert max(Counter(c["origin_id"] for c in contracts).values()) == 1
+    for contract in contracts[:40]:
+        origins = Counter(i["origin_id"] for i in procore.line_items(contract))
+        assert max(origins.values()) == 1
+
+
+def test_sensor_requests_a_run_for_a_new_po_once(sandboxes, sync_env):
+    from mlc_dagster.definitions import build_resources
+    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+
+    resources = {"sage_x3": build_resources()["sage_x3"]}
+    with dg.instance_for_test() as instance:
+        def tick(cursor):
+            with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                         resources=resources) as context:
+                return x3_purchase_order_changes(context)
+
+        cursor = None
+        first = tick(cursor)
+        assert first.run_requests  # everything is new on the first tick
+        while True:  # the seed spans several pages: one bounded page per tick
+            idle = tick(first.cursor)
+            if not idle.run_requests:
+                break
+            first = idle
+
+        x3 = X3(sandboxes["sage_x3"].url)
+        template = x3.po("PO26000001")
+        body = {k: v for k, v in template.items() if not k.startswith("$") and k != "PORDERQ"}
+        body.update({"POHNUM": "PO29990001", "REVNUM": 0, "CLEFLG": 1})
+        body["PORDERQ"] = [{k: v for k, v in line.items() if not k.startswith("$")}
+                           for line in template["PORDERQ"]]
+        x3.create_po(body)
+
+        changed = tick(idle.cursor)
+        assert len(changed.run_requests) == 1
+        assert changed.run_requests[0].tags["mlc/changed_pos"] == "1"
+        assert not tick(changed.cursor).run_requests
+        assert not tick(changed.cursor).run_requests  # same cursor again: nothing new
