@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--json", action="store_true", help="machine-readable output")
 
     args = parser.parse_args(argv)
-    return {"sandbox": cmd_sandbox, "demo": cmd_demo, "ping": cmd_ping,
-            "audit": cmd_audit}[args.command](args)
+    command = {"sandbox": cmd_sandbox, "demo": cmd_demo, "ping": cmd_ping, "audit": cmd_audit}
+    try:
+        return command[args.command](args)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _sandbox_args(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +56,7 @@ def _sandbox_args(parser: argparse.ArgumentParser) -> None:
 def cmd_sandbox(args) -> int:
     from mlc_dagster.sandbox.server import ensure_loopback, serve_forever
 
-    try:
-        ensure_loopback(args.host)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    ensure_loopback(args.host)
 
     def ready(handles, _env):
         print(f"Procore sandbox: {handles['procore'].url}")
@@ -91,6 +91,7 @@ def cmd_demo(args) -> int:
         cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlc_dagster.definitions",
                "-h", "127.0.0.1", "-p", str(args.ui_port)]
         proc = subprocess.Popen(cmd, env={**os.environ, **env})
+        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGINT))
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -14,4 +14,7 @@ sync_sage_x3_to_procore = dg.define_asset_job(
     selection=dg.AssetSelection.groups("sage_x3", "procore_reference", "mapping", "procore"),
     description="Sage X3 purchase orders -> Procore commitments (staging, mapping, writes).",
     tags={COMPANY_TAG: Settings.from_env().company_tag},
+    # One process per run: the graph is nearly linear and a subprocess per step costs
+    # ~10 s each on a small machine, which would blow the "PO in Procore within 60 s" bar.
+    executor_def=dg.in_process_executor,
 )

@@ -32,7 +32,7 @@ SANDBOX_CREDENTIALS = {
     "x3_password": "sandbox-x3-password-7d21",
     "x3_endpoint": "SEED",
     "x3_jwt_client_id": "8f1c2d3e4b5a69788796a5b4c3d2e1f0",
-    "x3_jwt_secret": "sandbox-x3-jwt-secret-a91e",
+    "x3_jwt_secret": "sandbox-x3-connected-app-secret-a91e7c40",
     "x3_jwt_user": "MLCAPI",
 }
 

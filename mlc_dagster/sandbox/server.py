@@ -7,6 +7,7 @@ credentials and must never be reachable from another machine.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import threading
 import time
@@ -33,6 +34,17 @@ def ensure_loopback(host: str) -> str:
                 "the sandboxes only bind to 127.0.0.1 / ::1"
             )
     return host
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot start a sandbox on {host}:{port}: {exc.strerror}; is another sandbox "
+                "or demo still running? Stop it or pick other ports (--procore-port/--x3-port)"
+            ) from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,7 +100,10 @@ def running_sandboxes(
         ("procore", procore, procore_controls, procore_port),
         ("sage_x3", x3, x3_controls, x3_port),
     ):
-        port = port or free_port(host)
+        if port:
+            check_port_free(host, port)
+        else:
+            port = free_port(host)
         server = _server(app, host, port)
         thread = threading.Thread(target=server.run, name=f"sandbox-{name}", daemon=True)
         thread.start()
@@ -140,7 +155,8 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
 
 def serve_forever(seed: int, scale: str, host: str, procore_port: int, x3_port: int,
                   env_file: str | None, x3_api: str = "rest", on_ready=None) -> None:
-    """Foreground mode for `mlc-dagster sandbox`: run until interrupted."""
+    """Foreground mode for `mlc-dagster sandbox`: run until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     with running_sandboxes(seed, scale, host, procore_port, x3_port) as handles:
         env = sandbox_env(handles["procore"].url, handles["sage_x3"].url, x3_api)
         if env_file:
@@ -152,3 +168,7 @@ def serve_forever(seed: int, scale: str, host: str, procore_port: int, x3_port: 
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+
+
+def _raise_interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
