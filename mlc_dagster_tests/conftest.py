@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from mlc_dagster.sandbox.server import running_sandboxes, sandbox_env
+from mlc_dagster.settings import sample_mapping_path
 
 
 @pytest.fixture
@@ -28,3 +29,15 @@ def sandbox_calls(handle, **filters) -> list[dict]:
     """The sandbox call log, read over HTTP like any client would."""
     calls = httpx.get(f"{handle.url}/_sandbox/calls").json()["calls"]
     return [c for c in calls if all(c.get(k) == v for k, v in filters.items())]
+
+
+@pytest.fixture
+def sync_env(sandbox_settings, tmp_path, monkeypatch):
+    """Per-test ledger, DAGSTER_HOME and a writable copy of the GL mapping CSV."""
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    monkeypatch.setenv("MLC_LEDGER_URL", ledger_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    mapping = tmp_path / "gl_map.csv"
+    mapping.write_text(open(sample_mapping_path()).read())
+    monkeypatch.setenv("MLC_GL_MAPPING_CSV", str(mapping))
+    return {"ledger_url": ledger_url, "mapping": mapping}

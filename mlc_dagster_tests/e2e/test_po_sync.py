@@ -10,90 +10,12 @@ import httpx
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, UNMAPPED_GL_ACCOUNTS
+from mlc_dagster.sandbox.seed import UNMAPPED_GL_ACCOUNTS
 from mlc_dagster_tests.conftest import sandbox_calls
+from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, X3Driver, run_sync
+from mlc_dagster_tests.sandbox_clients import ProcoreReader as Procore
 
-WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
-
-
-@pytest.fixture
-def sync_env(sandbox_settings, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLC_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    mapping = tmp_path / "gl_map.csv"
-    from mlc_dagster.settings import sample_mapping_path
-
-    mapping.write_text(open(sample_mapping_path()).read())
-    monkeypatch.setenv("MLC_GL_MAPPING_CSV", str(mapping))
-    return {"ledger_url": f"sqlite:///{tmp_path / 'ledger.sqlite'}", "mapping": mapping}
-
-
-def run_sync(**run_config):
-    from mlc_dagster.definitions import defs
-
-    job = defs.resolve_job_def("sync_sage_x3_to_procore")
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False,
-                                        run_config=run_config or None)
-    assert result.success, [e.message for e in result.all_events if e.is_failure]
-    return result
-
-
-class Procore:
-    """Reads Procore sandbox state the way any API client would."""
-
-    def __init__(self, url: str):
-        token = httpx.post(f"{url}/oauth/token", json={
-            "grant_type": "client_credentials",
-            "client_id": SANDBOX_CREDENTIALS["procore_client_id"],
-            "client_secret": SANDBOX_CREDENTIALS["procore_client_secret"]}).json()["access_token"]
-        from mlc_dagster.sandbox.seed import COMPANY_ID
-
-        self.http = httpx.Client(base_url=url, headers={
-            "Authorization": f"Bearer {token}", "Procore-Company-Id": str(COMPANY_ID)})
-        self.company_id = COMPANY_ID
-
-    def projects(self):
-        return self.http.get("/rest/v1.0/projects", params={"company_id": self.company_id,
-                                                             "per_page": 1000}).json()
-
-    def contracts(self):
-        out = []
-        for project in self.projects():
-            page = self.http.get("/rest/v1.0/purchase_order_contracts",
-                                 params={"project_id": project["id"], "per_page": 1000}).json()
-            out += [dict(c, project_id=project["id"]) for c in page]
-        return out
-
-    def line_items(self, contract):
-        return self.http.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
-                             params={"project_id": contract["project_id"], "per_page": 1000}).json()
-
-
-class X3:
-    """Drives Sage X3 sandbox data through its REST API ($create / $edit / DELETE)."""
-
-    def __init__(self, url: str):
-        self.http = httpx.Client(base_url=f"{url}/api1/x3/erp/SEED", auth=(
-            SANDBOX_CREDENTIALS["x3_user"], SANDBOX_CREDENTIALS["x3_password"]))
-
-    def po(self, number):
-        r = self.http.get(f"/PORDER('{number}')", params={"representation": "PORDER.$details"})
-        r.raise_for_status()
-        return r.json()
-
-    def edit_po(self, number, body):
-        r = self.http.put(f"/PORDER('{number}')", params={"representation": "PORDER.$edit"},
-                          json=body)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def create_po(self, body):
-        r = self.http.post("/PORDER", params={"representation": "PORDER.$create"}, json=body)
-        assert r.status_code in (200, 201), r.text
-        return r.json()
-
-
+X3 = X3Driver
 def _expected_pos(seed_pos, vendors_with_origin):
     """POs the seed makes syncable: every line mapped, supplier has a vendor, data valid."""
     return {po["POHNUM"] for po in seed_pos
