@@ -5,11 +5,12 @@ import os
 
 import dagster as dg
 
-from mlc_dagster.jobs import sync_sage_x3_to_procore
+from mlc_dagster.jobs import reconcile, replay_failed_transactions, sync_sage_x3_to_procore
 from mlc_dagster.mapping import assets as mapping_assets
 from mlc_dagster.mapping import checks as mapping_checks
 from mlc_dagster.procore import assets as procore_assets
-from mlc_dagster.procore.schedules import sync_fallback_schedule
+from mlc_dagster.procore.schedules import reconcile_schedule, sync_fallback_schedule
+from mlc_dagster.reconciliation import assets as reconciliation_assets
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
@@ -34,6 +35,9 @@ def build_resources() -> dict:
             client_id=dg.EnvVar("PROCORE_CLIENT_ID"),
             client_secret=dg.EnvVar("PROCORE_CLIENT_SECRET"),
             company_id=dg.EnvVar("PROCORE_COMPANY_ID"),
+            timeout_seconds=float(os.environ.get("MLC_PROCORE_TIMEOUT_SECONDS", "30")),
+            max_attempts=int(os.environ.get("MLC_PROCORE_MAX_ATTEMPTS", "6")),
+            max_wait_seconds=float(os.environ.get("MLC_PROCORE_MAX_WAIT_SECONDS", "120")),
             allow_insecure_loopback=_insecure_loopback(),
         ),
         "sage_x3": SageX3Resource(
@@ -52,10 +56,11 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([sage_x3_assets, procore_assets, mapping_assets]),
+    assets=dg.load_assets_from_modules([sage_x3_assets, procore_assets, mapping_assets,
+                                        reconciliation_assets]),
     asset_checks=dg.load_asset_checks_from_modules([mapping_checks]),
-    jobs=[sync_sage_x3_to_procore],
+    jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile],
     sensors=[x3_purchase_order_changes],
-    schedules=[sync_fallback_schedule],
+    schedules=[sync_fallback_schedule, reconcile_schedule],
     resources=build_resources(),
 )

@@ -9,12 +9,36 @@ from mlc_dagster.settings import Settings
 # runs never write to the same Procore company at once.
 COMPANY_TAG = "mlc/procore_company"
 
+PO_SYNC = dg.AssetSelection.groups("sage_x3", "procore_reference", "mapping", "procore")
+
 sync_sage_x3_to_procore = dg.define_asset_job(
     name="sync_sage_x3_to_procore",
-    selection=dg.AssetSelection.groups("sage_x3", "procore_reference", "mapping", "procore"),
+    selection=PO_SYNC,
     description="Sage X3 purchase orders -> Procore commitments (staging, mapping, writes).",
     tags={COMPANY_TAG: Settings.from_env().company_tag},
     # One process per run: the graph is nearly linear and a subprocess per step costs
     # ~10 s each on a small machine, which would blow the "PO in Procore within 60 s" bar.
+    executor_def=dg.in_process_executor,
+)
+
+replay_failed_transactions = dg.define_asset_job(
+    name="replay_failed_transactions",
+    selection=PO_SYNC,
+    description=("Re-send failed records once the cause is fixed: all failed POs, or the PO "
+                 "numbers listed in `keys`. A PO amended in X3 since it failed is sent in its "
+                 "newer version; the stale payload is recorded as superseded."),
+    config={"ops": {"procore_commitments": {"config": {"replay": True, "keys": []}}}},
+    tags={COMPANY_TAG: Settings.from_env().company_tag, "mlc/replay": "true"},
+    executor_def=dg.in_process_executor,
+)
+
+reconcile = dg.define_asset_job(
+    name="reconcile",
+    selection=PO_SYNC | dg.AssetSelection.groups("reconciliation"),
+    description=("Full read of X3 (finds deleted POs and inactivates their commitments), then "
+                 "compares every synced PO with its Procore commitment: report + failing check."),
+    config={"ops": {"x3_purchase_orders": {"config": {"full_refresh": True}},
+                    "reconciliation_report": {"config": {"auto_heal": False}}}},
+    tags={COMPANY_TAG: Settings.from_env().company_tag},
     executor_def=dg.in_process_executor,
 )

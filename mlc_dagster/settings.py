@@ -23,7 +23,7 @@ def _int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be a whole number, got {value!r}") from exc
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
 
 
 def _flag(name: str) -> bool:
@@ -43,6 +43,8 @@ class Settings:
     automation_on: bool
     overlap_seconds: int
     company_tag: str
+    approved_policy: str
+    reconcile_cron: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +60,8 @@ class Settings:
             automation_on=_flag("MLC_AUTOMATION_ON"),
             overlap_seconds=_int("MLC_X3_OVERLAP_SECONDS", 120),
             company_tag=os.environ.get("PROCORE_COMPANY_ID", "default"),
+            approved_policy=os.environ.get("MLC_APPROVED_POLICY", "change_order"),
+            reconcile_cron=os.environ.get("MLC_RECONCILE_CRON", "0 2 * * *"),
         )
 
 

@@ -265,6 +265,13 @@ class Ledger:
         with self.engine.connect() as conn:
             return {row.key: row.update_stamp for row in conn.execute(query)}
 
+    def deleted_keys(self, entity: str) -> set[str]:
+        """Keys of records a full read no longer found in X3."""
+        query = sa.select(x3_snapshot.c.key).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(True))
+        with self.engine.connect() as conn:
+            return {row.key for row in conn.execute(query)}
+
     def snapshot_keys(self, entity: str) -> set[str]:
         query = sa.select(x3_snapshot.c.key).where(
             x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(False))

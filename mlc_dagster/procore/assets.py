@@ -60,7 +60,11 @@ def procore_line_item_types(procore: ProcoreResource) -> dg.Output[pd.DataFrame]
 
 
 class CommitmentWriteConfig(dg.Config):
+    """Run config of the write step (the replay job sets `replay`)."""
+
     max_pos: int = 0  # 0 = MLC_MAX_POS_PER_RUN; the rest waits for the next run
+    replay: bool = False  # only re-send failed records (or `keys`), nothing else
+    keys: list[str] = []  # with replay: these PO numbers only (empty = every failed PO)
 
 
 @dg.asset(
@@ -82,21 +86,28 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     settings = Settings.from_env()
     store: Ledger = ledger.get_ledger()
     client = procore.get_client()
+    deleted = store.deleted_keys(ENTITY)
     keys = [c.po_number for c in mapped_commitments.commitments] + list(
-        mapped_commitments.held_reasons())
+        mapped_commitments.held_reasons()) + sorted(deleted)
+    only_keys = None
+    if config.replay:
+        only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, ["failed"]))
+        context.log.info(f"replay: {len(only_keys)} record(s) selected")
     plan = plan_commitment_writes(mapped_commitments, store.states(ENTITY, keys),
                                   new_status=settings.new_commitment_status,
-                                  inactive_status=settings.inactive_status)
+                                  inactive_status=settings.inactive_status,
+                                  only_keys=only_keys, replay=config.replay, deleted_keys=deleted)
     limit = config.max_pos or settings.max_pos_per_run
     deferred = max(0, len(plan.writes) - limit)
     plan.writes = plan.writes[:limit]
     context.log.info(f"commitments: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
                      f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
-    writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info)
+    writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
+                              approved_policy=settings.approved_policy)
     try:
         outcomes = writer.run(plan)
     except WaitTooLong as exc:
-        writer._flush()
+        writer.flush()
         raise dg.RetryRequested(max_retries=5, seconds_to_wait=min(exc.seconds, 3600)) from None
 
     rows = pd.DataFrame([
@@ -109,6 +120,9 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
         "created": int(count.get(("synced", "create"), 0)),
         "updated": int(count.get(("synced", "update"), 0)),
         "inactivated": int(count.get(("synced", "inactivate"), 0)),
+        "replayed": int(count.get(("synced", "replay"), 0)),
+        "change_orders": int(count.get(("synced", "change_order"), 0)),
+        "superseded": len(plan.superseded),
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()) if len(rows) else 0,
         "failed": int((rows["status"] == "failed").sum()) if len(rows) else 0,

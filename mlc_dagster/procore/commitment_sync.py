@@ -34,6 +34,7 @@ class CommitmentWrite:
     line_updates: list[dict]
     line_deletes: list[tuple[str, int | None]]
     changes: list[str]
+    deleted: bool = False  # the PO is gone from X3
 
     @property
     def po_number(self) -> str:
@@ -45,21 +46,51 @@ class CommitmentPlan:
     writes: list[CommitmentWrite]
     unchanged: list[str]
     new_holds: list[Change]
+    superseded: list[Change] = field(default_factory=list)
 
 
 def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, RecordState], *,
-                           new_status: str = "Draft", inactive_status: str = "Closed"
-                           ) -> CommitmentPlan:
-    writes, unchanged = [], []
+                           new_status: str = "Draft", inactive_status: str = "Closed",
+                           only_keys: set[str] | None = None, replay: bool = False,
+                           deleted_keys: set[str] | None = None) -> CommitmentPlan:
+    """What to send so Procore matches the desired state; nothing for unchanged POs.
+
+    `only_keys` restricts the plan (replay of given records). With `replay`, a failed
+    record whose X3 version moved on since the failure gets a `superseded` event: its
+    stale payload is not sent, the current version is. `deleted_keys` are POs gone from
+    X3 (found by a full read): their commitments are set to the inactive status.
+    """
+    writes, unchanged, superseded = [], [], []
     for commitment in desired.commitments:
+        if only_keys is not None and commitment.po_number not in only_keys:
+            continue
         state = states.get(commitment.po_number)
         if state and state.status == "synced" and state.content_hash == commitment.hash:
             unchanged.append(commitment.po_number)
             continue
-        writes.append(_plan_one(commitment, state, new_status, inactive_status))
+        write = _plan_one(commitment, state, new_status, inactive_status)
+        if replay and state and state.status == "failed":
+            write.action = "replay"
+            if state.x3_stamp and state.x3_stamp != commitment.x3_stamp:
+                superseded.append(Change(
+                    entity=ENTITY, key=commitment.po_number, status="superseded",
+                    action="supersede", keep_state=True,
+                    reason=(f"X3 changed since the failure ({state.x3_stamp} -> "
+                            f"{commitment.x3_stamp}): the stale payload is not sent, "
+                            "the current version is"),
+                    changes={"stale_payload": state.payload}))
+        writes.append(write)
+    for key in sorted(deleted_keys or ()):
+        state = states.get(key)
+        if only_keys is not None and key not in only_keys:
+            continue
+        if state and state.procore_id and not (state.summary or {}).get("deleted"):
+            writes.append(_plan_deletion(state, inactive_status))
 
     new_holds = []
     for po, reason in desired.held_reasons().items():
+        if only_keys is not None and po not in only_keys:
+            continue
         state = states.get(po)
         if state and state.status == "held" and state.reason == reason:
             continue  # already recorded; don't repeat the event every poll
@@ -70,7 +101,20 @@ def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, Record
             content_hash=None, summary=state.summary if state else None,
             x3_stamp=_stamp_of(desired, po),
         ))
-    return CommitmentPlan(writes, unchanged, new_holds)
+    return CommitmentPlan(writes, unchanged, new_holds, superseded)
+
+
+def _plan_deletion(state: RecordState, inactive_status: str) -> CommitmentWrite:
+    """A PO that disappeared from X3: keep its commitment, mark it inactive."""
+    summary = dict(state.summary or {})
+    header = dict(summary.get("header") or {})
+    lines = [dict(info.get("fields", {}), origin_id=origin)
+             for origin, info in summary.get("lines", {}).items()]
+    desired = DesiredCommitment(
+        po_number=state.key, project_id=int(state.project_id), project_code="",
+        x3_stamp=state.x3_stamp or "", revision=-1, closed=True, header=header, lines=lines)
+    return CommitmentWrite(desired, state, "inactivate", True, inactive_status, [], [],
+                           [f"PO deleted in Sage X3: status -> {inactive_status}"], deleted=True)
 
 
 def _stamp_of(desired: DesiredCommitments, po: str) -> str | None:
@@ -140,10 +184,10 @@ def _line_changes(line: dict, before: dict) -> list[str]:
             for key in LINE_FIELDS if fields.get(key) != line.get(key)]
 
 
-def _summary(c: DesiredCommitment, line_ids: dict[str, int | None]) -> dict:
+def _summary(c: DesiredCommitment, line_ids: dict[str, int | None], deleted: bool = False) -> dict:
     hashes = c.line_hashes
     return {
-        "header_hash": c.header_hash, "closed": c.closed, "header": c.header,
+        "header_hash": c.header_hash, "closed": c.closed, "header": c.header, "deleted": deleted,
         "lines": {line["origin_id"]: {"hash": hashes[line["origin_id"]],
                                       "id": line_ids.get(line["origin_id"]),
                                       "fields": {k: line.get(k) for k in LINE_FIELDS}}
@@ -175,21 +219,32 @@ class WriteOutcome:
 
 
 class CommitmentWriter:
-    """Executes a plan against Procore; records each PO's outcome in the ledger as it goes."""
+    """Executes a plan against Procore; records each PO's outcome in the ledger as it goes.
+
+    `approved_policy` decides what happens when Procore refuses a schedule-of-values edit
+    because the commitment is Approved: `change_order` sends the delta as a commitment
+    change order, `hold` holds the PO with that reason.
+    """
 
     def __init__(self, client, ledger: Ledger, run_id: str | None,
-                 log: Callable[[str], None] = lambda _msg: None, flush_every: int = 100) -> None:
+                 log: Callable[[str], None] = lambda _msg: None, flush_every: int = 100,
+                 approved_policy: str = "change_order") -> None:
+        if approved_policy not in {"change_order", "hold"}:
+            raise ValueError(f"approved policy must be change_order or hold, not {approved_policy!r}")
         self.client = client
         self.ledger = ledger
         self.run_id = run_id
         self.log = log
         self.flush_every = flush_every
+        self.approved_policy = approved_policy
         self.outcomes: list[WriteOutcome] = []
         self._pending: list[Change] = []
+        self._request_ids: dict[str, str] = {}
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
-        if plan.new_holds:
-            self.ledger.apply(plan.new_holds, self.run_id)
+        recorded = plan.new_holds + plan.superseded
+        if recorded:
+            self.ledger.apply(recorded, self.run_id)
             for change in plan.new_holds:
                 self.outcomes.append(WriteOutcome(change.key, change.project_id or 0, "hold",
                                                   "held", change.procore_id, change.reason))
@@ -200,19 +255,23 @@ class CommitmentWriter:
                 self._sync_lines(write, contract_ids.get(write.po_number)
                                  or (write.state.procore_id if write.state else None))
             if done % self.flush_every == 0 or done == total:
-                self._flush()
-                self.log(f"commitments: {done}/{total} POs written; "
-                         f"{self._stats_text()}")
-        self._flush()
+                self.flush()
+                self.log(f"commitments: {done}/{total} POs written; {self._stats_text()}")
+        self.flush()
         return self.outcomes
+
+    def flush(self) -> None:
+        """Write pending outcomes to the ledger (also called before giving up on a long wait)."""
+        if self._pending:
+            self.ledger.apply(self._pending, self.run_id)
+            self._pending = []
 
     def _stats_text(self) -> str:
         stats = getattr(self.client, "stats", None)
         if stats is None:
             return ""
-        calls = sum(getattr(stats, "calls", {}).values()) if hasattr(stats, "calls") else "?"
-        return (f"{calls} Procore calls, {getattr(stats, 'rate_limited', 0)} x 429, "
-                f"{getattr(stats, 'waited_seconds', 0.0):.1f}s waited for rate limits")
+        return (f"{stats.total_calls} Procore calls, {stats.rate_limited} x 429, "
+                f"{stats.waited_seconds:.1f}s waited for rate limits")
 
     # --- headers: one sync call per project per <=1000 POs ------------------------------
     def _sync_headers(self, writes: list[CommitmentWrite]) -> dict[str, int]:
@@ -233,9 +292,12 @@ class CommitmentWriter:
                     for w in chunk:
                         self._fail(w, f"contract sync failed: {exc}", request_id=exc.request_id)
                     continue
+                request_id = result.request_ids[-1] if result.request_ids else None
                 outcome = result.by_origin_id()
                 for w in chunk:
                     item = outcome.get(w.desired.header["origin_id"])
+                    if request_id:
+                        self._request_ids[w.po_number] = request_id
                     if item is None:
                         self._fail(w, "contract sync returned no result for this PO")
                     elif "errors" in item and "id" not in item:
@@ -262,6 +324,8 @@ class CommitmentWriter:
             if write.line_updates:
                 result = self.client.sync_contract_line_items(c.project_id, contract_id,
                                                               write.line_updates)
+                if result.request_ids:
+                    self._request_ids[c.po_number] = result.request_ids[-1]
                 problems = []
                 for origin, item in result.by_origin_id().items():
                     if "errors" in item and "id" not in item:
@@ -269,11 +333,7 @@ class CommitmentWriter:
                     else:
                         line_ids[origin] = int(item["id"])
                 if problems:
-                    text = "; ".join(problems)
-                    if _is_lock(text):
-                        self._hold_locked(write, text, contract_id)
-                    else:
-                        self._fail(write, f"Procore rejected line items: {text}", contract_id)
+                    self._refused(write, contract_id, "; ".join(problems))
                     return
             for origin, line_id in write.line_deletes:
                 if line_id is None:
@@ -283,18 +343,62 @@ class CommitmentWriter:
                 line_ids.pop(origin, None)
         except ProcoreError as exc:
             if exc.status == 422 and _is_lock(str(exc)):
-                self._hold_locked(write, str(exc), contract_id)
+                self._refused(write, contract_id, str(exc))
             else:
                 self._fail(write, f"line item write failed: {exc}", contract_id, exc.request_id)
             return
+        self._synced(write, contract_id, line_ids)
+
+    def _refused(self, write: CommitmentWrite, contract_id: int, text: str) -> None:
+        if not _is_lock(text):
+            self._fail(write, f"Procore rejected line items: {text}", contract_id)
+        elif self.approved_policy == "change_order":
+            self._change_order(write, contract_id)
+        else:
+            self._hold_locked(write, text, contract_id)
+
+    def _synced(self, write: CommitmentWrite, contract_id: int, line_ids: dict,
+                action: str | None = None, extra: list[str] | None = None) -> None:
+        c = write.desired
+        changes = write.changes + (extra or [])
         self._pending.append(Change(
-            entity=ENTITY, key=c.po_number, status="synced", action=write.action,
-            reason="; ".join(write.changes), procore_id=contract_id, project_id=c.project_id,
-            content_hash=c.hash, x3_stamp=c.x3_stamp, summary=_summary(c, line_ids),
-            changes={"summary": write.changes, "revision": c.revision},
+            entity=ENTITY, key=c.po_number, status="synced", action=action or write.action,
+            reason="; ".join(changes), procore_id=contract_id, project_id=c.project_id,
+            content_hash=c.hash, x3_stamp=c.x3_stamp,
+            summary=_summary(c, line_ids, deleted=write.deleted),
+            changes={"summary": changes, "revision": c.revision},
+            request_id=self._request_ids.get(c.po_number),
         ))
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "synced",
-                                          contract_id, None, write.changes))
+        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, action or write.action,
+                                          "synced", contract_id, None, changes))
+
+    # --- approved commitments: the delta becomes a commitment change order -------------
+    def _change_order(self, write: CommitmentWrite, contract_id: int) -> None:
+        from mlc_dagster.resources.procore_client import ProcoreError
+
+        c = write.desired
+        before = ((write.state.summary or {}).get("lines", {}) if write.state else {})
+        lines = change_order_lines(c, before)
+        if not lines:
+            self._synced(write, contract_id, {o: i.get("id") for o, i in before.items()})
+            return
+        origin_id = f"{c.header['origin_id']}:CO:{c.revision}:{c.hash[:10]}"
+        try:
+            existing = [co for co in self.client.commitment_change_orders(c.project_id)
+                        if co.get("origin_id") == origin_id]
+            if not existing:  # a re-run after a crash must not create it twice
+                self.client.create_commitment_change_order(c.project_id, {"change_order": {
+                    "contract_id": contract_id, "origin_id": origin_id,
+                    "title": f"Sage X3 revision {c.revision} of PO {c.po_number}",
+                    "description": "; ".join(write.changes)[:1000], "line_items": lines}})
+        except ProcoreError as exc:
+            self._fail(write, f"change order for approved commitment failed: {exc}", contract_id,
+                       exc.request_id)
+            return
+        line_ids = {o: i.get("id") for o, i in before.items()}
+        total = sum(float(line["amount"]) for line in lines)
+        self._synced(write, contract_id, line_ids, action="change_order",
+                     extra=[f"commitment Approved: change order {origin_id} for {total:+.2f}"])
 
     def _find_line_id(self, project_id: int, contract_id: int, origin_id: str) -> int | None:
         for item in self.client.contract_line_items(project_id, contract_id):
@@ -313,7 +417,8 @@ class CommitmentWriter:
             payload={"project_id": c.project_id, "header": c.header, "status": write.status,
                      "line_updates": write.line_updates,
                      "line_deletes": [o for o, _ in write.line_deletes]},
-            changes={"summary": write.changes}, request_id=request_id,
+            changes={"summary": write.changes},
+            request_id=request_id or self._request_ids.get(c.po_number),
         ))
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "failed",
                                           procore_id, reason, write.changes))
@@ -327,12 +432,28 @@ class CommitmentWriter:
             procore_id=contract_id or (write.state.procore_id if write.state else None),
             project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
             summary=write.state.summary if write.state else None,
-            changes={"summary": write.changes},
+            changes={"summary": write.changes}, request_id=self._request_ids.get(c.po_number),
         ))
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "held",
                                           contract_id, reason, write.changes))
 
-    def _flush(self) -> None:
-        if self._pending:
-            self.ledger.apply(self._pending, self.run_id)
-            self._pending = []
+
+def change_order_lines(c: DesiredCommitment, before: dict) -> list[dict]:
+    """Per-line amount deltas between what the commitment holds and the new X3 version."""
+    lines = []
+    desired = {line["origin_id"]: line for line in c.lines}
+    for origin, line in desired.items():
+        old = float((before.get(origin) or {}).get("fields", {}).get("amount") or 0)
+        delta = round(float(line["amount"]) - old, 2)
+        if delta:
+            lines.append({"amount": f"{delta:.2f}", "cost_code_id": line["cost_code_id"],
+                          "description": line["description"],
+                          **({"line_item_type_id": line["line_item_type_id"]}
+                             if line.get("line_item_type_id") else {})})
+    for origin, info in before.items():
+        if origin not in desired:
+            fields = info.get("fields", {})
+            lines.append({"amount": f"{-float(fields.get('amount') or 0):.2f}",
+                          "cost_code_id": fields.get("cost_code_id"),
+                          "description": f"removed: {fields.get('description') or origin}"})
+    return lines

@@ -62,6 +62,7 @@ class SyncResult:
     entities: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     calls: int = 0
+    request_ids: list[str] = field(default_factory=list)  # Procore's X-Request-Id per call
 
     def by_origin_id(self) -> dict[str, dict]:
         """origin_id -> the entity Procore stored, or the echoed item with its `errors`."""
@@ -249,8 +250,11 @@ class ProcoreClient:
         result = SyncResult()
         for start in range(0, len(updates), batch_size):
             chunk = updates[start:start + batch_size]
-            data = self.request("PATCH", path, params=params,
-                                json={**(body or {}), "updates": chunk}).json()
+            response = self.request("PATCH", path, params=params,
+                                    json={**(body or {}), "updates": chunk})
+            data = response.json()
+            if response.headers.get("x-request-id"):
+                result.request_ids.append(response.headers["x-request-id"])
             result.entities.extend(data.get("entities") or [])
             result.errors.extend(data.get("errors") or [])
             result.calls += 1
