@@ -25,6 +25,7 @@ def gl_cost_code_mapping() -> dg.Output[GlMapping]:
     return dg.Output(mapping, metadata={
         "path": path, "rows": len(mapping.table), "fingerprint": mapping.fingerprint,
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in mapping.problems) or "_none_"),
+        "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in mapping.warnings) or "_none_"),
     })
 
 

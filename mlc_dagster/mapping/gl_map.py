@@ -28,8 +28,9 @@ class GlMapping:
     """A parsed mapping table plus the problems found in it (line numbers are 1-based)."""
 
     table: pd.DataFrame  # columns: gl_account, cost_code, cost_type, project, line
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # errors: block every write
     fingerprint: str = ""
+    warnings: list[str] = field(default_factory=list)  # worth reading, harmless
 
     def for_project(self, project_code: str | None) -> pd.DataFrame:
         """Rows that apply to a project: its overrides win over the general rows."""
@@ -58,7 +59,8 @@ def parse_gl_mapping(text: str, source: str = "mapping CSV") -> GlMapping:
             "expected 'gl_account,cost_code,cost_type' (cost_type and project optional)"
         )
     unknown = [h for h in header if h and h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    problems = [f"{source} line 1: ignoring unknown column(s) {unknown}"] if unknown else []
+    warnings = [f"{source} line 1: ignoring unknown column(s) {unknown}"] if unknown else []
+    problems: list[str] = []
 
     rows, seen = [], {}
     for line_no, raw in enumerate(reader, start=2):
@@ -89,7 +91,8 @@ def parse_gl_mapping(text: str, source: str = "mapping CSV") -> GlMapping:
     table = pd.DataFrame(rows, columns=["gl_account", "cost_code", "cost_type", "project", "line"])
     canonical = table.drop(columns="line").sort_values(["project", "gl_account"]).to_csv(index=False)
     return GlMapping(table=table, problems=problems,
-                     fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:16])
+                     fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+                     warnings=warnings)
 
 
 def _clean_code(value: str) -> str:
@@ -125,8 +128,15 @@ def parse_project_map(text: str, source: str = "project map CSV") -> dict[str, s
     result = {}
     for line_no, row in enumerate(reader, start=2):
         values = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        if values.get("x3_project") and values.get("procore_project"):
-            result[values["x3_project"]] = values["procore_project"]
+        x3, procore = values.get("x3_project", ""), values.get("procore_project", "")
+        if not x3 and not procore:
+            continue
+        if not (x3 and procore):
+            raise MappingError(f"{source} line {line_no}: both x3_project and procore_project "
+                               "are needed")
+        if x3 in result:
+            raise MappingError(f"{source} line {line_no}: X3 project {x3} is mapped twice")
+        result[x3] = procore
     return result
 
 
