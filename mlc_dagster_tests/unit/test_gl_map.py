@@ -79,7 +79,8 @@ def test_cost_type_and_project_columns_are_optional():
 def test_unknown_columns_are_reported_on_line_1_and_ignored():
     mapping = parse_gl_mapping("gl_account,cost_code,notes,owner\n601100,01-100,hello,ann\n")
     assert rows(mapping) == [("601100", "01-100", "", "")]
-    assert mapping.problems == [
+    assert mapping.problems == []  # a warning, not an error: it must not block writes
+    assert mapping.warnings == [
         "mapping CSV line 1: ignoring unknown column(s) ['notes', 'owner']"]
 
 
@@ -231,7 +232,8 @@ def test_several_problems_are_all_reported_in_file_order():
     mapping = parse_gl_mapping("gl_account,cost_code,junk\n,01-100,\n601100,,\n"
                                "601200,02-200,\n601200,02-300,\n")
     assert [p.split(":")[0] for p in mapping.problems] == [
-        "mapping CSV line 1", "mapping CSV line 2", "mapping CSV line 3", "mapping CSV line 5"]
+        "mapping CSV line 2", "mapping CSV line 3", "mapping CSV line 5"]
+    assert [w.split(":")[0] for w in mapping.warnings] == ["mapping CSV line 1"]
 
 
 # --- per-project overrides ---------------------------------------------------------------
@@ -366,8 +368,17 @@ def test_validate_with_empty_procore_frames_flags_every_row():
 
 def test_parse_project_map():
     text = ("\ufeff X3_Project , Procore_Project \nP-A, 562949953500001 \n"
-            "P-B,P1002\n,\n   ,  \nP-C,\n")
+            "P-B,P1002\n,\n   ,  \n")
     assert parse_project_map(text) == {"P-A": "562949953500001", "P-B": "P1002"}
+
+
+@pytest.mark.parametrize("text, line", [
+    ("x3_project,procore_project\nP-A,1\nP-C,\n", 3),
+    ("x3_project,procore_project\nP-A,1\nP-A,2\n", 3),
+])
+def test_project_map_rejects_half_rows_and_duplicates_naming_the_line(text, line):
+    with pytest.raises(MappingError, match=f"line {line}"):
+        parse_project_map(text)
 
 
 @pytest.mark.parametrize("text", ["", "x3,procore\nA,1\n", "procore_project,x3_project\n1,A\n"])
