@@ -179,3 +179,30 @@ def test_sensor_requests_a_run_for_a_new_po_once(sandboxes, sync_env):
         assert changed.run_requests[0].tags["mlc/changed_pos"] == "1"
         assert not tick(changed.cursor).run_requests
         assert not tick(changed.cursor).run_requests  # same cursor again: nothing new
+
+
+def test_graphql_api_gives_the_same_procore_state_as_rest(sandboxes, sync_env, monkeypatch,
+                                                         tmp_path):
+    """Both X3 transports feed the same canonical records into the same sync."""
+    def state():
+        procore = Procore(sandboxes["procore"].url)
+        return {c["origin_id"]: sorted((i["origin_id"], str(i["amount"]), i["cost_code"]["code"])
+                                       for i in procore.line_items(c))
+                for c in procore.contracts()}
+
+    monkeypatch.setenv("SAGE_X3_API", "graphql")
+    run_sync()
+    via_graphql = state()
+    assert len(via_graphql) == 285
+
+    # Same sandboxes, fresh ledger, REST this time: nothing to write, same end state.
+    monkeypatch.setenv("SAGE_X3_API", "rest")
+    monkeypatch.setenv("MLC_LEDGER_URL", f"sqlite:///{tmp_path / 'rest.sqlite'}")
+    httpx.delete(f"{sandboxes['procore'].url}/_sandbox/calls")
+    run_sync()
+    assert state() == via_graphql
+    writes = [c for c in sandbox_calls(sandboxes["procore"]) if c["method"] in WRITE_METHODS
+              and c["path"].startswith("/rest/")]
+    assert {c["path"].rsplit("/", 1)[-1] for c in writes} == {"sync"}  # re-sync by origin_id
+    assert max(Counter(c["origin_id"] for c in Procore(sandboxes["procore"].url).contracts()
+                       ).values()) == 1
