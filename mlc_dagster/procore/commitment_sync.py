@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
 from mlc_dagster.mapping.commitments import DesiredCommitment, DesiredCommitments
+from mlc_dagster.resources.procore_client import ProcoreError
 
 ENTITY = "purchase_order"
 LINE_FIELDS = ("description", "quantity", "unit_cost", "amount", "uom", "cost_code_id",
@@ -275,8 +276,6 @@ class CommitmentWriter:
 
     # --- headers: one sync call per project per <=1000 POs ------------------------------
     def _sync_headers(self, writes: list[CommitmentWrite]) -> dict[str, int]:
-        from mlc_dagster.resources.procore_client import ProcoreError
-
         by_project: dict[int, list[CommitmentWrite]] = defaultdict(list)
         for write in writes:
             by_project[write.desired.project_id].append(write)
@@ -312,8 +311,6 @@ class CommitmentWriter:
 
     # --- lines: one sync call per PO, deletes only for removed lines --------------------
     def _sync_lines(self, write: CommitmentWrite, contract_id: int | None) -> None:
-        from mlc_dagster.resources.procore_client import ProcoreError
-
         c = write.desired
         if contract_id is None:
             self._fail(write, "no Procore contract id known for this PO")
@@ -374,8 +371,6 @@ class CommitmentWriter:
 
     # --- approved commitments: the delta becomes a commitment change order -------------
     def _change_order(self, write: CommitmentWrite, contract_id: int) -> None:
-        from mlc_dagster.resources.procore_client import ProcoreError
-
         c = write.desired
         before = ((write.state.summary or {}).get("lines", {}) if write.state else {})
         lines = change_order_lines(c, before)

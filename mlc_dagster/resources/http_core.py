@@ -353,3 +353,26 @@ class RetrySender:
             request_id=response.headers.get("x-request-id") if response is not None else None,
             waited_s=round(waited, 3), error=error,
         ))
+
+
+class HttpClientBase:
+    """What every API client shares: call statistics, close(), and `with` support.
+
+    Subclasses set `_http` (an httpx.Client) and `_sender` (a RetrySender).
+    """
+
+    _http: httpx.Client
+    _sender: RetrySender
+
+    @property
+    def stats(self) -> CallStats:
+        return self._sender.stats
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

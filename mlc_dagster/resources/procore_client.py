@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlc_dagster.resources.http_core import (
-    CallStats,
+    HttpClientBase,
     RatePacer,
     RequestRecord,
     RetryPolicy,
@@ -71,7 +71,7 @@ class SyncResult:
         return outcome
 
 
-class ProcoreClient:
+class ProcoreClient(HttpClientBase):
     """One company's view of the Procore REST API, with OAuth, pacing and retries."""
 
     def __init__(
@@ -109,19 +109,6 @@ class ProcoreClient:
     def __repr__(self) -> str:
         return (f"ProcoreClient(api_url={self.api_url!r}, company_id={self.company_id}, "
                 f"client_id={self.client_id!r})")
-
-    @property
-    def stats(self) -> CallStats:
-        return self._sender.stats
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ProcoreClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- OAuth ---------------------------------------------------------------------
 

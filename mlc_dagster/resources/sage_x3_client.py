@@ -32,7 +32,7 @@ import httpx
 import jwt
 
 from mlc_dagster.resources.http_core import (
-    CallStats,
+    HttpClientBase,
     RequestRecord,
     RetryPolicy,
     RetrySender,
@@ -599,7 +599,7 @@ def _x3_should_retry(response: httpx.Response, idempotent: bool) -> bool:
                for message in _diagnosis_messages(_json_or_none(response)))
 
 
-class SageX3Client(ABC):
+class SageX3Client(HttpClientBase, ABC):
     """What both X3 APIs offer the connector: delta reads, full reads, a few writes."""
 
     system = "sage_x3"
@@ -635,19 +635,6 @@ class SageX3Client(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, endpoint={self.endpoint!r})"
-
-    @property
-    def stats(self) -> CallStats:
-        return self._sender.stats
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> SageX3Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # The interface -------------------------------------------------------------------
 
