@@ -206,3 +206,24 @@ def test_graphql_api_gives_the_same_procore_state_as_rest(sandboxes, sync_env, m
     assert {c["path"].rsplit("/", 1)[-1] for c in writes} == {"sync"}  # re-sync by origin_id
     assert max(Counter(c["origin_id"] for c in Procore(sandboxes["procore"].url).contracts()
                        ).values()) == 1
+
+
+def test_mapping_to_unknown_cost_code_blocks_every_write(sandboxes, sync_env):
+    with open(sync_env["mapping"], "a") as fh:
+        fh.write("699999,99-999,M\n601100,01-100,O\n")  # unknown code, and a duplicate GL
+    from mlc_dagster.definitions import defs
+
+    httpx.delete(f"{sandboxes['procore'].url}/_sandbox/calls")
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_sage_x3_to_procore").execute_in_process(
+            instance=instance, raise_on_error=False)
+    assert not result.success
+    (check,) = [e for e in result.get_asset_check_evaluations()
+                if e.check_name == "gl_mapping_valid"]
+    assert not check.passed
+    errors = check.metadata["errors"].value
+    assert "99-999" in errors and "does not exist in Procore" in errors
+    assert "duplicate GL account 601100" in errors and "line 29" in errors
+    writes = [c for c in sandbox_calls(sandboxes["procore"]) if c["method"] in WRITE_METHODS
+              and c["path"].startswith("/rest/")]
+    assert writes == []
