@@ -182,6 +182,8 @@ class Ledger:
         if not changes:
             return 0
         now = _now()
+        # One row per record: PostgreSQL refuses an upsert naming the same key twice.
+        latest = {(c.entity, c.key): c for c in changes if not c.keep_state}
         state_rows = [
             {
                 "entity": c.entity, "key": c.key, "status": c.status, "procore_id": c.procore_id,
@@ -189,7 +191,7 @@ class Ledger:
                 "reason": c.reason, "payload": c.payload, "summary": c.summary, "run_id": run_id,
                 "updated_at": now,
             }
-            for c in changes if not c.keep_state
+            for c in latest.values()
         ]
         event_rows = [
             {

@@ -155,8 +155,11 @@ def build_desired_commitments(
 
     # Cost code id within the PO's Procore project; cost type id company-wide.
     lines = lines.merge(headers[["po_number", "project_id"]], on="po_number", how="left")
-    code_ids = cost_codes[["project_id", "code", "id"]].rename(
-        columns={"code": "cost_code", "id": "cost_code_id"}) if len(cost_codes) else pd.DataFrame(
+    # A code can exist more than once in a project (e.g. once per sub job); the project-level
+    # one (listed first by Procore, lowest id) is the one a PO line books to.
+    code_ids = cost_codes.sort_values("id").drop_duplicates(["project_id", "code"])[
+        ["project_id", "code", "id"]].rename(columns={"code": "cost_code", "id": "cost_code_id"}
+                                             ) if len(cost_codes) else pd.DataFrame(
         columns=["project_id", "cost_code", "cost_code_id"])
     lines = lines.merge(code_ids, on=["project_id", "cost_code"], how="left")
     missing_code = lines[lines["cost_code"].notna() & lines["project_id"].notna()

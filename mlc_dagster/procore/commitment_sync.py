@@ -15,7 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
-from mlc_dagster.mapping.commitments import DesiredCommitment, DesiredCommitments
+from mlc_dagster.mapping.commitments import (
+    DesiredCommitment,
+    DesiredCommitments,
+    contract_origin_id,
+)
 from mlc_dagster.resources.procore_client import ProcoreError
 
 ENTITY = "purchase_order"
@@ -108,7 +112,9 @@ def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, Record
 def _plan_deletion(state: RecordState, inactive_status: str) -> CommitmentWrite:
     """A PO that disappeared from X3: keep its commitment, mark it inactive."""
     summary = dict(state.summary or {})
-    header = dict(summary.get("header") or {})
+    # A PO whose lines never got through has no stored header: its origin_id is enough.
+    header = dict(summary.get("header") or {"origin_code": state.key, "number": state.key})
+    header["origin_id"] = contract_origin_id(state.key)
     lines = [dict(info.get("fields", {}), origin_id=origin)
              for origin, info in summary.get("lines", {}).items()]
     desired = DesiredCommitment(

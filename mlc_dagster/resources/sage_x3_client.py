@@ -403,9 +403,9 @@ def _int(value: Any) -> int | str | None:
         return None
     try:
         number = Decimal(str(value))
-        if number == number.to_integral_value() and not isinstance(value, bool):
+        if number.is_finite() and number == number.to_integral_value() and not isinstance(value, bool):
             return int(number)
-    except InvalidOperation:
+    except (InvalidOperation, OverflowError):
         pass
     return str(value)
 

@@ -38,26 +38,32 @@ class StagedPurchaseOrders:
 
 
 def stage_purchase_orders(records: list[dict]) -> StagedPurchaseOrders:
-    headers = pd.DataFrame.from_records([{k: v for k, v in r.items() if k != "lines"} for r in records])
+    headers = pd.DataFrame.from_records(
+        [{k: v for k, v in r.items() if k != "lines"} for r in records],
+        index=range(len(records)))  # keeps records that have no header field at all
     for column in HEADER_TEXT + ["order_date", "revision", "closed"]:
         if column not in headers:
             headers[column] = None
+    headers["po_number"] = _text(headers["po_number"])
     line_counts = np.fromiter((len(r.get("lines") or []) for r in records), dtype=np.int64,
                               count=len(records))
-    lines = pd.DataFrame.from_records(chain.from_iterable(r.get("lines") or [] for r in records))
+    lines = pd.DataFrame.from_records(chain.from_iterable(r.get("lines") or [] for r in records),
+                                      index=range(int(line_counts.sum())))
     for column in LINE_TEXT + LINE_NUMBERS + ["line_number", "closed"]:
         if column not in lines:
             lines[column] = None
     lines.insert(0, "po_number", np.repeat(headers["po_number"].to_numpy(dtype=object), line_counts))
 
     problems: list[pd.DataFrame] = []
-    headers = _coerce_headers(headers, problems)
-    lines = _coerce_lines(lines, problems)
+    header_failed: set[tuple[int, str]] = set()  # (row, field) already reported by coercion
+    line_failed: set[tuple[int, str]] = set()
+    headers = _coerce_headers(headers, problems, header_failed)
+    lines = _coerce_lines(lines, problems, line_failed)
     no_lines = headers.loc[~headers["po_number"].isin(lines["po_number"]), "po_number"]
     problems.append(_problems(no_lines, None, "lines", "PO has no lines"))
 
-    problems.append(_validate(PO_HEADER_SCHEMA, headers, None))
-    problems.append(_validate(PO_LINE_SCHEMA, lines, lines["line_number"]))
+    problems.append(_validate(PO_HEADER_SCHEMA, headers, None, header_failed))
+    problems.append(_validate(PO_LINE_SCHEMA, lines, lines["line_number"], line_failed))
     quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
         len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     # First reason per (PO, line, field) wins: a value that failed coercion is not
@@ -75,16 +81,29 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype("string").fillna("").str.strip().astype(object)
 
 
-def _coerce_headers(df: pd.DataFrame, problems: list) -> pd.DataFrame:
+def _whole_numbers(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """int64 values and a mask of entries that are missing, fractional, infinite or too big."""
+    values = pd.to_numeric(series, errors="coerce").astype(float)
+    finite = values.where(np.isfinite(values))
+    bad = finite.isna() | (finite != finite.round()) | (finite.abs() >= 2**62)
+    return finite.where(~bad, 0).astype("int64"), bad
+
+
+def _dates(series: pd.Series) -> pd.Series:
+    """ISO dates to naive timestamps; an offset on one value never spoils the others."""
+    text = series.where(series.map(lambda v: isinstance(v, str | pd.Timestamp)), None)
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    return parsed.dt.tz_convert(None)
+
+
+def _coerce_headers(df: pd.DataFrame, problems: list, failed: set) -> pd.DataFrame:
     df = df.copy()
     for column in HEADER_TEXT:
         df[column] = _text(df[column])
-    df["order_date"] = pd.to_datetime(df["order_date"], errors="coerce", format="ISO8601")
-    revision = pd.to_numeric(df["revision"], errors="coerce")
-    bad = revision.isna() | (revision != revision.round())
+    df["order_date"] = _dates(df["order_date"])
+    df["revision"], bad = _whole_numbers(df["revision"])
     problems.append(_problems(df.loc[bad, "po_number"], None, "revision",
                               "revision is missing or not a whole number"))
-    df["revision"] = revision.fillna(0).astype("int64")
     df["closed"] = df["closed"].map(_as_bool)
     bad_closed = df["closed"].isna()
     problems.append(_problems(df.loc[bad_closed, "po_number"], None, "closed",
@@ -94,23 +113,25 @@ def _coerce_headers(df: pd.DataFrame, problems: list) -> pd.DataFrame:
     problems.append(_problems(df.loc[missing_date, "po_number"], None, "order_date",
                               "order_date is missing or not a date"))
     df.loc[missing_date, "order_date"] = pd.Timestamp("2000-01-01")
+    failed.update((i, "order_date") for i in df.index[missing_date])
     return df
 
 
-def _coerce_lines(df: pd.DataFrame, problems: list) -> pd.DataFrame:
+def _coerce_lines(df: pd.DataFrame, problems: list, failed: set) -> pd.DataFrame:
     df = df.copy()
     for column in LINE_TEXT:
         df[column] = _text(df[column])
-    number = pd.to_numeric(df["line_number"], errors="coerce")
-    bad = number.isna() | (number != number.round())
-    problems.append(_problems(df.loc[bad, "po_number"], df.loc[bad, "line_number"], "line_number",
+    raw_numbers = df["line_number"]
+    df["line_number"], bad = _whole_numbers(raw_numbers)
+    problems.append(_problems(df.loc[bad, "po_number"], raw_numbers[bad], "line_number",
                               "line number is missing or not a whole number"))
-    df["line_number"] = number.fillna(0).astype("int64")
+    failed.update((i, "line_number") for i in df.index[bad])
     for column in LINE_NUMBERS:
-        values = pd.to_numeric(df[column], errors="coerce")
+        values = pd.to_numeric(df[column], errors="coerce").astype(float)
         bad = values.isna() | ~np.isfinite(values.fillna(0))
         problems.append(_problems(df.loc[bad, "po_number"], df.loc[bad, "line_number"], column,
                                   f"{column} is missing or not a number"))
+        failed.update((i, column) for i in df.index[bad])
         df[column] = values.where(~bad, 0.0).astype(float)
     df["closed"] = df["closed"].map(_as_bool).fillna(False).astype(bool)
     return df
@@ -143,8 +164,13 @@ def _problems(po_numbers: pd.Series, line_numbers, field: str, reason: str) -> p
     })
 
 
-def _validate(schema, df: pd.DataFrame, line_numbers: pd.Series | None) -> pd.DataFrame:
-    """Run pandera lazily and turn its failure cases into quarantine rows."""
+def _validate(schema, df: pd.DataFrame, line_numbers: pd.Series | None,
+              already_failed: set[tuple[int, str]]) -> pd.DataFrame:
+    """Run pandera lazily and turn its failure cases into quarantine rows.
+
+    Values that already failed coercion hold a placeholder; their schema failures are
+    skipped so each problem is reported once.
+    """
     try:
         schema.validate(df, lazy=True)
         return pd.DataFrame(columns=QUARANTINE_COLUMNS)
@@ -159,6 +185,8 @@ def _validate(schema, df: pd.DataFrame, line_numbers: pd.Series | None) -> pd.Da
         check = str(case.check).split("(")[0]
         frame_level = case.schema_context == "DataFrameSchema"
         field = "line_number" if frame_level or case.column not in df else case.column
+        if (index, field) in already_failed:
+            continue
         wording = CHECK_WORDING.get(check, CHECK_WORDING.get(str(case.check), str(case.check)))
         if "{min}" in wording:
             wording = wording.format(min=str(case.check).split("(")[-1].rstrip(")"))
