@@ -5,17 +5,27 @@ import os
 
 import dagster as dg
 
-from mlc_dagster.jobs import reconcile, replay_failed_transactions, sync_sage_x3_to_procore
+from mlc_dagster.dimensions import assets as dimension_assets
+from mlc_dagster.invoices import assets as invoice_assets
+from mlc_dagster.invoices import checks as invoice_checks
+from mlc_dagster.jobs import (
+    reconcile,
+    replay_failed_transactions,
+    sync_reference_data,
+    sync_sage_x3_to_procore,
+)
 from mlc_dagster.mapping import assets as mapping_assets
 from mlc_dagster.mapping import checks as mapping_checks
 from mlc_dagster.procore import assets as procore_assets
 from mlc_dagster.procore.schedules import reconcile_schedule, sync_fallback_schedule
 from mlc_dagster.reconciliation import assets as reconciliation_assets
+from mlc_dagster.reference_data.schedules import sync_reference_data_schedule
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.sage_x3 import assets as sage_x3_assets
 from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+from mlc_dagster.suppliers import assets as supplier_assets
 
 
 def _optional_env(name: str):
@@ -57,10 +67,11 @@ def build_resources() -> dict:
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sage_x3_assets, procore_assets, mapping_assets,
-                                        reconciliation_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([mapping_checks]),
-    jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile],
+                                        reconciliation_assets, invoice_assets, supplier_assets,
+                                        dimension_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([mapping_checks, invoice_checks]),
+    jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile, sync_reference_data],
     sensors=[x3_purchase_order_changes],
-    schedules=[sync_fallback_schedule, reconcile_schedule],
+    schedules=[sync_fallback_schedule, reconcile_schedule, sync_reference_data_schedule],
     resources=build_resources(),
 )

@@ -42,3 +42,14 @@ reconcile = dg.define_asset_job(
     tags={COMPANY_TAG: Settings.from_env().company_tag},
     executor_def=dg.in_process_executor,
 )
+
+sync_reference_data = dg.define_asset_job(
+    name="sync_reference_data",
+    selection=dg.AssetSelection.groups("suppliers", "dimensions")
+    | dg.AssetSelection.assets("procore_projects", "procore_cost_codes", "procore_line_item_types"),
+    description=("Suppliers <-> Procore vendors both ways, and Procore cost codes, cost types "
+                 "and sub jobs -> Sage X3 dimension values. Hourly (MLC_REFERENCE_CRON) and "
+                 "on demand."),
+    tags={COMPANY_TAG: Settings.from_env().company_tag},
+    executor_def=dg.in_process_executor,
+)

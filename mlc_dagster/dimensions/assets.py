@@ -1,0 +1,106 @@
+"""Procore cost codes, cost types and sub jobs -> Sage X3 dimension values (sync_reference_data).
+
+Project cost codes and cost types come from the procore_reference assets (the same reads
+the PO sync uses); the standard cost code list and sub jobs are read here.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from mlc_dagster.dimensions.plan import (
+    ENTITY,
+    DesiredDimensions,
+    desired_dimensions,
+    plan_dimension_writes,
+)
+from mlc_dagster.ledger.batch import ChangeBatch
+from mlc_dagster.ledger.store import Change
+from mlc_dagster.mapping.commitments import content_hash
+from mlc_dagster.procore.reference import frame
+from mlc_dagster.reference_data.settings import ReferenceSettings
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.resources.sage_x3 import SageX3Resource
+from mlc_dagster.resources.sage_x3_client import SageX3Error
+from mlc_dagster.utils import table_metadata
+
+GROUP = {"group_name": "dimensions"}
+
+
+@dg.asset(**GROUP, kinds={"pandas", "procore"})
+def procore_standard_cost_codes(procore: ProcoreResource) -> dg.Output[pd.DataFrame]:
+    """Codes of every standard cost code list of the company (full code, name)."""
+    client = procore.get_client()
+    company = {"company_id": client.company_id}
+    rows = [dict(code, list_id=code_list["id"])
+            for code_list in client.list_all("/rest/v1.0/standard_cost_code_lists", company)
+            for code in client.list_all("/rest/v1.0/standard_cost_codes", dict(
+                company, standard_cost_code_list_id=code_list["id"]))]
+    df = frame(rows, ["list_id", "id", "code", "full_code", "name"])
+    df["code"] = df["full_code"].fillna(df["code"])
+    return dg.Output(df, metadata={"standard_cost_codes": len(df)})
+
+
+@dg.asset(**GROUP, kinds={"pandas", "procore"})
+def procore_sub_jobs(procore: ProcoreResource, procore_projects: pd.DataFrame
+                     ) -> dg.Output[pd.DataFrame]:
+    """Sub jobs of every project (one call per project)."""
+    client = procore.get_client()
+    rows = [dict(job, project_id=int(pid)) for pid in procore_projects["id"]
+            for job in client.list_all("/rest/v1.0/sub_jobs", {"project_id": int(pid)})]
+    df = frame(rows, ["project_id", "id", "code", "name"])
+    return dg.Output(df, metadata={"sub_jobs": len(df)})
+
+
+@dg.asset(**GROUP, kinds={"pandas"})
+def desired_dimension_values(procore_standard_cost_codes: pd.DataFrame,
+                             procore_cost_codes: pd.DataFrame,
+                             procore_line_item_types: pd.DataFrame,
+                             procore_sub_jobs: pd.DataFrame) -> dg.Output[DesiredDimensions]:
+    """The X3 dimension values Procore's segments call for (pure)."""
+    types = ReferenceSettings.from_env().dimension_types
+    desired = desired_dimensions(procore_standard_cost_codes, procore_cost_codes,
+                                 procore_line_item_types, procore_sub_jobs, types)
+    return dg.Output(desired, metadata={
+        "values": len(desired.values), **{f"type_{t}": n for t, n in desired.sources.items()},
+        "problems": table_metadata(desired.problems)})
+
+
+@dg.asset(**GROUP, kinds={"sage_x3"})
+def x3_dimension_values(context: dg.AssetExecutionContext,
+                        desired_dimension_values: DesiredDimensions, sage_x3: SageX3Resource,
+                        ledger: LedgerResource) -> dg.MaterializeResult:
+    """Create/update the X3 dimension values that differ from the ledger; deactivate removed
+    ones. Values this connector never created are never touched."""
+    store = ledger.get_ledger()
+    plan = plan_dimension_writes(desired_dimension_values, store.states(ENTITY),
+                                 ReferenceSettings.from_env().dimension_types)
+    context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged")
+    for why in plan.refused:
+        context.log.warning(why)
+    client = sage_x3.get_client()
+    batch, rows = ChangeBatch(store, context.run.run_id), []
+    for write in plan.writes:
+        value = write.value
+        try:
+            outcome = client.upsert_dimension(value["dimension_type"], value["code"],
+                                              value["description"], value["active"])
+            action = "create" if write.action == "create" and outcome == "created" else write.action
+            change = Change(entity=ENTITY, key=write.key, status="synced", action=action,
+                            reason="; ".join(write.changes), content_hash=content_hash(value),
+                            summary=value, changes={"summary": write.changes})
+        except SageX3Error as exc:
+            change = Change(entity=ENTITY, key=write.key, status="failed", action="fail",
+                            reason=f"X3 dimension write failed: {exc}", payload=value,
+                            changes={"summary": write.changes})
+        batch.add(change)
+        rows.append({"value": write.key, "action": change.action, "status": change.status,
+                     "detail": change.reason})
+    batch.flush()
+    table = pd.DataFrame(rows, columns=["value", "action", "status", "detail"])
+    count = table[table["status"] == "synced"].groupby("action").size()
+    return dg.MaterializeResult(metadata={
+        **{action: int(count.get(action, 0)) for action in
+           ("create", "update", "reactivate", "deactivate")},
+        "unchanged": len(plan.unchanged), "failed": int((table["status"] == "failed").sum()),
+        "deactivation_refused": len(plan.refused), "touched": table_metadata(table)})

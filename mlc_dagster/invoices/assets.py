@@ -1,0 +1,147 @@
+"""Supplier invoices -> Procore requisitions, inside the `sync_sage_x3_to_procore` job.
+
+x3_purchase_invoices (staged, group sage_x3) -> mapped_requisitions (pure, group mapping)
+-> procore_requisitions (write, group procore; runs after procore_commitments so that an
+invoice syncs in the same run as its PO).
+"""
+
+import dagster as dg
+import pandas as pd
+
+from mlc_dagster.invoices.requisitions import (
+    ENTITY,
+    DesiredRequisitions,
+    build_desired_requisitions,
+    plan_requisition_writes,
+)
+from mlc_dagster.invoices.settings import InvoiceSettings
+from mlc_dagster.invoices.staging import StagedInvoices, stage_purchase_invoices
+from mlc_dagster.invoices.writer import RequisitionWriter
+from mlc_dagster.procore.commitment_sync import ENTITY as PO_ENTITY
+from mlc_dagster.resources.http_core import WaitTooLong
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.resources.sage_x3 import SageX3Resource
+from mlc_dagster.sage_x3.assets import StagingConfig
+from mlc_dagster.sage_x3.snapshot import cursor_name, refresh_snapshot
+from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
+from mlc_dagster.settings import Settings
+from mlc_dagster.utils import table_metadata
+
+
+@dg.asset(
+    group_name="sage_x3",
+    kinds={"pandas", "sage_x3"},
+    check_specs=[dg.AssetCheckSpec("invoice_quarantine", asset="x3_purchase_invoices",
+                                   description="Every X3 purchase invoice passes validation")],
+)
+def x3_purchase_invoices(context: dg.AssetExecutionContext, config: StagingConfig,
+                         sage_x3: SageX3Resource, ledger: LedgerResource,
+                         x3_purchase_orders: StagedPurchaseOrders):
+    """Every Sage X3 purchase invoice (header + lines), validated; bad ones quarantined.
+
+    Delta read by update stamp with overlap, merged into the ledger snapshot; each line
+    must point at a PO that X3 has (valid or quarantined).
+    """
+    store = ledger.get_ledger()
+    client = sage_x3.get_client()
+    counts = refresh_snapshot(client, store, "purchase_invoice",
+                              overlap_seconds=Settings.from_env().overlap_seconds,
+                              full_refresh=config.full_refresh,
+                              read_details=client.read_purchase_invoices)
+    known = set(x3_purchase_orders.headers["po_number"]) | x3_purchase_orders.held_po_numbers
+    staged = stage_purchase_invoices(list(store.snapshot("purchase_invoice")), known)
+    context.log.info(f"X3 invoices: {counts['read']} read, {counts['changed']} changed; "
+                     f"{len(staged.headers)} valid, {len(staged.quarantined)} quarantined")
+    yield dg.Output(staged, metadata={
+        "x3_records_read": counts["read"], "x3_records_changed": counts["changed"],
+        "x3_records_deleted": counts["deleted"], "valid_invoices": len(staged.headers),
+        "valid_lines": len(staged.lines), "quarantined_invoices": len(staged.quarantined),
+        "high_water_stamp": store.get_cursor(cursor_name("purchase_invoice")) or "",
+    })
+    yield dg.AssetCheckResult(
+        check_name="invoice_quarantine", passed=staged.quarantine.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined_invoices": len(staged.quarantined),
+                  "reasons": table_metadata(staged.quarantine)})
+
+
+@dg.asset(group_name="mapping", kinds={"pandas"})
+def mapped_requisitions(context: dg.AssetExecutionContext, x3_purchase_invoices: StagedInvoices,
+                        x3_purchase_orders: StagedPurchaseOrders) -> dg.Output[DesiredRequisitions]:
+    """Desired requisitions: one per (invoice, PO), amounts per PO line; credit memos held."""
+    desired = build_desired_requisitions(x3_purchase_invoices, x3_purchase_orders)
+    held = desired.held_reasons()
+    context.log.info(f"{len(desired.invoices)} invoices desired, {len(held)} held")
+    return dg.Output(desired, metadata={
+        "invoices": len(desired.invoices),
+        "requisitions": sum(len(i.parts) for i in desired.invoices),
+        "held_invoices": len(held),
+        "held": table_metadata(pd.DataFrame(sorted(held.items()), columns=["invoice", "reason"])),
+    })
+
+
+class RequisitionWriteConfig(dg.Config):
+    max_invoices: int = 0  # 0 = MLC_MAX_INVOICES_PER_RUN; the rest waits for the next run
+    replay: bool = False  # only re-send failed invoices (or `keys`), nothing else
+    keys: list[str] = []  # with replay: these invoice numbers only (empty = every failed one)
+
+
+@dg.asset(
+    group_name="procore",
+    kinds={"procore"},
+    pool="procore_api",
+    deps=["procore_commitments"],
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL,
+                                jitter=dg.Jitter.PLUS_MINUS),
+)
+def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionWriteConfig,
+                         mapped_requisitions: DesiredRequisitions, procore: ProcoreResource,
+                         ledger: LedgerResource) -> dg.MaterializeResult:
+    """Write the difference between desired requisitions and what the ledger says was written.
+
+    Runs after procore_commitments and reads each PO's commitment and line item ids from the
+    ledger, so an invoice waiting for its PO syncs in the run that syncs the PO.
+    """
+    settings = InvoiceSettings.from_env()
+    store = ledger.get_ledger()
+    desired = mapped_requisitions
+    states = store.states(ENTITY, [i.invoice_number for i in desired.invoices]
+                          + list(desired.held_reasons()))
+    pos = {p.po_number for i in desired.invoices for p in i.parts} | {
+        po for s in states.values() for po in ((s.summary or {}).get("parts") or {})}
+    plan = plan_requisition_writes(desired, states, store.states(PO_ENTITY, pos))
+    if config.replay:
+        only = set(config.keys) or {k for k, s in states.items() if s.status == "failed"}
+        plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
+        plan.new_holds = []
+    limit = config.max_invoices or settings.max_invoices_per_run
+    deferred = max(0, len(plan.writes) - limit)
+    plan.writes = plan.writes[:limit]
+    context.log.info(f"requisitions: {len(plan.writes)} invoices to write, "
+                     f"{len(plan.unchanged)} unchanged, {len(plan.new_holds)} newly held, "
+                     f"{deferred} deferred to the next run")
+    client = procore.get_client()
+    writer = RequisitionWriter(client, store, context.run.run_id,
+                               create_periods=settings.create_billing_periods,
+                               log=context.log.info)
+    try:
+        outcomes = writer.run(plan)
+    except WaitTooLong as exc:
+        writer.batch.flush()
+        raise dg.RetryRequested(max_retries=5, seconds_to_wait=min(exc.seconds, 3600)) from None
+    rows = pd.DataFrame([{"invoice": o.invoice_number, "action": o.action, "status": o.status,
+                          "requisition_id": o.procore_id,
+                          "detail": o.reason or "; ".join(o.changes)} for o in outcomes],
+                        columns=["invoice", "action", "status", "requisition_id", "detail"])
+    synced = rows[rows["status"] == "synced"]
+    return dg.MaterializeResult(metadata={
+        "created": int((synced["action"] == "create").sum()),
+        "updated": int((synced["action"] == "update").sum()),
+        "unchanged": len(plan.unchanged),
+        "held": int((rows["status"] == "held").sum()),
+        "failed": int((rows["status"] == "failed").sum()),
+        "deferred": deferred,
+        "procore_calls": client.stats.total_calls,
+        "invoices_touched": table_metadata(rows),
+    })

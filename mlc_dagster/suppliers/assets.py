@@ -1,0 +1,100 @@
+"""Suppliers <-> vendors, in the `sync_reference_data` job.
+
+x3_suppliers (staged X3 suppliers) + procore_vendor_directory (every Procore vendor, active
+and inactive) -> supplier_vendor_sync (plan against the ledger, write X3 then Procore).
+"""
+
+import dagster as dg
+import pandas as pd
+
+from mlc_dagster.reference_data.settings import ReferenceSettings
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.resources.sage_x3 import SageX3Resource
+from mlc_dagster.sage_x3.assets import StagingConfig
+from mlc_dagster.sage_x3.snapshot import cursor_name, refresh_snapshot
+from mlc_dagster.settings import Settings
+from mlc_dagster.suppliers.plan import SUPPLIER, VENDOR, plan_supplier_sync
+from mlc_dagster.suppliers.staging import StagedSuppliers, stage_suppliers
+from mlc_dagster.suppliers.writer import SupplierWriter
+from mlc_dagster.utils import table_metadata
+
+GROUP = {"group_name": "suppliers"}
+
+
+@dg.asset(**GROUP, kinds={"pandas", "sage_x3"},
+          check_specs=[dg.AssetCheckSpec("supplier_quarantine", asset="x3_suppliers",
+                                         description="Every X3 supplier passes validation")])
+def x3_suppliers(context: dg.AssetExecutionContext, config: StagingConfig,
+                 sage_x3: SageX3Resource, ledger: LedgerResource):
+    """Every Sage X3 supplier, validated; delta read by update stamp into the ledger snapshot."""
+    store = ledger.get_ledger()
+    counts = refresh_snapshot(sage_x3.get_client(), store, "supplier",
+                              overlap_seconds=Settings.from_env().overlap_seconds,
+                              full_refresh=config.full_refresh)
+    staged = stage_suppliers(list(store.snapshot("supplier")))
+    context.log.info(f"X3 suppliers: {counts['read']} read, {counts['changed']} changed; "
+                     f"{len(staged.suppliers)} valid, {len(staged.reasons())} quarantined")
+    yield dg.Output(staged, metadata={
+        "x3_records_read": counts["read"], "x3_records_changed": counts["changed"],
+        "valid_suppliers": len(staged.suppliers), "quarantined_suppliers": len(staged.reasons()),
+        "high_water_stamp": store.get_cursor(cursor_name("supplier")) or ""})
+    yield dg.AssetCheckResult(
+        check_name="supplier_quarantine", passed=staged.quarantine.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined_suppliers": len(staged.reasons()),
+                  "reasons": table_metadata(staged.quarantine)})
+
+
+@dg.asset(**GROUP, kinds={"procore"})
+def procore_vendor_directory(procore: ProcoreResource) -> dg.Output[list[dict]]:
+    """Every company vendor, active and inactive (the PO sync's procore_vendors is active only)."""
+    client = procore.get_client()
+    vendors = client.vendors() + client.list_all(
+        f"/rest/v1.0/companies/{client.company_id}/vendors/inactive")
+    return dg.Output(vendors, metadata={
+        "vendors": len(vendors), "inactive": sum(v.get("is_active") is False for v in vendors),
+        "linked_to_x3": sum(bool(v.get("origin_id")) for v in vendors)})
+
+
+@dg.asset(**GROUP, kinds={"procore", "sage_x3"}, pool="procore_api",
+          check_specs=[dg.AssetCheckSpec(
+              "no_ambiguous_vendor_matches", asset="supplier_vendor_sync",
+              description="No X3 supplier matches several Procore vendors or the reverse")])
+def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: StagedSuppliers,
+                         procore_vendor_directory: list[dict], procore: ProcoreResource,
+                         sage_x3: SageX3Resource, ledger: LedgerResource):
+    """Bring suppliers and vendors in step both ways; write only what differs from the ledger.
+
+    X3 suppliers become vendors (vendors/sync keyed by origin_id = supplier code); Procore-only
+    vendors become X3 suppliers and are linked back; pre-existing look-alikes are linked, and
+    ambiguous ones listed, never merged.
+    """
+    store = ledger.get_ledger()
+    plan = plan_supplier_sync(x3_suppliers.suppliers, x3_suppliers.reasons(),
+                              procore_vendor_directory, store.states(SUPPLIER),
+                              store.states(VENDOR), ReferenceSettings.from_env().supplier_rules,
+                              x3_suppliers.stamps)
+    context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
+                     f"suppliers to create, {len(plan.unchanged)} unchanged, "
+                     f"{len(plan.holds)} newly held")
+    outcomes = SupplierWriter(procore.get_client(), sage_x3.get_client(), store,
+                              context.run.run_id, log=context.log.info).run(plan)
+    rows = pd.DataFrame([vars(o) for o in outcomes],
+                        columns=["entity", "key", "action", "status", "detail"])
+    synced = rows[rows["status"] == "synced"]
+    count = synced.groupby(["entity", "action"]).size()
+    yield dg.MaterializeResult(metadata={
+        "vendors_created": int(count.get((SUPPLIER, "create"), 0)),
+        "x3_suppliers_created": int(count.get((VENDOR, "create"), 0)),
+        "linked": int(count.get((SUPPLIER, "link"), 0)),
+        "updated": int(count.get((SUPPLIER, "update"), 0)),
+        "unchanged": len(plan.unchanged),
+        "held": int((rows["status"] == "held").sum()),
+        "failed": int((rows["status"] == "failed").sum()),
+        "touched": table_metadata(rows)})
+    yield dg.AssetCheckResult(
+        check_name="no_ambiguous_vendor_matches", passed=plan.ambiguous.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"ambiguous_groups": len(plan.ambiguous),
+                  "to_decide": table_metadata(plan.ambiguous)})

@@ -1,0 +1,350 @@
+"""Suppliers <-> vendors: identity, matching and field ownership (pure functions).
+
+Identity: a Procore company vendor is linked to an X3 supplier when its `origin_id` is the
+supplier code (`origin_code` shows the same code to users).
+
+Field ownership (README "Suppliers and vendors"):
+- identity and financial fields (name, short name, postal address, country) belong to X3:
+  X3's value is written to Procore, a Procore edit is overwritten;
+- contact fields (phone, e-mail) belong to X3 or to Procore (MLC_VENDOR_CONTACT_OWNER);
+  on the first link a blank side is filled from the other, never wiped;
+- the active flag belongs to both: whichever side changed since our last sync wins (X3 if
+  both did), so an inactive supplier deactivates its vendor and the reverse.
+
+No ping-pong: the ledger keeps a hash of both sides as they were after our last write
+(Procore's side as Procore returned it). When both sides still hash the same on the next
+poll, nothing is compared and nothing is written, however recently X3 stamped the record.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlc_dagster.ledger.store import Change, RecordState
+from mlc_dagster.mapping.commitments import content_hash
+
+SUPPLIER, VENDOR = "supplier", "vendor"
+FIELDS = ("name", "abbreviated_name", "address", "city", "zip", "country_code",
+          "business_phone", "email_address", "is_active")
+IDENTITY = ("name", "abbreviated_name", "address", "city", "zip", "country_code")
+CONTACT = ("business_phone", "email_address")
+X3_NAMES = {"name": "name", "abbreviated_name": "short_name", "address": "address",
+            "city": "city", "zip": "postcode", "country_code": "country",
+            "business_phone": "phone", "email_address": "email", "is_active": "active"}
+# BPSUPPLIER column sizes: a Procore value longer than this is never truncated into X3.
+X3_LIMITS = {"name": 35, "abbreviated_name": 10, "address": 50, "city": 40, "zip": 10,
+             "country_code": 3, "business_phone": 40, "email_address": 80}
+CODE_LIMIT = 15
+_LEGAL_SUFFIXES = {"ltd", "limited", "plc", "llc", "llp", "inc", "co", "corp", "sa", "sas",
+                   "sarl", "gmbh", "bv", "ag"}
+
+
+@dataclass(frozen=True)
+class SupplierRules:
+    contact_owner: str = "x3"  # x3 | procore
+    code_prefix: str = "PC"  # X3 code of a supplier created from a Procore-only vendor
+
+    def __post_init__(self) -> None:
+        if self.contact_owner not in ("x3", "procore"):
+            raise ValueError("MLC_VENDOR_CONTACT_OWNER must be x3 or procore, "
+                             f"not {self.contact_owner!r}")
+
+
+# --- normalised views of both sides, in Procore's field names ---------------------------------
+
+
+def x3_view(supplier: dict) -> dict:
+    view = {f: _text(supplier.get(X3_NAMES[f])) for f in FIELDS if f != "is_active"}
+    view["country_code"] = view["country_code"].upper()
+    view["is_active"] = bool(supplier.get("active"))
+    return view
+
+
+def procore_view(vendor: dict) -> dict:
+    view = {f: _text(vendor.get(f)) for f in FIELDS if f != "is_active"}
+    view["is_active"] = vendor.get("is_active") is not False
+    return view
+
+
+def pair_hash(x3: dict, procore: dict) -> str:
+    return content_hash({"x3": x3, "procore": procore})
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def supplier_code_for(vendor_id: int, prefix: str) -> str:
+    """Deterministic, so a re-run after a crash finds the supplier it already created."""
+    digits, n = "", int(vendor_id)
+    while True:
+        n, r = divmod(n, 36)
+        digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r] + digits
+        if n == 0:
+            return prefix + digits
+
+
+# --- matching pre-existing vendors ---------------------------------------------------------------
+
+
+def norm_name(name: str) -> str:
+    text = unicodedata.normalize("NFKD", name or "")
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    words = re.sub(r"[^0-9a-z]+", " ", text).split()
+    while words and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    return " ".join(words)
+
+
+def norm_compact(value: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", (value or "").upper())
+
+
+def match_keys(name: str, postcode: str, tax_id: str) -> set[str]:
+    keys = set()
+    if norm_compact(tax_id):
+        keys.add("tax:" + norm_compact(tax_id))
+    if norm_name(name) and norm_compact(postcode):
+        keys.add(f"name:{norm_name(name)}|{norm_compact(postcode)}")
+    return keys
+
+
+def match_unlinked(suppliers: list[dict], vendors: list[dict]
+                   ) -> tuple[dict[str, dict], list[tuple[list[str], list[dict]]]]:
+    """Pair unlinked suppliers with unlinked vendors by tax id, or name + postcode.
+
+    Returns (supplier code -> its one vendor, ambiguous groups). A group with more than one
+    supplier or vendor is ambiguous: listed for a person, never merged.
+    """
+    by_key: dict[str, tuple[set[str], set[int]]] = {}
+    for s in suppliers:
+        for key in match_keys(s.get("name"), s.get("postcode"), s.get("tax_id")):
+            by_key.setdefault(key, (set(), set()))[0].add(s["supplier_code"])
+    vendor_by_id = {int(v["id"]): v for v in vendors}
+    for v in vendors:
+        for key in match_keys(v.get("name"), v.get("zip"), v.get("tax_id")):
+            if key in by_key:
+                by_key[key][1].add(int(v["id"]))
+    # Connected components over shared keys (a supplier may match by tax id and by name).
+    groups: list[tuple[set[str], set[int]]] = []
+    for codes, ids in by_key.values():
+        if not ids:
+            continue
+        merged = [g for g in groups if g[0] & codes or g[1] & ids]
+        new = (set(codes), set(ids))
+        for g in merged:
+            new[0].update(g[0])
+            new[1].update(g[1])
+            groups.remove(g)
+        groups.append(new)
+    links, ambiguous = {}, []
+    for codes, ids in groups:
+        if len(codes) == 1 and len(ids) == 1:
+            links[next(iter(codes))] = vendor_by_id[next(iter(ids))]
+        else:
+            ambiguous.append((sorted(codes), [vendor_by_id[i] for i in sorted(ids)]))
+    return links, ambiguous
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairWrite:
+    """One supplier/vendor pair to bring in step; either side's changes may be empty."""
+
+    code: str
+    vendor_id: int | None
+    action: str  # create | link | update | baseline
+    vendor_item: dict | None  # a vendors/sync item, None = nothing to send to Procore
+    x3_fields: dict  # canonical X3 fields to change, {} = nothing to send to X3
+    x3_after: dict  # X3 side after the write (view)
+    procore_after: dict  # Procore side we expect (Procore's response replaces it)
+    changes: list[str]
+    x3_stamp: str | None = None
+    matched: bool = False  # an unlinked vendor matched to this supplier (record the vendor too)
+
+
+@dataclass
+class SupplierCreate:
+    """A Procore-only vendor to create as an X3 supplier, then link back."""
+
+    vendor_id: int
+    code: str
+    record: dict  # canonical X3 supplier
+    pair: PairWrite
+
+
+@dataclass
+class SupplierPlan:
+    pairs: list[PairWrite] = field(default_factory=list)
+    creates: list[SupplierCreate] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    holds: list[Change] = field(default_factory=list)
+    ambiguous: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["x3_suppliers", "procore_vendors", "why"]))
+
+
+def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, str],
+                       vendors: list[dict], supplier_states: dict[str, RecordState],
+                       vendor_states: dict[str, RecordState], rules: SupplierRules,
+                       stamps: dict[str, str | None] | None = None) -> SupplierPlan:
+    stamps = stamps or {}
+    plan = SupplierPlan()
+    holds: dict[tuple[str, str], str] = {(SUPPLIER, c): r for c, r in quarantine_reasons.items()}
+    records = suppliers.to_dict("records")
+    by_origin = {str(v["origin_id"]): v for v in vendors if v.get("origin_id")}
+
+    unlinked_vendors = [v for v in vendors if not v.get("origin_id")
+                        and v.get("is_active") is not False]
+    # A supplier we created from a vendor whose link-back did not happen (crash): its code
+    # is the vendor's own, so it is linked, not created again on either side.
+    own_codes = {_own_code(v, vendor_states, rules): v for v in unlinked_vendors}
+    links = {c: v for c, v in own_codes.items() if c in {r["supplier_code"] for r in records}}
+    unlinked_vendors = [v for v in unlinked_vendors if v not in links.values()]
+    unlinked_suppliers = [r for r in records if r["supplier_code"] not in by_origin
+                          and r["supplier_code"] not in links and r["active"]]
+    matched, ambiguous = match_unlinked(unlinked_suppliers, unlinked_vendors)
+    links.update(matched)
+    in_doubt_codes, in_doubt_vendors = set(), set()
+    rows = []
+    for codes, group in ambiguous:
+        names = ", ".join(f"{v['id']} ({v.get('name')}, {v.get('zip') or '-'})" for v in group)
+        why = (f"ambiguous match: X3 supplier(s) {', '.join(codes)} and Procore vendor(s) "
+               f"{names} share a tax id or name + postcode; link one by hand (or deactivate "
+               "the duplicate vendor) and the next run links it")
+        rows.append({"x3_suppliers": ", ".join(codes), "procore_vendors": names, "why": why})
+        for code in codes:
+            holds[(SUPPLIER, code)] = why
+            in_doubt_codes.add(code)
+        for v in group:
+            holds[(VENDOR, str(v["id"]))] = why
+            in_doubt_vendors.add(int(v["id"]))
+    plan.ambiguous = pd.DataFrame(rows, columns=plan.ambiguous.columns)
+
+    for r in records:
+        code = r["supplier_code"]
+        x3 = x3_view(r)
+        state = supplier_states.get(code)
+        if code in by_origin:
+            pair = _plan_pair(code, x3, by_origin[code], state, rules)
+        elif code in links:
+            pair = _plan_pair(code, x3, links[code], None, rules, linking=True)
+        elif code in in_doubt_codes or not r["active"]:
+            continue  # ambiguous (held above), or inactive and never linked: nothing to do
+        else:
+            pair = _create_vendor(code, x3)
+        if pair is None:
+            plan.unchanged.append(code)
+            continue
+        pair.x3_stamp = stamps.get(code)
+        too_long = _over_limits(pair.x3_fields, canonical=True)
+        if too_long:
+            holds[(SUPPLIER, code)] = f"cannot write to X3: {too_long}"
+        else:
+            plan.pairs.append(pair)
+
+    linked_ids = {int(v["id"]) for v in links.values()}
+    for v in unlinked_vendors:
+        vid = int(v["id"])
+        if vid in in_doubt_vendors or vid in linked_ids:
+            continue
+        create = _create_supplier(vid, _own_code(v, vendor_states, rules), v)
+        if isinstance(create, str):
+            holds[(VENDOR, str(vid))] = create
+        else:
+            plan.creates.append(create)
+
+    for (entity, key), reason in sorted(holds.items()):
+        state = (supplier_states if entity == SUPPLIER else vendor_states).get(key)
+        if state and state.status == "held" and state.reason == reason:
+            continue
+        plan.holds.append(Change(entity=entity, key=key, status="held", action="hold",
+                                 reason=reason, procore_id=state.procore_id if state else None,
+                                 summary=state.summary if state else None,
+                                 x3_stamp=stamps.get(key) if entity == SUPPLIER else None))
+    return plan
+
+
+def _plan_pair(code: str, x3: dict, vendor: dict, state: RecordState | None,
+               rules: SupplierRules, linking: bool = False) -> PairWrite | None:
+    pc = procore_view(vendor)
+    if state and state.status == "synced" and state.content_hash == pair_hash(x3, pc):
+        return None
+    last = (state.summary or {}) if state and not linking else {}
+    first = not last
+    to_pc, to_x3 = dict(pc), dict(x3)
+    for f in IDENTITY:
+        to_pc[f] = x3[f]
+    for f in CONTACT:
+        owner_value = x3[f] if rules.contact_owner == "x3" else pc[f]
+        if first and not owner_value:  # first link: fill a blank side, never wipe
+            owner_value = pc[f] or x3[f]
+        to_pc[f] = to_x3[f] = owner_value
+    active = x3["is_active"]
+    if last and x3["is_active"] == last.get("x3", {}).get("is_active") \
+            and pc["is_active"] != last.get("procore", {}).get("is_active"):
+        active = pc["is_active"]  # only Procore changed since our last sync
+    to_pc["is_active"] = to_x3["is_active"] = active
+
+    vendor_changes = {f: to_pc[f] for f in FIELDS if to_pc[f] != pc[f]}
+    x3_changes = {f: to_x3[f] for f in FIELDS if to_x3[f] != x3[f]}
+    changes = [f"Procore {f}: {pc[f]!r} -> {v!r}" for f, v in vendor_changes.items()]
+    changes += [f"X3 {X3_NAMES[f]}: {x3[f]!r} -> {v!r}" for f, v in x3_changes.items()]
+    item = None
+    if vendor_changes or linking:
+        item = {"id": int(vendor["id"]), **{f: v or None if f != "is_active" else v
+                                            for f, v in vendor_changes.items()}}
+        if linking:
+            item.update(origin_id=code, origin_code=code)
+            changes.insert(0, f"linked to existing Procore vendor {vendor['id']} "
+                              f"({vendor.get('name')})")
+    action = "link" if linking else ("update" if item or x3_changes else "baseline")
+    return PairWrite(code, int(vendor["id"]), action, item,
+                     {X3_NAMES[f]: v for f, v in x3_changes.items()}, to_x3, to_pc,
+                     changes or ["recorded as in step"], matched=linking)
+
+
+def _create_vendor(code: str, x3: dict) -> PairWrite:
+    item = {"origin_id": code, "origin_code": code,
+            **{f: (x3[f] or None) if f != "is_active" else x3[f] for f in FIELDS}}
+    return PairWrite(code, None, "create", item, {}, x3, dict(x3),
+                     [f"Procore vendor created for X3 supplier {code} ({x3['name']})"])
+
+
+def _own_code(vendor: dict, vendor_states: dict[str, RecordState], rules: SupplierRules) -> str:
+    state = vendor_states.get(str(vendor["id"]))
+    recorded = (state.summary or {}).get("supplier_code") if state else None
+    return recorded or supplier_code_for(int(vendor["id"]), rules.code_prefix)
+
+
+def _create_supplier(vendor_id: int, code: str, vendor: dict) -> SupplierCreate | str:
+    pc = procore_view(vendor)
+    x3 = dict(pc, abbreviated_name=pc["abbreviated_name"] or pc["name"][:10])
+    problems = _over_limits(x3)
+    if len(code) > CODE_LIMIT:
+        problems = f"supplier code {code} is longer than {CODE_LIMIT} characters; " + problems
+    if not pc["name"]:
+        problems = "vendor has no name; " + problems
+    if problems.strip("; "):
+        return f"Procore vendor {vendor_id} cannot become an X3 supplier: {problems.strip('; ')}"
+    record = {"supplier_code": code, **{X3_NAMES[f]: v for f, v in x3.items() if v != ""}}
+    link = {"id": vendor_id, "origin_id": code, "origin_code": code}
+    pair = PairWrite(code, vendor_id, "link", link, {}, x3, pc,
+                     [f"X3 supplier {code} created from Procore vendor {vendor_id} "
+                      f"({pc['name']}) and linked back"])
+    return SupplierCreate(vendor_id, code, record, pair)
+
+
+def _over_limits(values: dict, canonical: bool = False) -> str:
+    names = {v: k for k, v in X3_NAMES.items()} if canonical else {}
+    out = []
+    for name, value in values.items():
+        limit = X3_LIMITS.get(names.get(name, name))
+        if limit and isinstance(value, str) and len(value) > limit:
+            out.append(f"{name} is {len(value)} characters, Sage X3 allows {limit}")
+    return "; ".join(out)

@@ -1,0 +1,234 @@
+"""Suppliers <-> vendors: staging, matching, field ownership and no ping-pong (pure)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlc_dagster.ledger.store import RecordState
+from mlc_dagster.suppliers.plan import (
+    SupplierRules,
+    match_unlinked,
+    norm_name,
+    pair_hash,
+    plan_supplier_sync,
+    procore_view,
+    supplier_code_for,
+    x3_view,
+)
+from mlc_dagster.suppliers.staging import stage_suppliers
+
+from .x3_records import canonical_supplier
+
+
+def supplier(code="SUP900", **fields) -> dict:
+    record = {"supplier_code": code, "name": "Granite Aggregates Ltd", "short_name": "Granite Ag",
+              "active": True, "currency": "GBP", "country": "GB", "city": "Leeds",
+              "postcode": "LS1 4AP", "address": "1 Quarry Road", "phone": "+44 113 000",
+              "email": "sales@granite.example", "tax_id": "GB123456789",
+              "update_stamp": "2026-03-01T10:00:00Z"}
+    record.update(fields)
+    return record
+
+
+def vendor(vid=1, **fields) -> dict:
+    record = {"id": vid, "name": "Granite Aggregates Ltd", "abbreviated_name": "Granite Ag",
+              "address": "1 Quarry Road", "city": "Leeds", "zip": "LS1 4AP", "country_code": "GB",
+              "business_phone": "+44 113 000", "email_address": "sales@granite.example",
+              "is_active": True, "origin_id": None, "origin_code": None, "tax_id": None}
+    record.update(fields)
+    return record
+
+
+def staged(*records):
+    return stage_suppliers(list(records))
+
+
+def plan(suppliers, vendors, states=None, vendor_states=None, rules=SupplierRules()):
+    s = staged(*suppliers)
+    return plan_supplier_sync(s.suppliers, s.reasons(), vendors, states or {},
+                              vendor_states or {}, rules, s.stamps)
+
+
+def synced_state(code, x3_after, procore_after) -> RecordState:
+    return RecordState("supplier", code, "synced", procore_id=1,
+                       content_hash=pair_hash(x3_after, procore_after),
+                       summary={"x3": x3_after, "procore": procore_after})
+
+
+# --- staging ---------------------------------------------------------------------------------
+
+
+def test_seeded_suppliers_stage_fully(seed):
+    result = stage_suppliers([canonical_supplier(s) for s in seed.x3_suppliers])
+    assert result.quarantine.empty and len(result.suppliers) == 40
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    ({"country": "GBR"}, "country", "not an ISO 3166 two-letter country code"),
+    ({"name": ""}, "name", "blank or too long"),
+    ({"name": "N" * 36}, "name", "blank or too long"),
+    ({"email": "not an email"}, "email", "is not an e-mail address"),
+    ({"active": None}, "active", "active flag is missing or not yes/no"),
+    ({"active": "maybe"}, "active", "active flag is missing or not yes/no"),
+])
+def test_malformed_supplier_is_quarantined_and_the_others_carry_on(fields, field, words):
+    result = staged(supplier("BAD", **fields), supplier("GOOD"))
+    assert list(result.suppliers["supplier_code"]) == ["GOOD"]
+    reason = result.reasons()["BAD"]
+    assert reason.startswith("supplier BAD: ") and words in reason
+    assert field in set(result.quarantine["field"])
+
+
+def test_unicode_supplier_name_is_kept_as_is():
+    result = staged(supplier("UNI", name="Société Générale Bâtiment — Łódź"))
+    assert result.quarantine.empty
+    assert x3_view(result.suppliers.iloc[0].to_dict())["name"] == "Société Générale Bâtiment — Łódź"
+
+
+# --- matching ----------------------------------------------------------------------------------
+
+
+def test_names_normalise_case_accents_punctuation_and_legal_suffix():
+    assert norm_name("  GRANITE  Aggregates, Ltd.") == norm_name("granite aggregates")
+    assert norm_name("Société Générale") == "societe generale"
+
+
+def test_match_by_tax_id_or_name_and_postcode_and_ambiguity_is_never_merged():
+    s = [supplier("A", tax_id="GB 123-456-789", name="Alpha", postcode="X1"),
+         supplier("B", tax_id="", name="Beta Works Ltd", postcode="M1 1AE"),
+         supplier("C", tax_id="", name="Gamma", postcode="G1 1XQ")]
+    v = [vendor(1, tax_id="GB123456789", name="Totally different", zip=""),
+         vendor(2, name="BETA WORKS", zip="m11ae"),
+         vendor(3, name="Gamma", zip="G1 1XQ"), vendor(4, name="Gamma Ltd", zip="g1 1xq")]
+    links, ambiguous = match_unlinked(s, v)
+    assert {c: v["id"] for c, v in links.items()} == {"A": 1, "B": 2}
+    assert [(codes, [x["id"] for x in group]) for codes, group in ambiguous] == [(["C"], [3, 4])]
+
+
+def test_x3_supplier_without_vendor_creates_one_and_pre_existing_lookalike_is_linked():
+    result = plan([supplier("NEW", name="Nova Ltd", tax_id="", postcode="B1 1BB"),
+                   supplier("OLD")], [vendor(7, email_address="")])
+    by_code = {p.code: p for p in result.pairs}
+    assert by_code["NEW"].action == "create" and by_code["NEW"].vendor_item["origin_id"] == "NEW"
+    assert by_code["NEW"].vendor_item["name"] == "Nova Ltd"
+    link = by_code["OLD"]
+    assert link.action == "link" and link.vendor_item["id"] == 7
+    assert link.vendor_item["origin_id"] == link.vendor_item["origin_code"] == "OLD"
+    # first link fills the blank Procore e-mail from X3 instead of wiping either side
+    assert link.vendor_item["email_address"] == "sales@granite.example"
+    assert result.creates == []  # the look-alike vendor is linked, not copied into X3
+
+
+def test_ambiguous_match_is_reported_and_neither_side_is_created_or_linked():
+    result = plan([supplier("AMB", tax_id="")],
+                  [vendor(1), vendor(2, name="Granite Aggregates Limited")])
+    assert result.pairs == [] and result.creates == []
+    assert len(result.ambiguous) == 1 and "AMB" in result.ambiguous.iloc[0]["x3_suppliers"]
+    held = {(c.entity, c.key): c.reason for c in result.holds}
+    assert set(held) == {("supplier", "AMB"), ("vendor", "1"), ("vendor", "2")}
+    assert all("ambiguous match" in r for r in held.values())
+
+
+# --- Procore-only vendors ----------------------------------------------------------------------------
+
+
+def test_procore_only_vendor_becomes_an_x3_supplier_with_a_stable_code():
+    result = plan([], [vendor(562949953500238, name="Harbor Crane Services", zip="EC1A 1BB")])
+    (create,) = result.creates
+    assert create.code == supplier_code_for(562949953500238, "PC") == "PC5JJRMZDKJY"
+    assert len(create.code) <= 15
+    assert create.record["name"] == "Harbor Crane Services"
+    assert create.record["short_name"] == "Granite Ag"  # the vendor's abbreviated name
+    assert create.pair.vendor_item == {"id": 562949953500238, "origin_id": create.code,
+                                       "origin_code": create.code}
+
+
+def test_over_long_or_inactive_procore_only_vendor_is_not_created():
+    result = plan([], [vendor(1, name="A" * 48), vendor(2, is_active=False)])
+    assert result.creates == []
+    (hold,) = result.holds
+    assert hold.key == "1" and "name is 48 characters, Sage X3 allows 35" in hold.reason
+
+
+def test_supplier_created_by_an_interrupted_run_is_linked_not_duplicated():
+    code = supplier_code_for(1, "PC")
+    result = plan([supplier(code, name="Harbor Crane Services", postcode="", tax_id="")],
+                  [vendor(1, name="Harbor Crane Services", zip="")])
+    assert result.creates == []
+    (pair,) = result.pairs
+    assert pair.action == "link" and pair.vendor_item["origin_id"] == code
+
+
+# --- ownership and no ping-pong ---------------------------------------------------------------
+
+
+def test_x3_owns_identity_fields_and_overwrites_a_procore_edit():
+    x3 = x3_view(supplier())
+    state = synced_state("SUP900", x3, procore_view(vendor(origin_id="SUP900")))
+    renamed = vendor(origin_id="SUP900", name="Granite (renamed in Procore)")
+    (pair,) = plan([supplier()], [renamed], {"SUP900": state}).pairs
+    assert pair.vendor_item == {"id": 1, "name": "Granite Aggregates Ltd"}
+    assert pair.x3_fields == {}
+
+
+@pytest.mark.parametrize("owner, vendor_item, x3_fields", [
+    ("x3", {"id": 1, "business_phone": "+44 113 000"}, {}),
+    ("procore", None, {"phone": "+44 999"}),
+])
+def test_contact_fields_follow_the_configured_owner(owner, vendor_item, x3_fields):
+    x3 = x3_view(supplier())
+    state = synced_state("SUP900", x3, procore_view(vendor(origin_id="SUP900")))
+    edited = vendor(origin_id="SUP900", business_phone="+44 999")
+    (pair,) = plan([supplier()], [edited], {"SUP900": state},
+                   rules=SupplierRules(contact_owner=owner)).pairs
+    assert pair.vendor_item == vendor_item and pair.x3_fields == x3_fields
+
+
+def test_inactive_flag_travels_both_ways_and_x3_wins_a_tie():
+    x3, pc = x3_view(supplier()), procore_view(vendor(origin_id="SUP900"))
+    state = {"SUP900": synced_state("SUP900", x3, pc)}
+    (pair,) = plan([supplier(active=False)], [vendor(origin_id="SUP900")], state).pairs
+    assert pair.vendor_item == {"id": 1, "is_active": False}
+    (pair,) = plan([supplier()], [vendor(origin_id="SUP900", is_active=False)], state).pairs
+    assert pair.x3_fields == {"active": False} and pair.vendor_item is None
+    (pair,) = plan([supplier(active=False)], [vendor(origin_id="SUP900", name="X",
+                                                     is_active=True)], state).pairs
+    assert pair.vendor_item["is_active"] is False
+
+
+def test_a_change_we_wrote_does_not_echo_back():
+    x3 = x3_view(supplier(active=False))
+    pc = procore_view(vendor(origin_id="SUP900", is_active=False))
+    state = {"SUP900": synced_state("SUP900", x3, pc)}
+    # X3 stamped the supplier again (our write) and Procore shows what we sent: nothing to do
+    result = plan([supplier(active=False, update_stamp="2026-03-02T00:00:00Z")],
+                  [vendor(origin_id="SUP900", is_active=False)], state)
+    assert result.pairs == [] and result.unchanged == ["SUP900"]
+
+
+def test_procore_value_too_long_for_x3_holds_the_pair():
+    x3 = x3_view(supplier())
+    state = synced_state("SUP900", x3, procore_view(vendor(origin_id="SUP900")))
+    long_mail = vendor(origin_id="SUP900", email_address="a" * 80 + "@x.example")
+    result = plan([supplier()], [long_mail], {"SUP900": state},
+                  rules=SupplierRules(contact_owner="procore"))
+    assert result.pairs == []
+    assert "email is 90 characters, Sage X3 allows 80" in result.holds[0].reason
+
+
+def test_quarantined_supplier_is_held_with_its_reason():
+    result = plan([supplier("BAD", country="GBR")], [vendor(origin_id="BAD")])
+    assert result.pairs == []
+    assert "country" in result.holds[0].reason
+
+
+def test_unknown_contact_owner_is_refused():
+    with pytest.raises(ValueError, match="MLC_VENDOR_CONTACT_OWNER"):
+        SupplierRules(contact_owner="nobody")
+
+
+def test_empty_inputs_plan_nothing():
+    result = plan_supplier_sync(pd.DataFrame(columns=["supplier_code", "active"]), {}, [], {}, {},
+                                SupplierRules())
+    assert (result.pairs, result.creates, result.holds) == ([], [], [])
