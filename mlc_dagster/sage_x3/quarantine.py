@@ -12,7 +12,6 @@ import pandas as pd
 import pandera.errors
 
 from mlc_dagster.sage_x3.schemas import CHECK_WORDING
-from mlc_dagster.sage_x3.staging import _shown
 
 
 def columns(key: str) -> list[str]:
@@ -41,9 +40,13 @@ def problem_rows(key: str, label: str, records: pd.Series, lines: pd.Series | No
 
 
 def schema_problems(schema, df: pd.DataFrame, *, key: str, label: str,
-                    line: str | None = None, wording: dict[str, str] | None = None
-                    ) -> pd.DataFrame:
-    """Validate lazily; every failure case becomes a worded quarantine row."""
+                    line: str | None = None, wording: dict[str, str] | None = None,
+                    skip: set[tuple[int, str]] = frozenset()) -> pd.DataFrame:
+    """Validate lazily; every failure case becomes a worded quarantine row.
+
+    `skip` holds (row, field) pairs already reported by coercion: those cells hold a
+    placeholder, and their schema failures would repeat the same problem.
+    """
     wording = {**CHECK_WORDING, **(wording or {})}
     try:
         schema.validate(df, lazy=True)
@@ -57,11 +60,13 @@ def schema_problems(schema, df: pd.DataFrame, *, key: str, label: str,
         name = check.split("(")[0]
         frame_level = case.schema_context == "DataFrameSchema"
         field = (line or key) if frame_level or case.column not in df else case.column
+        if (index, field) in skip:
+            continue
         text = wording.get(name, wording.get(check, check))
         if "{min}" in text:
             text = text.format(min=check.split("(")[-1].rstrip(")"))
         line_no = df.at[index, line] if line else None
-        got = "" if frame_level else f" (got {_shown(case.failure_case)})"
+        got = "" if frame_level else f" (got {shown(case.failure_case)})"
         rows.append({key: df.at[index, key], "line_number": line_no, "field": field,
                      "reason": f"{where(label, df.at[index, key], line_no)}: {field} {text}{got}"})
     return pd.DataFrame(rows, columns=columns(key))
@@ -75,3 +80,8 @@ def combine(key: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop_duplicates(
         [key, "line_number", "field"]).reset_index(drop=True)
 
+
+def shown(value) -> str:
+    """A failing value as a person should see it in a reason: short, dates readable."""
+    text = str(value) if isinstance(value, pd.Timestamp) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

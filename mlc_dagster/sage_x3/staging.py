@@ -13,15 +13,15 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
-import pandera.errors
 
-from mlc_dagster.sage_x3.schemas import CHECK_WORDING, PO_HEADER_SCHEMA, PO_LINE_SCHEMA
+from mlc_dagster.sage_x3 import quarantine
+from mlc_dagster.sage_x3.schemas import PO_HEADER_SCHEMA, PO_LINE_SCHEMA
 
 HEADER_TEXT = ["po_number", "supplier_code", "project_code", "currency", "site", "reference",
                "update_stamp"]
 LINE_TEXT = ["gl_account", "uom", "item_code", "description", "project_code"]
 LINE_NUMBERS = ["quantity", "unit_price", "amount"]
-QUARANTINE_COLUMNS = ["po_number", "line_number", "field", "reason"]
+QUARANTINE_COLUMNS = quarantine.columns("po_number")
 
 
 @dataclass
@@ -62,19 +62,16 @@ def stage_purchase_orders(records: list[dict]) -> StagedPurchaseOrders:
     no_lines = headers.loc[~headers["po_number"].isin(lines["po_number"]), "po_number"]
     problems.append(_problems(no_lines, None, "lines", "PO has no lines"))
 
-    problems.append(_validate(PO_HEADER_SCHEMA, headers, None, header_failed))
-    problems.append(_validate(PO_LINE_SCHEMA, lines, lines["line_number"], line_failed))
-    quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
-        len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    # First reason per (PO, line, field) wins: a value that failed coercion is not
-    # reported again by the schema check that then sees its placeholder.
-    quarantine = quarantine.drop_duplicates(["po_number", "line_number", "field"]).reset_index(
-        drop=True)
+    problems.append(quarantine.schema_problems(PO_HEADER_SCHEMA, headers, key="po_number",
+                                               label="PO", skip=header_failed))
+    problems.append(quarantine.schema_problems(PO_LINE_SCHEMA, lines, key="po_number", label="PO",
+                                               line="line_number", skip=line_failed))
+    held_reasons = quarantine.combine("po_number", problems)
 
-    held = set(quarantine["po_number"])
+    held = set(held_reasons["po_number"])
     good_headers = headers[~headers["po_number"].isin(held)].reset_index(drop=True)
     good_lines = lines[~lines["po_number"].isin(held)].reset_index(drop=True)
-    return StagedPurchaseOrders(good_headers, good_lines, quarantine)
+    return StagedPurchaseOrders(good_headers, good_lines, held_reasons)
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -151,52 +148,4 @@ def _as_bool(value):
 
 
 def _problems(po_numbers: pd.Series, line_numbers, field: str, reason: str) -> pd.DataFrame:
-    if not len(po_numbers):
-        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    lines = line_numbers.to_numpy() if line_numbers is not None else [None] * len(po_numbers)
-    prefix = [
-        f"PO {po}" + (f" line {line}" if line is not None else "") for po, line in zip(
-            po_numbers, lines, strict=True)
-    ]
-    return pd.DataFrame({
-        "po_number": po_numbers.to_numpy(), "line_number": lines, "field": field,
-        "reason": [f"{p}: {reason}" for p in prefix],
-    })
-
-
-def _validate(schema, df: pd.DataFrame, line_numbers: pd.Series | None,
-              already_failed: set[tuple[int, str]]) -> pd.DataFrame:
-    """Run pandera lazily and turn its failure cases into quarantine rows.
-
-    Values that already failed coercion hold a placeholder; their schema failures are
-    skipped so each problem is reported once.
-    """
-    try:
-        schema.validate(df, lazy=True)
-        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    except pandera.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-    cases = cases[cases["index"].notna()]
-    rows = []
-    for case in cases.itertuples():  # one iteration per failure, not per row
-        index = int(case.index)
-        po = df.at[index, "po_number"]
-        line = int(line_numbers.iat[index]) if line_numbers is not None else None
-        check = str(case.check).split("(")[0]
-        frame_level = case.schema_context == "DataFrameSchema"
-        field = "line_number" if frame_level or case.column not in df else case.column
-        if (index, field) in already_failed:
-            continue
-        wording = CHECK_WORDING.get(check, CHECK_WORDING.get(str(case.check), str(case.check)))
-        if "{min}" in wording:
-            wording = wording.format(min=str(case.check).split("(")[-1].rstrip(")"))
-        where = f"PO {po}" + (f" line {line}" if line is not None else "")
-        rows.append({"po_number": po, "line_number": line, "field": field,
-                     "reason": f"{where}: {field} {wording}" + (
-                         "" if frame_level else f" (got {_shown(case.failure_case)})")})
-    return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
-
-
-def _shown(value) -> str:
-    text = str(value) if isinstance(value, pd.Timestamp) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return quarantine.problem_rows("po_number", "PO", po_numbers, line_numbers, field, reason)
