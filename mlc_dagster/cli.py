@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ping", help="check both systems with the configured settings")
 
     audit = sub.add_parser("audit", help="the history of one record, oldest first")
-    audit.add_argument("entity", help="po | invoice | supplier")
+    audit.add_argument("entity", help="po | invoice | supplier | vendor | dimension")
     audit.add_argument("key", help="e.g. a PO number")
     audit.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -119,7 +119,8 @@ def cmd_audit(args) -> int:
 
     entity = ENTITY_ALIASES.get(args.entity)
     if entity is None:
-        print(f"error: unknown entity {args.entity!r} (po, invoice, supplier)", file=sys.stderr)
+        print(f"error: unknown entity {args.entity!r} "
+              f"({', '.join(sorted(ENTITY_ALIASES))})", file=sys.stderr)
         return 2
     events = Ledger().events(entity, args.key)
     if args.json:

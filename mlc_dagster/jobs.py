@@ -24,10 +24,12 @@ sync_sage_x3_to_procore = dg.define_asset_job(
 replay_failed_transactions = dg.define_asset_job(
     name="replay_failed_transactions",
     selection=PO_SYNC,
-    description=("Re-send failed records once the cause is fixed: all failed POs, or the PO "
-                 "numbers listed in `keys`. A PO amended in X3 since it failed is sent in its "
-                 "newer version; the stale payload is recorded as superseded."),
-    config={"ops": {"procore_commitments": {"config": {"replay": True, "keys": []}}}},
+    description=("Re-send failed records once the cause is fixed: all failed POs and invoices, "
+                 "or the PO / invoice numbers listed in each step's `keys`. A record amended in "
+                 "X3 since it failed is sent in its newer version; the stale payload is "
+                 "recorded as superseded."),
+    config={"ops": {"procore_commitments": {"config": {"replay": True, "keys": []}},
+                    "procore_requisitions": {"config": {"replay": True, "keys": []}}}},
     tags={COMPANY_TAG: Settings.from_env().company_tag, "mlc/replay": "true"},
     executor_def=dg.in_process_executor,
 )

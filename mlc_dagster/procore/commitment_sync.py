@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
 from mlc_dagster.mapping.commitments import (
     DesiredCommitment,
@@ -245,7 +246,7 @@ class CommitmentWriter:
         self.flush_every = flush_every
         self.approved_policy = approved_policy
         self.outcomes: list[WriteOutcome] = []
-        self._pending: list[Change] = []
+        self.batch = ChangeBatch(ledger, run_id, every=flush_every)
         self._request_ids: dict[str, str] = {}
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
@@ -269,9 +270,7 @@ class CommitmentWriter:
 
     def flush(self) -> None:
         """Write pending outcomes to the ledger (also called before giving up on a long wait)."""
-        if self._pending:
-            self.ledger.apply(self._pending, self.run_id)
-            self._pending = []
+        self.batch.flush()
 
     def _stats_text(self) -> str:
         stats = getattr(self.client, "stats", None)
@@ -364,7 +363,7 @@ class CommitmentWriter:
                 action: str | None = None, extra: list[str] | None = None) -> None:
         c = write.desired
         changes = write.changes + (extra or [])
-        self._pending.append(Change(
+        self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="synced", action=action or write.action,
             reason="; ".join(changes), procore_id=contract_id, project_id=c.project_id,
             content_hash=c.hash, x3_stamp=c.x3_stamp,
@@ -411,7 +410,7 @@ class CommitmentWriter:
               request_id: str | None = None) -> None:
         c = write.desired
         procore_id = contract_id or (write.state.procore_id if write.state else None)
-        self._pending.append(Change(
+        self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="failed", action="fail", reason=reason,
             procore_id=procore_id, project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
             summary=write.state.summary if write.state else None,
@@ -428,7 +427,7 @@ class CommitmentWriter:
                      contract_id: int | None = None) -> None:
         c = write.desired
         reason = f"approved commitment locked: {detail}"
-        self._pending.append(Change(
+        self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="held", action="hold", reason=reason,
             procore_id=contract_id or (write.state.procore_id if write.state else None),
             project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
