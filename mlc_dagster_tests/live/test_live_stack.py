@@ -235,6 +235,22 @@ mutation($params: ReexecutionParams) { launchPipelineReexecution(reexecutionPara
     __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
 
 
+RUN_FAILURES = """
+query($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey error { message } }
+        ... on RunFailureEvent { message }
+        ... on RunCanceledEvent { message }
+      }
+    }
+  }
+}
+"""
+
+
 class DagsterApi:
     def __init__(self, port: int, processes: Processes) -> None:
         self.url = f"http://127.0.0.1:{port}/graphql"
@@ -299,6 +315,13 @@ class DagsterApi:
 
     def runs(self, **run_filter) -> list[dict]:
         return self.query(RUNS, filter=run_filter)["runsOrError"]["results"]
+
+    def failures(self, run_id: str) -> list[str]:
+        """Why a run did not succeed: its step and run failure messages, for assertions."""
+        events = self.query(RUN_FAILURES, runId=run_id)["logsForRun"].get("events", [])
+        return [f"{e.get('stepKey') or 'run'}: {(e.get('error') or {}).get('message') or e.get('message')}"
+                for e in events if e["__typename"] in {"ExecutionStepFailureEvent",
+                                                       "RunFailureEvent", "RunCanceledEvent"}]
 
     def run(self, run_id: str) -> dict:
         return self.query(RUN_DETAIL, runId=run_id)["runOrError"]
@@ -408,7 +431,9 @@ def test_live_stack_on_postgres(live_database, sandboxes, tmp_path, capsys):
             return runs if tick["status"] == "SKIPPED" and tick["timestamp"] > newest else None
 
         catch_up_runs = api.wait_for("the sensor to catch up with the seed", caught_up, 150)
-        assert {r["status"] for r in catch_up_runs} == {"SUCCESS"}, catch_up_runs
+        assert {r["status"] for r in catch_up_runs} == {"SUCCESS"}, [
+            (r["runId"], r["status"], api.failures(r["runId"]))
+            for r in catch_up_runs if r["status"] != "SUCCESS"]
         report["catch_up_s"] = round(time.monotonic() - sensor_on, 1)
 
         reader = ProcoreReader(procore_url)
