@@ -33,10 +33,6 @@ def _optional_env(name: str):
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def _insecure_loopback() -> bool:
-    return os.environ.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
-
-
 def build_resources() -> dict:
     return {
         "procore": ProcoreResource(
@@ -45,13 +41,9 @@ def build_resources() -> dict:
             client_id=dg.EnvVar("PROCORE_CLIENT_ID"),
             client_secret=dg.EnvVar("PROCORE_CLIENT_SECRET"),
             company_id=dg.EnvVar("PROCORE_COMPANY_ID"),
-            timeout_seconds=float(os.environ.get("MLC_PROCORE_TIMEOUT_SECONDS", "30")),
-            max_attempts=int(os.environ.get("MLC_PROCORE_MAX_ATTEMPTS", "6")),
-            max_wait_seconds=float(os.environ.get("MLC_PROCORE_MAX_WAIT_SECONDS", "120")),
-            allow_insecure_loopback=_insecure_loopback(),
+
         ),
         "sage_x3": SageX3Resource(
-            api=os.environ.get("SAGE_X3_API", "rest"),
             url=dg.EnvVar("SAGE_X3_URL"),
             endpoint=os.environ.get("SAGE_X3_ENDPOINT", "SEED"),
             user=_optional_env("SAGE_X3_USER"),
@@ -59,7 +51,6 @@ def build_resources() -> dict:
             jwt_client_id=_optional_env("SAGE_X3_JWT_CLIENT_ID"),
             jwt_secret=_optional_env("SAGE_X3_JWT_SECRET"),
             jwt_user=_optional_env("SAGE_X3_JWT_USER"),
-            allow_insecure_loopback=_insecure_loopback(),
         ),
         "ledger": LedgerResource(url=_optional_env("MLC_LEDGER_URL") or ""),
     }

@@ -16,7 +16,7 @@ def sample_mapping_path() -> str:
     return str(resources.files("mlc_dagster") / "sample_data" / "gl_cost_code_map.csv")
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
@@ -26,7 +26,22 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
 
 
-def _flag(name: str) -> bool:
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+
+
+def insecure_loopback_allowed() -> bool:
+    """MLC_ALLOW_INSECURE_LOOPBACK: plain http:// to loopback (the local sandboxes) only."""
+    return env_flag("MLC_ALLOW_INSECURE_LOOPBACK")
+
+
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -54,11 +69,11 @@ class Settings:
             project_map_path=os.environ.get("MLC_PROJECT_MAP_CSV", ""),
             new_commitment_status=os.environ.get("MLC_NEW_COMMITMENT_STATUS", "Draft"),
             inactive_status=os.environ.get("MLC_INACTIVE_STATUS", "Closed"),
-            max_pos_per_run=_int("MLC_MAX_POS_PER_RUN", 5000),
-            sensor_interval_seconds=_int("MLC_SENSOR_INTERVAL_SECONDS", 30),
+            max_pos_per_run=env_int("MLC_MAX_POS_PER_RUN", 5000),
+            sensor_interval_seconds=env_int("MLC_SENSOR_INTERVAL_SECONDS", 30),
             sync_cron=os.environ.get("MLC_SYNC_CRON", "*/15 * * * *"),
-            automation_on=_flag("MLC_AUTOMATION_ON"),
-            overlap_seconds=_int("MLC_X3_OVERLAP_SECONDS", 120),
+            automation_on=env_flag("MLC_AUTOMATION_ON"),
+            overlap_seconds=env_int("MLC_X3_OVERLAP_SECONDS", 120),
             company_tag=os.environ.get("PROCORE_COMPANY_ID", "default"),
             approved_policy=os.environ.get("MLC_APPROVED_POLICY", "change_order"),
             reconcile_cron=os.environ.get("MLC_RECONCILE_CRON", "0 2 * * *"),
@@ -66,4 +81,11 @@ class Settings:
 
 
 def read_text(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8-sig")
+    """A UTF-8 text file (BOM allowed); other encodings fail naming the line, not a byte offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text (byte {data[exc.start]:#x}); "
+                         "save the file as 'CSV UTF-8'") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlc_dagster.settings import _flag, _int
+from mlc_dagster.settings import env_flag, env_int
 
 
 @dataclass(frozen=True)
@@ -14,5 +14,5 @@ class InvoiceSettings:
 
     @classmethod
     def from_env(cls) -> InvoiceSettings:
-        return cls(create_billing_periods=_flag("MLC_CREATE_BILLING_PERIODS"),
-                   max_invoices_per_run=_int("MLC_MAX_INVOICES_PER_RUN", 5000))
+        return cls(create_billing_periods=env_flag("MLC_CREATE_BILLING_PERIODS"),
+                   max_invoices_per_run=env_int("MLC_MAX_INVOICES_PER_RUN", 5000))

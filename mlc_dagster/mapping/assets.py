@@ -8,7 +8,7 @@ from mlc_dagster.mapping.commitments import (
     CommitmentRules,
     build_desired_commitments,
 )
-from mlc_dagster.mapping.gl_map import GlMapping, MappingError, parse_gl_mapping, parse_project_map
+from mlc_dagster.mapping.gl_map import GlMapping, parse_gl_mapping, parse_project_map
 from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
 from mlc_dagster.settings import Settings, read_text
 from mlc_dagster.utils import table_metadata
@@ -20,7 +20,7 @@ def gl_cost_code_mapping() -> dg.Output[GlMapping]:
     path = Settings.from_env().gl_mapping_path
     try:
         mapping = parse_gl_mapping(read_text(path), source=path)
-    except (OSError, MappingError) as exc:
+    except (OSError, ValueError) as exc:  # MappingError is a ValueError
         raise dg.Failure(f"cannot use the GL mapping: {exc}") from None
     return dg.Output(mapping, metadata={
         "path": path, "rows": len(mapping.table), "fingerprint": mapping.fingerprint,

@@ -341,7 +341,7 @@ class CommitmentWriter:
                 if line_id is None:
                     line_id = self._find_line_id(c.project_id, contract_id, origin)
                 if line_id is not None:
-                    self.client.delete_contract_line_item(c.project_id, contract_id, line_id)
+                    self._delete_line(c.project_id, contract_id, line_id)
                 line_ids.pop(origin, None)
         except ProcoreError as exc:
             if exc.status == 422 and _is_lock(str(exc)):
@@ -399,6 +399,14 @@ class CommitmentWriter:
         total = sum(float(line["amount"]) for line in lines)
         self._synced(write, contract_id, line_ids, action="change_order",
                      extra=[f"commitment Approved: change order {origin_id} for {total:+.2f}"])
+
+    def _delete_line(self, project_id: int, contract_id: int, line_id: int) -> None:
+        """Delete a removed line; 404 means an earlier attempt already did (its answer was lost)."""
+        try:
+            self.client.delete_contract_line_item(project_id, contract_id, line_id)
+        except ProcoreError as exc:
+            if exc.status != 404:
+                raise
 
     def _find_line_id(self, project_id: int, contract_id: int, origin_id: str) -> int | None:
         for item in self.client.contract_line_items(project_id, contract_id):

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from mlc_dagster.dimensions.plan import DimensionTypes
-from mlc_dagster.settings import _int
+from mlc_dagster.settings import env_int
 from mlc_dagster.suppliers.plan import SupplierRules
 
 
@@ -21,7 +21,7 @@ class ReferenceSettings:
     def from_env(cls) -> ReferenceSettings:
         return cls(
             cron=os.environ.get("MLC_REFERENCE_CRON") or "0 * * * *",
-            max_age_seconds=_int("MLC_REFERENCE_MAX_AGE_SECONDS", 600),
+            max_age_seconds=env_int("MLC_REFERENCE_MAX_AGE_SECONDS", 600),
             supplier_rules=SupplierRules(
                 contact_owner=(os.environ.get("MLC_VENDOR_CONTACT_OWNER") or "x3").lower(),
                 code_prefix=os.environ.get("MLC_X3_NEW_SUPPLIER_PREFIX", "PC")),

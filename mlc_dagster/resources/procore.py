@@ -8,6 +8,7 @@ from pydantic import PrivateAttr
 from mlc_dagster.resources.http_core import RetryPolicy
 from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.tls import check_url
+from mlc_dagster.settings import env_float, env_int, insecure_loopback_allowed
 
 
 class ProcoreResource(dg.ConfigurableResource):
@@ -22,24 +23,30 @@ class ProcoreResource(dg.ConfigurableResource):
     client_id: str
     client_secret: str
     company_id: str
-    timeout_seconds: float = 30.0
-    max_attempts: int = 6
-    max_wait_seconds: float = 120.0
-    allow_insecure_loopback: bool = False
+    # Tuning: None = read MLC_PROCORE_* / MLC_ALLOW_INSECURE_LOOPBACK when the run starts.
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    max_wait_seconds: float | None = None
+    allow_insecure_loopback: bool | None = None
 
     _client: ProcoreClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> ProcoreClient:
         """One client per run (or sensor tick), so the token and pacing state are shared."""
         if self._client is None:
+            insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
+                        else self.allow_insecure_loopback)
+            attempts = self.max_attempts or env_int("MLC_PROCORE_MAX_ATTEMPTS", 6)
             self._client = ProcoreClient(
-                check_url(self.login_url, allow_insecure_loopback=self.allow_insecure_loopback,
+                check_url(self.login_url, allow_insecure_loopback=insecure,
                           setting="PROCORE_LOGIN_URL"),
-                check_url(self.api_url, allow_insecure_loopback=self.allow_insecure_loopback,
+                check_url(self.api_url, allow_insecure_loopback=insecure,
                           setting="PROCORE_API_URL"),
                 self.client_id, self.client_secret, int(self.company_id),
-                timeout=self.timeout_seconds, retry=RetryPolicy(max_attempts=self.max_attempts),
-                max_wait_seconds=self.max_wait_seconds,
+                timeout=self.timeout_seconds or env_float("MLC_PROCORE_TIMEOUT_SECONDS", 30.0),
+                retry=RetryPolicy(max_attempts=attempts),
+                max_wait_seconds=(self.max_wait_seconds
+                                  or env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0)),
             )
         return self._client
 

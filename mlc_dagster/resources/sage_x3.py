@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 from pydantic import PrivateAttr
 
 from mlc_dagster.resources.sage_x3_client import SageX3GraphQLClient, SageX3RestClient
 from mlc_dagster.resources.tls import check_url
+from mlc_dagster.settings import env_float, insecure_loopback_allowed
 
 
 class SageX3Resource(dg.ConfigurableResource):
     """`api` picks the transport: `rest` (Syracuse web API, HTTP Basic) or `graphql`
     (X3 Services, connected-application HS256 JWT). Both yield the same canonical records."""
 
-    api: str = "rest"
+    api: str = ""  # "" = SAGE_X3_API when the run starts (default rest)
     url: str
     endpoint: str = "SEED"
     user: str | None = None
@@ -21,30 +24,33 @@ class SageX3Resource(dg.ConfigurableResource):
     jwt_client_id: str | None = None
     jwt_secret: str | None = None
     jwt_user: str | None = None
-    timeout_seconds: float = 60.0
-    allow_insecure_loopback: bool = False
+    timeout_seconds: float | None = None  # None = MLC_X3_TIMEOUT_SECONDS (default 60)
+    allow_insecure_loopback: bool | None = None  # None = MLC_ALLOW_INSECURE_LOOPBACK
 
     _client: SageX3RestClient | SageX3GraphQLClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> SageX3RestClient | SageX3GraphQLClient:
         if self._client is not None:
             return self._client
-        url = check_url(self.url, allow_insecure_loopback=self.allow_insecure_loopback,
-                        setting="SAGE_X3_URL")
-        if self.api == "rest":
+        insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
+                    else self.allow_insecure_loopback)
+        url = check_url(self.url, allow_insecure_loopback=insecure, setting="SAGE_X3_URL")
+        api = self.api or os.environ.get("SAGE_X3_API", "rest")
+        timeout = self.timeout_seconds or env_float("MLC_X3_TIMEOUT_SECONDS", 60.0)
+        if api == "rest":
             if not (self.user and self.password):
                 raise ValueError("SAGE_X3_API=rest needs SAGE_X3_USER and SAGE_X3_PASSWORD")
             self._client = SageX3RestClient(url, self.endpoint, self.user, self.password,
-                                            timeout=self.timeout_seconds)
-        elif self.api == "graphql":
+                                            timeout=timeout)
+        elif api == "graphql":
             if not (self.jwt_client_id and self.jwt_secret and self.jwt_user):
                 raise ValueError("SAGE_X3_API=graphql needs SAGE_X3_JWT_CLIENT_ID, "
                                  "SAGE_X3_JWT_SECRET and SAGE_X3_JWT_USER")
             self._client = SageX3GraphQLClient(url, self.endpoint, jwt_client_id=self.jwt_client_id,
                                                jwt_secret=self.jwt_secret, jwt_user=self.jwt_user,
-                                               timeout=self.timeout_seconds)
+                                               timeout=timeout)
         else:
-            raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {self.api!r}")
+            raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {api!r}")
         return self._client
 
     def teardown_after_execution(self, context) -> None:

@@ -414,12 +414,18 @@ _YES_NO = {2: True, 1: False, "2": True, "1": False, "yes": True, "no": False,
            "true": True, "false": False}
 
 
-def _yes_no(value: Any) -> bool | None:
-    """X3 local menu 1 (1 = No, 2 = Yes) on REST; `yes`/`no` or booleans on GraphQL."""
-    if isinstance(value, bool):  # before the lookup: True == 1 would read as "No"
+def _yes_no(value: Any) -> bool | str | None:
+    """X3 local menu 1 (1 = No, 2 = Yes) on REST; `yes`/`no` or booleans on GraphQL.
+
+    Anything else passes through as text, so staging quarantines it instead of reading
+    a garbage closed flag as "open".
+    """
+    if value is None or isinstance(value, bool):  # bool first: True == 1 would read as "No"
         return value
-    key = value.lower() if isinstance(value, str) else value
-    return _YES_NO.get(key) if isinstance(key, int | str) else None
+    key = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(key, int | str) and key in _YES_NO:
+        return _YES_NO[key]
+    return str(value)
 
 
 _INVOICE_TYPES = {1: "invoice", 2: "invoice", 3: "credit_memo", 4: "credit_memo",

@@ -93,6 +93,7 @@ def running_sandboxes(
     seed_data: SeedData | None = None,
 ) -> Iterator[dict[str, SandboxHandle]]:
     """Start both sandboxes in background threads; stop them on exit."""
+    ensure_loopback(host)  # before any socket is bound
     seed_data = seed_data or build_seed(seed, scale)
     handles: dict[str, SandboxHandle] = {}
     (procore, procore_controls), (x3, x3_controls) = build_apps(seed_data)
