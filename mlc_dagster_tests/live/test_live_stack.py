@@ -422,9 +422,11 @@ def test_live_stack_on_postgres(live_database, sandboxes, tmp_path, capsys):
         sensor_state_id = api.start_sensor()
 
         def caught_up():
+            # One consistent reading: the run list itself must show every run finished (a
+            # separate in-flight query can miss a run that ends between the two reads).
             runs = api.runs()
             tick = api.last_tick()
-            if not runs or api.runs(statuses=IN_FLIGHT) or tick is None:
+            if not runs or tick is None or any(r["status"] in IN_FLIGHT for r in runs):
                 return None
             assert tick["status"] != "FAILURE", f"sensor tick failed: {tick['error']}"
             newest = max(r["creationTime"] for r in runs)
