@@ -22,6 +22,12 @@ test: $(BIN)/mlc-dagster
 sandbox: $(BIN)/mlc-dagster
 	$(BIN)/mlc-dagster sandbox --write-env .env.sandbox
 
+## Benchmarks: Procore calls vs the rate-limit floor, no-op and delta cost, change latency,
+## staging memory (about 1.5 h in all). A part: make benchmark ARGS="--scenario noop,delta".
+## Results: benchmarks/results/<name>.json and .md; docs/performance.md explains them.
+benchmark: $(BIN)/mlc-dagster
+	$(BIN)/python benchmarks/run.py $(or $(ARGS),--scenario all --latency-ms 50)
+
 lint: $(BIN)/mlc-dagster
 	$(BIN)/ruff check mlc_dagster mlc_dagster_tests
 
