@@ -1407,6 +1407,10 @@ def to_markdown(results: dict) -> str:
     ]
     lines += [f"| {r['scenario']} | {r['metric']} | {r['value']} | {r['target']} | {r['met']} |"
               for r in results["summary"]]
+    if results.get("merged_from"):
+        lines += ["", "Merged from: " + "; ".join(
+            f"`{p['name']}` ({', '.join(p['scenarios'])}; {p['started_at']} – {p['finished_at']}, "
+            f"commit `{(p['commit'] or '?')[:12]}`)" for p in results["merged_from"]) + "."]
     s = results["scenarios"]
     if "backfill" in s:
         b = s["backfill"]
@@ -1488,6 +1492,28 @@ def _loads(s: dict):
         yield f"delta {run['fraction'] * 100:g} %", run["machine_load"]
 
 
+def merge_results(parts: list[dict], name: str) -> dict:
+    """One report from several runs (e.g. a scenario re-run on a quieter machine): later
+    parts win per scenario; each scenario records the run it came from."""
+    merged = {**parts[0], "name": name, "scenarios": {}, "errors": {}, "merged_from": []}
+    for part in parts:
+        merged["merged_from"].append({
+            "name": part["name"], "commit": part["git"]["commit"],
+            "started_at": part["started_at"], "finished_at": part["finished_at"],
+            "scenarios": sorted(part["scenarios"])})
+        for key, value in part["scenarios"].items():
+            merged["scenarios"][key] = {**value, "from_run": part["name"]}
+        merged["errors"].update(part.get("errors", {}))
+    commits = {p["commit"] for p in merged["merged_from"]}
+    if len(commits) > 1:
+        merged["errors"]["merge"] = f"parts measured on different commits: {sorted(commits)}"
+    merged["started_at"] = min(p["started_at"] for p in merged["merged_from"])
+    merged["finished_at"] = max(p["finished_at"] for p in merged["merged_from"])
+    merged["comparisons"] = _comparisons(merged["scenarios"])
+    merged["summary"] = summary_rows(merged)
+    return merged
+
+
 def write_results(results: dict, outdir: Path, name: str) -> tuple[Path, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = outdir / f"{name}.json", outdir / f"{name}.md"
@@ -1525,6 +1551,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--in-process", action="store_true",
                         help="run every group in this process (peak RSS is then shared)")
+    parser.add_argument("--merge", nargs="+", metavar="RESULT_JSON",
+                        help="merge earlier results into --name instead of running anything")
     parser.add_argument("--internal-group", help=argparse.SUPPRESS)
     parser.add_argument("--internal-config", help=argparse.SUPPRESS)
     parser.add_argument("--internal-out", help=argparse.SUPPRESS)
@@ -1557,6 +1585,13 @@ def main(argv: list[str] | None = None) -> int:
         part = run_group(args.internal_group, cfg, set(args.scenario.split(",")),
                          Path(args.internal_workdir))
         Path(args.internal_out).write_text(json.dumps(part, default=str))
+        return 0
+    if args.merge:
+        name = args.name or "merged"
+        merged = merge_results([json.loads(Path(p).read_text()) for p in args.merge], name)
+        json_path, md_path = write_results(merged, Path(args.out), name)
+        print(to_markdown(merged))
+        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
         return 0
     cfg = config_from_args(args)
     scenarios = list(SCENARIOS) if args.scenario == "all" else [

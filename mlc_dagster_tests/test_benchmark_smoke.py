@@ -89,3 +89,16 @@ def test_staging_and_baseline_report(smoke):
     baseline = results["scenarios"]["baseline"]
     assert baseline["procore_calls"] > results["scenarios"]["backfill"]["procore"]["total"]
     assert "vs_baseline" in results["comparisons"]
+
+
+def test_merge_takes_later_scenarios_and_flags_mixed_commits(smoke):
+    results, _, _ = smoke
+    rerun = {**results, "name": "rerun", "scenarios": {"noop": results["scenarios"]["noop"]},
+             "git": {**results["git"], "commit": "f" * 40}}
+    merged = bench.merge_results([results, rerun], "merged")
+    assert merged["scenarios"]["noop"]["from_run"] == "rerun"
+    assert merged["scenarios"]["backfill"]["from_run"] == "smoke"
+    assert "different commits" in merged["errors"]["merge"]
+    assert "Merged from:" in bench.to_markdown(merged)
+    same = bench.merge_results([results, {**results, "name": "again"}], "merged")
+    assert "merge" not in same["errors"]
