@@ -8,6 +8,7 @@ import dagster as dg
 from mlc_dagster.dimensions import assets as dimension_assets
 from mlc_dagster.invoices import assets as invoice_assets
 from mlc_dagster.invoices import checks as invoice_checks
+from mlc_dagster.invoices.sensors import x3_purchase_invoice_changes
 from mlc_dagster.jobs import (
     reconcile,
     replay_failed_transactions,
@@ -62,7 +63,7 @@ defs = dg.Definitions(
                                         dimension_assets]),
     asset_checks=dg.load_asset_checks_from_modules([mapping_checks, invoice_checks]),
     jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile, sync_reference_data],
-    sensors=[x3_purchase_order_changes],
+    sensors=[x3_purchase_order_changes, x3_purchase_invoice_changes],
     schedules=[sync_fallback_schedule, reconcile_schedule, sync_reference_data_schedule],
     resources=build_resources(),
 )

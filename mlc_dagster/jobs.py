@@ -37,9 +37,11 @@ replay_failed_transactions = dg.define_asset_job(
 reconcile = dg.define_asset_job(
     name="reconcile",
     selection=PO_SYNC | dg.AssetSelection.groups("reconciliation"),
-    description=("Full read of X3 (finds deleted POs and inactivates their commitments), then "
-                 "compares every synced PO with its Procore commitment: report + failing check."),
+    description=("Full read of X3 POs and invoices (inactivates the commitments of deleted POs, "
+                 "zeroes the requisitions of deleted invoices), then compares every synced PO "
+                 "with its Procore commitment: report + failing check."),
     config={"ops": {"x3_purchase_orders": {"config": {"full_refresh": True}},
+                    "x3_purchase_invoices": {"config": {"full_refresh": True}},
                     "reconciliation_report": {"config": {"auto_heal": False}}}},
     tags={COMPANY_TAG: Settings.from_env().company_tag},
     executor_def=dg.in_process_executor,

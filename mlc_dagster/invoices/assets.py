@@ -106,11 +106,12 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     settings = InvoiceSettings.from_env()
     store = ledger.get_ledger()
     desired = mapped_requisitions
+    deleted = store.deleted_keys(ENTITY)  # found by a full read (the reconcile job)
     states = store.states(ENTITY, [i.invoice_number for i in desired.invoices]
-                          + list(desired.held_reasons()))
+                          + list(desired.held_reasons()) + sorted(deleted))
     pos = {p.po_number for i in desired.invoices for p in i.parts} | {
         po for s in states.values() for po in ((s.summary or {}).get("parts") or {})}
-    plan = plan_requisition_writes(desired, states, store.states(PO_ENTITY, pos))
+    plan = plan_requisition_writes(desired, states, store.states(PO_ENTITY, pos), deleted)
     if config.replay:
         only = set(config.keys) or {k for k, s in states.items() if s.status == "failed"}
         plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
@@ -138,6 +139,7 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     return dg.MaterializeResult(metadata={
         "created": int((synced["action"] == "create").sum()),
         "updated": int((synced["action"] == "update").sum()),
+        "voided": int((synced["action"] == "void").sum()),
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()),
         "failed": int((rows["status"] == "failed").sum()),

@@ -57,10 +57,14 @@ class DesiredInvoice:
     invoice_date: str
     x3_stamp: str | None
     parts: list[RequisitionPart]
+    deleted: bool = False  # gone from X3: every requisition written for it goes to zero
 
     @property
     def header(self) -> dict:
         """Requisition fields carried from X3 (period and items are added at write time)."""
+        if self.deleted:  # keep what Procore shows; say why the amounts went to zero
+            return {"comment": f"Sage X3 invoice {self.invoice_number} was deleted; "
+                               "amounts set to zero by ml-connector"}
         return {
             "invoice_number": self.supplier_ref or self.invoice_number,
             "billing_date": self.invoice_date,
@@ -183,6 +187,8 @@ class RequisitionWrite:
 
     @property
     def action(self) -> str:
+        if self.invoice.deleted:
+            return "void"
         return "update" if self.state and (self.state.summary or {}).get("parts") else "create"
 
 
@@ -194,10 +200,14 @@ class RequisitionPlan:
 
 
 def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, RecordState],
-                            po_states: dict[str, RecordState]) -> RequisitionPlan:
+                            po_states: dict[str, RecordState],
+                            deleted_keys: set[str] | None = None) -> RequisitionPlan:
+    """What to write: new and changed invoices, plus invoices deleted in X3 (`deleted_keys`,
+    found by a full read) whose requisitions still bill something - those are zeroed, not
+    deleted, so Procore keeps the record of what was billed and why it was withdrawn."""
     writes, unchanged = [], []
     holds = desired.held_reasons()
-    for invoice in desired.invoices:
+    for invoice in desired.invoices + _deleted_invoices(deleted_keys or set(), states):
         state = states.get(invoice.invoice_number)
         parts, waiting = [], []
         summary_parts = ((state.summary or {}).get("parts", {}) if state else {})
@@ -235,6 +245,17 @@ def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, Reco
             project_id=state.project_id if state else None,
             summary=state.summary if state else None, x3_stamp=desired.stamps.get(number)))
     return RequisitionPlan(writes, unchanged, new_holds)
+
+
+def _deleted_invoices(keys: set[str], states: dict[str, RecordState]) -> list[DesiredInvoice]:
+    """Invoices gone from X3 that have requisitions in Procore, as invoices billing nothing."""
+    out = []
+    for key in sorted(keys):
+        state = states.get(key)
+        parts = ((state.summary or {}).get("parts") or {}) if state else {}
+        if any(p.get("id") for p in parts.values()):
+            out.append(DesiredInvoice(key, "", "", "", state.x3_stamp, [], deleted=True))
+    return out
 
 
 def _resolve(part: RequisitionPart, po_state: RecordState | None, previous: dict

@@ -79,7 +79,8 @@ class RequisitionWriter:
         inv = write.invoice
         before = (write.state.summary or {}).get("parts", {}) if write.state else {}
         parts: dict[str, dict] = dict(before)
-        changes: list[str] = []
+        changes: list[str] = ["invoice deleted in Sage X3: requisition amounts set to 0"
+                              ] if inv.deleted else []
         status, reason, request_id, locked = "synced", None, None, False
         for resolved in write.parts:
             try:
@@ -103,6 +104,8 @@ class RequisitionWriter:
                    "total": f"{sum(Decimal(p.get('total') or 0) for p in parts.values()):.2f}"}
         if locked:
             summary["held_hash"] = write.write_hash
+        if inv.deleted:
+            summary["deleted"] = True
         self.batch.add(Change(
             entity=ENTITY, key=inv.invoice_number, status=status,
             action=write.action if status == "synced" else ("hold" if status == "held" else "fail"),

@@ -164,3 +164,84 @@ def test_invoice_on_held_po_waits_then_syncs_with_it_and_changes_follow_while_al
     reconciliation = check(result, "requisition_totals_match_x3")
     assert not reconciliation.passed
     assert reconciliation.metadata["mismatched"].value == 1
+
+
+def test_invoice_sensor_requests_one_run_per_new_invoice_and_the_po_sensor_stays_quiet(
+        sandboxes, run, sync_env):
+    """A new X3 invoice on an already-synced PO reaches Procore without any PO change."""
+    import dagster as dg
+
+    from mlc_dagster.definitions import build_resources
+    from mlc_dagster.invoices.sensors import x3_purchase_invoice_changes
+    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+
+    x3, procore = X3Records(sandboxes["sage_x3"].url), ProcoreApi(sandboxes["procore"].url)
+    resources = {"sage_x3": build_resources()["sage_x3"]}
+
+    def tick(sensor, cursor):
+        with dg.build_sensor_context(instance=run.instance, cursor=cursor,
+                                     resources=resources) as context:
+            return sensor(context)
+
+    def caught_up(sensor):
+        result = tick(sensor, None)
+        assert result.run_requests  # everything is new on the first tick
+        while result.run_requests:
+            cursor = result.cursor
+            result = tick(sensor, cursor)
+        return result.cursor
+
+    run()
+    invoice_cursor = caught_up(x3_purchase_invoice_changes)
+    po_cursor = caught_up(x3_purchase_order_changes)
+
+    po = "PO26000011"
+    x3.create("PINVOICE", invoice("PI29000020", po, [(first_line(po), "1", "12.50")],
+                                  INVDAT="2026-02-10"))
+    changed = tick(x3_purchase_invoice_changes, invoice_cursor)
+    assert len(changed.run_requests) == 1
+    request = changed.run_requests[0]
+    assert request.tags == {"mlc/trigger": "x3_invoice_changes", "mlc/changed_invoices": "1"}
+    assert request.run_key.startswith("x3-invoice-changes:")
+    assert not tick(x3_purchase_invoice_changes, changed.cursor).run_requests
+    assert not tick(x3_purchase_order_changes, po_cursor).run_requests
+
+    run()  # what the requested run does
+    requisition = procore.all_requisitions()[f"X3:PI:PI29000020:{po}"]
+    contract = next(c for c in procore.contracts() if c["origin_id"] == f"X3:PO:{po}")
+    assert billed_per_line_item(procore, requisition, contract) == {
+        f"X3:PO:{po}:{first_line(po)}": Decimal("12.50")}
+
+
+def test_invoice_deleted_in_x3_has_its_requisition_zeroed_by_reconcile_once(
+        sandboxes, run, sync_env):
+    x3, procore = X3Records(sandboxes["sage_x3"].url), ProcoreApi(sandboxes["procore"].url)
+    ledger = Ledger(sync_env["ledger_url"])
+    po, number = "PO26000011", "PI29000030"
+    origin = f"X3:PI:{number}:{po}"
+    x3.create("PINVOICE", invoice(number, po, [(first_line(po), "2", "10.00")]))
+    run()
+    contract = next(c for c in procore.contracts() if c["origin_id"] == f"X3:PO:{po}")
+    billed = {f"X3:PO:{po}:{first_line(po)}": Decimal("20.00")}
+    assert billed_per_line_item(procore, procore.all_requisitions()[origin], contract) == billed
+
+    deleted = x3.http.delete(f"/PINVOICE('{number}')",
+                             params={"representation": "PINVOICE.$edit"})
+    assert deleted.status_code in (200, 204), deleted.text
+    run()  # a delta read cannot see a deletion: the requisition is untouched
+    assert billed_per_line_item(procore, procore.all_requisitions()[origin], contract) == billed
+
+    result = run("reconcile")
+    requisition = procore.all_requisitions()[origin]
+    assert billed_per_line_item(procore, requisition, contract) == {}
+    assert f"Sage X3 invoice {number} was deleted" in requisition["comment"]
+    assert requisition["invoice_number"] == f"INV-{number}"  # what Procore showed is kept
+    event = ledger.events("purchase_invoice", number)[-1]
+    assert (event["action"], event["status"]) == ("void", "synced")
+    assert materialization(result, "procore_requisitions")["voided"] == 1
+    assert check(result, "requisition_totals_match_x3").passed
+
+    clear_calls(sandboxes["procore"])
+    again = run("reconcile")
+    assert [w for w in api_writes(sandboxes["procore"]) if "requisition" in w[1]] == []
+    assert materialization(again, "procore_requisitions")["voided"] == 0

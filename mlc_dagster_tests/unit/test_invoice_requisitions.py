@@ -141,6 +141,33 @@ def test_locked_requisition_is_flagged_once_and_retried_only_after_a_new_x3_chan
     assert len(plan_requisition_writes(changed, {"PI1": locked}, pos).writes) == 1
 
 
+def test_invoice_deleted_in_x3_zeroes_its_requisition_once(po1, seed_staged):
+    pos = {PO: po_state(po1)}
+    billed = desired_for([invoice(po1, lines=((1000, "10.00"), (2000, "5.00")))], seed_staged)
+    state = {"PI1": _written(plan_requisition_writes(billed, {}, pos).writes[0])}
+    gone = desired_for([], seed_staged)  # the full read no longer finds PI1
+
+    assert plan_requisition_writes(gone, state, pos).writes == []  # not deleted: left alone
+    (void,) = plan_requisition_writes(gone, state, pos, {"PI1"}).writes
+    assert void.action == "void" and void.invoice.deleted
+    assert "deleted" in void.invoice.header["comment"]
+    assert "billing_date" not in void.invoice.header  # Procore keeps what it shows
+    assert [(i["line_item_id"], i["work_completed_this_period"])
+            for i in void.parts[0].items_body()] == [(5000, "0.00"), (5001, "0.00")]
+
+    zeroed = void.parts[0]
+    after = RecordState("purchase_invoice", "PI1", "synced", procore_id=77,
+                        content_hash=void.write_hash, summary={"deleted": True, "parts": {PO: {
+                            "id": 77, "origin_id": zeroed.part.origin_id, "project_id": 10,
+                            "commitment_id": 900, "line_ids": {}, "amounts": {},
+                            "total": "0.00"}}})
+    again = plan_requisition_writes(gone, {"PI1": after}, pos, {"PI1"})
+    assert again.writes == [] and again.unchanged == ["PI1"]
+    # Deleted before anything reached Procore: nothing to zero.
+    never_sent = RecordState("purchase_invoice", "PI2", "held", reason="waiting for PO")
+    assert plan_requisition_writes(gone, {"PI2": never_sent}, pos, {"PI2"}).writes == []
+
+
 PERIODS = [{"id": 1, "start_date": "2026-01-01", "end_date": "2026-01-31"},
            {"id": 2, "start_date": "2026-02-10", "end_date": "2026-03-09"}]
 
