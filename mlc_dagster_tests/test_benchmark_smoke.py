@@ -66,6 +66,10 @@ def test_noop_poll_writes_nothing(smoke):
         assert noop["success"]
         assert noop["procore"]["writes"] == 0
         assert noop["x3"]["total"] >= 1
+        poll = noop["sensor_poll"]
+        assert poll["sensors"] == ["x3_purchase_invoice_changes", "x3_purchase_order_changes"]
+        assert poll["run_requests"] == 0 and poll["procore"]["total"] == 0
+        assert poll["x3"]["total"] == 2  # one query per sensor
 
 
 def test_delta_runs_write_only_for_changed_pos(smoke):
