@@ -305,11 +305,13 @@ class ProcoreClient(HttpClientBase):
     def billing_periods(self, project_id: int) -> list[dict]:
         return self.list_all(f"/rest/v1.0/projects/{project_id}/billing_periods")
 
-    def requisitions(self, project_id: int, commitment_id: int | None = None) -> list[dict]:
+    def requisitions(self, project_id: int, commitment_id: int | None = None, *,
+                     per_page: int = 100) -> list[dict]:
+        """One commitment's requisitions, or (no `commitment_id`) the whole project's."""
         params: dict[str, Any] = {"project_id": project_id}
         if commitment_id is not None:
             params["filters[commitment_id]"] = commitment_id
-        return self.list_all("/rest/v1.1/requisitions", params)
+        return self.list_all("/rest/v1.1/requisitions", params, per_page=per_page)
 
     def create_requisition(self, project_id: int, commitment_id: int, requisition: dict) -> dict:
         """POST is not idempotent: look the requisition up by origin_id before calling."""

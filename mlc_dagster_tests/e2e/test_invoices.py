@@ -245,3 +245,25 @@ def test_invoice_deleted_in_x3_has_its_requisition_zeroed_by_reconcile_once(
     again = run("reconcile")
     assert [w for w in api_writes(sandboxes["procore"]) if "requisition" in w[1]] == []
     assert materialization(again, "procore_requisitions")["voided"] == 0
+
+
+def test_busy_projects_are_listed_once_and_a_lost_ledger_still_never_duplicates(
+        sandboxes, run, sync_env, monkeypatch, tmp_path):
+    """7 seeded invoices bill 7 commitments: 6 in P1001 (one project-wide listing), 1 in
+    P1002 (its own filtered listing). With the ledger gone, the same listings find every
+    requisition by origin_id: updated in place, none created twice."""
+    from mlc_dagster_tests.conftest import sandbox_calls
+
+    procore = ProcoreApi(sandboxes["procore"].url)
+    run()
+    listings = sandbox_calls(sandboxes["procore"], method="GET", path="/rest/v1.1/requisitions")
+    assert len(listings) == 2
+    before = procore.all_requisitions()
+    assert len(before) == len(SEED.x3_purchase_invoices)
+
+    monkeypatch.setenv("MLC_LEDGER_URL", f"sqlite:///{tmp_path / 'fresh-ledger.sqlite'}")
+    clear_calls(sandboxes["procore"])
+    run()
+    assert not sandbox_calls(sandboxes["procore"], method="POST", path="/rest/v1.1/requisitions")
+    after = procore.all_requisitions()
+    assert {k: r["id"] for k, r in after.items()} == {k: r["id"] for k, r in before.items()}
