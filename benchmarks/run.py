@@ -1440,10 +1440,13 @@ def to_markdown(results: dict) -> str:
     git, m, v = results["git"], results["machine"], results["versions"]
     dirty = f" with uncommitted changes in {len(git['dirty_files'])} file(s)" if git["dirty_files"] else ""
     settings = results["settings"]
+    commits = results.get("commits") or [git["commit"] or "unknown"]
     lines = [
         f"# Benchmark `{results['name']}`", "",
-        f"Measured {results['started_at']} – {results['finished_at']} on commit "
-        f"`{(git['commit'] or 'unknown')[:12]}`{dirty} ({git['subject']}).", "",
+        f"Measured {results['started_at']} – {results['finished_at']} on "
+        + (f"commit `{commits[0][:12]}`{dirty} ({git['subject']})." if len(commits) == 1 else
+           "commits " + ", ".join(f"`{c[:12]}`" for c in commits) + " (see “Merged from”)."),
+        "",
         f"Machine: {m['cpu_count']} × {m['cpu_model']}, {m['ram_gib']} GiB RAM, {m['platform']}. "
         f"Python {v.get('python')}, Dagster {v.get('dagster')}, pandas {v.get('pandas')}, "
         f"pandera {v.get('pandera')}.", "",
@@ -1551,9 +1554,10 @@ def merge_results(parts: list[dict], name: str) -> dict:
         for key, value in part["scenarios"].items():
             merged["scenarios"][key] = {**value, "from_run": part["name"]}
         merged["errors"].update(part.get("errors", {}))
-    commits = {p["commit"] for p in merged["merged_from"]}
-    if len(commits) > 1:
-        merged["errors"]["merge"] = f"parts measured on different commits: {sorted(commits)}"
+    # Parts may come from different commits (each scenario keeps its run, and the markdown
+    # names each part's commit); the report's own `git` is the newest part's.
+    merged["git"] = parts[-1]["git"]
+    merged["commits"] = sorted({p["commit"] for p in merged["merged_from"] if p["commit"]})
     merged["started_at"] = min(p["started_at"] for p in merged["merged_from"])
     merged["finished_at"] = max(p["finished_at"] for p in merged["merged_from"])
     merged["comparisons"] = _comparisons(merged["scenarios"])

@@ -102,7 +102,8 @@ def test_merge_takes_later_scenarios_and_flags_mixed_commits(smoke):
     merged = bench.merge_results([results, rerun], "merged")
     assert merged["scenarios"]["noop"]["from_run"] == "rerun"
     assert merged["scenarios"]["backfill"]["from_run"] == "smoke"
-    assert "different commits" in merged["errors"]["merge"]
-    assert "Merged from:" in bench.to_markdown(merged)
+    assert merged["commits"] == sorted({results["git"]["commit"], "f" * 40} - {None})
+    text = bench.to_markdown(merged)
+    assert "Merged from:" in text and "`ffffffffffff`)" in text
     same = bench.merge_results([results, {**results, "name": "again"}], "merged")
-    assert "merge" not in same["errors"]
+    assert len(same["commits"]) == 1 and same["errors"] == {}
