@@ -101,7 +101,7 @@ def _coerce_headers(df: pd.DataFrame, problems: list, failed: set) -> pd.DataFra
     df["revision"], bad = _whole_numbers(df["revision"])
     problems.append(_problems(df.loc[bad, "po_number"], None, "revision",
                               "revision is missing or not a whole number"))
-    df["closed"] = df["closed"].map(_as_bool)
+    df["closed"] = yes_no_flags(df["closed"])
     bad_closed = df["closed"].isna()
     problems.append(_problems(df.loc[bad_closed, "po_number"], None, "closed",
                               "closed flag is not yes/no"))
@@ -130,21 +130,23 @@ def _coerce_lines(df: pd.DataFrame, problems: list, failed: set) -> pd.DataFrame
                                   f"{column} is missing or not a number"))
         failed.update((i, column) for i in df.index[bad])
         df[column] = values.where(~bad, 0.0).astype(float)
-    df["closed"] = df["closed"].map(_as_bool).fillna(False).astype(bool)
+    df["closed"] = yes_no_flags(df["closed"]).fillna(False).astype(bool)
     return df
 
 
-def _as_bool(value):
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return False
-    text = str(value).strip().lower()
-    if text in {"yes", "true", "2", "y"}:
-        return True
-    if text in {"no", "false", "1", "n", ""}:
-        return False
-    return None
+YES = ("yes", "true", "2", "y")  # X3 local menu 1/2 = no/yes, booleans, yes/no text
+NO = ("no", "false", "1", "n", "")
+
+
+def yes_no_flags(series: pd.Series, *, missing=False) -> pd.Series:
+    """Yes/no values as a nullable boolean Series: NA where a value is neither yes nor no,
+    `missing` where there is none. Vectorised, since it runs on every PO line."""
+    text = series.astype("string").str.strip().str.lower()
+    flags = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    flags[text.isin(YES).fillna(False).astype(bool)] = True
+    flags[text.isin(NO).fillna(False).astype(bool)] = False
+    flags[text.isna().astype(bool)] = missing
+    return flags
 
 
 def _problems(po_numbers: pd.Series, line_numbers, field: str, reason: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from mlc_dagster.sage_x3 import quarantine as q
-from mlc_dagster.sage_x3.staging import _as_bool
+from mlc_dagster.sage_x3.staging import yes_no_flags
 
 KEY, LABEL = "supplier_code", "supplier"
 TEXT = ["supplier_code", "name", "short_name", "currency", "country", "city", "postcode",
@@ -56,7 +56,7 @@ def stage_suppliers(records: list[dict]) -> StagedSuppliers:
             df[column] = None
     for column in TEXT:
         df[column] = df[column].astype("string").fillna("").str.strip().astype(object)
-    df["active"] = df["active"].map(lambda v: None if v is None else _as_bool(v))
+    df["active"] = yes_no_flags(df["active"], missing=pd.NA)
     bad_flag = df["active"].isna()
     problems = [q.problem_rows(KEY, LABEL, df.loc[bad_flag, KEY], None, "active",
                                "active flag is missing or not yes/no"),

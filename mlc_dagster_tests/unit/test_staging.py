@@ -532,3 +532,18 @@ def test_staging_never_raises_on_messy_records(capsys):
         print(f"\n[hypothesis] staging: {generated['cases']} generated cases, "
               f"{generated['records']} records ({generated['valid']} valid, "
               f"{generated['held']} quarantined)")
+
+
+def test_yes_no_flags_reads_x3_menus_booleans_and_text_and_flags_the_rest():
+    import numpy as np
+
+    from mlc_dagster.sage_x3.staging import yes_no_flags
+
+    values = pd.Series([True, np.bool_(False), 2, 1, "2", " Yes ", "n", "", None, "maybe", 2.5,
+                        {"x": 1}], dtype=object)
+    expected = [True, False, True, False, True, True, False, False, "missing", None, None, None]
+    for missing in (False, pd.NA):
+        got = yes_no_flags(values, missing=missing).tolist()
+        want = [missing if e == "missing" else e for e in expected]
+        assert [None if v is pd.NA else v for v in got] == [None if w is pd.NA else w
+                                                             for w in want]
