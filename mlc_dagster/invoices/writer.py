@@ -173,10 +173,15 @@ class RequisitionWriter:
         for project_id, commitments in touched.items():
             if len(commitments) < PROJECT_LISTING_MIN_COMMITMENTS:
                 continue
+            try:
+                listed = self.client.requisitions(project_id, per_page=PROJECT_LISTING_PAGE)
+            except ProcoreError as exc:  # each invoice then lists (and fails) on its own
+                self.log(f"requisitions: listing project {project_id} failed ({exc}); "
+                         "listing per commitment instead")
+                continue
             for commitment_id in commitments:
                 self._listings[commitment_id] = []
-            for requisition in self.client.requisitions(project_id,
-                                                        per_page=PROJECT_LISTING_PAGE):
+            for requisition in listed:
                 if requisition.get("commitment_id") in commitments:
                     self._listings[requisition["commitment_id"]].append(requisition)
 

@@ -145,3 +145,31 @@ def test_a_repeated_hold_is_not_recorded_again(ledger):
     write.state = state
     RequisitionWriter(procore, ledger, "r2").run(RequisitionPlan([write], []))
     assert [e["run_id"] for e in ledger.events("purchase_invoice", "PI1")] == ["r1"]
+
+
+def test_a_failed_project_listing_falls_back_to_one_listing_per_commitment(ledger):
+    """A backfill lists busy projects once; if that listing fails, every invoice still gets
+    its own listing and its own outcome - the step never dies on the shortcut."""
+    from mlc_dagster.invoices.writer import PROJECT_LISTING_MIN_COMMITMENTS
+
+    class ProjectListingFails(FakeProcore):
+        def requisitions(self, project_id, commitment_id=None, per_page=100):
+            if commitment_id is None:
+                self.calls.append(("GET project requisitions", project_id))
+                raise ProcoreError(503, "GET", "/rest/v1.1/requisitions", "unavailable")
+            return super().requisitions(project_id, commitment_id)
+
+    writes = []
+    for n in range(PROJECT_LISTING_MIN_COMMITMENTS):
+        origin = f"X3:PI:PI{n}:PO{n}"
+        inv = DesiredInvoice(f"PI{n}", "SUP001", f"INV-{n}", "2026-03-10", None,
+                             [RequisitionPart(f"PO{n}", origin, {f"X3:PO:PO{n}:1000": {
+                                 "amount": "10.00", "quantity": "1"}})])
+        part = ResolvedPart(inv.parts[0], 10, 900 + n, {f"X3:PO:PO{n}:1000": 5000 + n}, {})
+        writes.append(RequisitionWrite(inv, None, [part], f"hash-{n}"))
+    procore = ProjectListingFails()
+    outcomes = RequisitionWriter(procore, ledger, "run-1").run(RequisitionPlan(writes, []))
+    assert [o.status for o in outcomes] == ["synced"] * PROJECT_LISTING_MIN_COMMITMENTS
+    assert procore.calls[0] == ("GET project requisitions", 10)
+    assert [c[1] for c in procore.calls if c[0] == "GET requisitions"] == [
+        900 + n for n in range(PROJECT_LISTING_MIN_COMMITMENTS)]
