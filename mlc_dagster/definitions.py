@@ -42,7 +42,6 @@ def build_resources() -> dict:
             client_id=dg.EnvVar("PROCORE_CLIENT_ID"),
             client_secret=dg.EnvVar("PROCORE_CLIENT_SECRET"),
             company_id=dg.EnvVar("PROCORE_COMPANY_ID"),
-
         ),
         "sage_x3": SageX3Resource(
             url=dg.EnvVar("SAGE_X3_URL"),

@@ -17,23 +17,22 @@ def sample_mapping_path() -> str:
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
+    return _env_number(name, default, int, "a whole number")
 
 
 def env_float(name: str, default: float) -> float:
+    return _env_number(name, default, float, "a number")
+
+
+def _env_number(name: str, default, parse, wording: str):
+    """An optional numeric setting; a bad value names the variable, never a bare ValueError."""
     value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        return float(value)
+        return parse(value)
     except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+        raise ValueError(f"{name} must be {wording}, got {value!r}") from exc
 
 
 def insecure_loopback_allowed() -> bool:
