@@ -10,7 +10,11 @@ upstream would.
   "status": 429, "count": 3, "retry_after": 1, "delay": 0, "drop": false}`; `route` is
   `"[METHOD ]path-regex"` matched with `re.search`; `count` = how many matching calls fail
   (`-1` = until cleared). `DELETE` clears all faults; `GET` lists them.
-- `GET/POST /_sandbox/config` -> token lifetime, hourly and spike limits, latency (ms).
+- `GET/POST /_sandbox/config` -> token lifetime, hourly and spike limits, latency (ms), and
+  `approved_lock` (Procore only): the company setting that locks Approved / Complete commitments,
+  `x3_line_change_moves_header` (Sage X3 only, default false).
+- A simulated API may note facts about a call in `scope[CALL_NOTE]` (a dict); they are added to
+  that call's log entry (the Procore sandbox records `dropped`: body attributes it ignored).
 """
 
 from __future__ import annotations
@@ -25,21 +29,50 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 CONTROL_PREFIX = "/_sandbox/"
+CALL_NOTE = "mlc.sandbox.call_note"
 
 
 @dataclass
 class SandboxConfig:
+    """Sandbox settings, changed with `POST /_sandbox/config`.
+
+    The rate-limit defaults (3600 an hour, 1000 per 10-second spike window) are a roomy
+    sandbox setting, not Procore's: tests and the demo set their own. What the sources say:
+    procore/documentation plan_your_app/rate_limiting.md shows an hourly limit of 600 and a
+    spike limit of 25 per 10-second window in its header examples and warns not to assume
+    "3600/hour"; before commit ca4a1eb the same page gave each company DMSA "its own limit
+    (3,600 requests per hour)". No source gives 1000 per spike window. A real client must
+    read X-Rate-Limit-Limit / -Remaining / -Reset on every response.
+    """
+
     token_lifetime_seconds: int = 5400
     hourly_limit: int = 3600
     spike_limit: int = 1000
     spike_window_seconds: int = 10
     latency_ms: int = 0
+    # Procore: "Commitment Settings" company option (procore/documentation
+    # tutorials/tutorial_financial_tools.md, "Record locking / Commitments"); on by default.
+    approved_lock: bool = True
+    # Sage X3: whether a change to a PO line alone also moves the header UPDDATTIM. Not
+    # documented either way, so off by default (the stricter reading; sage_x3_app.py).
+    x3_line_change_moves_header: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise ValueError(f"unknown config key {key!r}")
-            setattr(self, key, type(getattr(self, key))(value))
+            current = getattr(self, key)
+            setattr(self, key, _flag(key, value) if isinstance(current, bool)
+                    else type(current)(value))
+
+
+def _flag(key: str, value: Any) -> bool:
+    """A JSON boolean (or "true"/"false"); bool("false") would silently be True."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"config key {key!r} must be true or false")
 
 
 @dataclass
@@ -131,11 +164,14 @@ class ControlsMiddleware:
                 status_holder["status"] = message["status"]
             await send(message)
 
+        call_note: dict = {}
+        scope[CALL_NOTE] = call_note
+
         def log(status, note=None):
             entry = {
                 "system": self.name, "method": method, "path": path, "query": query,
                 "status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "at": time.time(),
+                "at": time.time(), **call_note,
             }
             if note:
                 entry["fault"] = note

@@ -1,13 +1,17 @@
 """Procore REST API sandbox: an in-memory, seeded stand-in for the endpoints the connector uses.
 
 It follows `shared/reference/procore_api.md` and the official request shapes in
-`procore_api_subset.json` (same paths, methods, query parameters and body wrappers):
-OAuth client credentials with expiring tokens, the `Procore-Company-Id` header, the
-hourly + spike rate-limit windows and their headers, `page`/`per_page` paging with
-`Total`/`Per-Page`/`Link`, `filters[...]`, batch `/sync` endpoints with Procore's
-id/origin_id matching table and per-item errors, and the business rules a sync client
-trips over (unknown references, origin_id uniqueness, Approved commitments locking their
-schedule of values, only the latest open invoice being editable).
+`procore_api_subset.json` (same paths, methods, query parameters and body wrappers; body
+attributes the template does not name are dropped, see procore_spec.py): OAuth client
+credentials with expiring tokens, the `Procore-Company-Id` header, the hourly + spike
+rate-limit windows and their headers, `page`/`per_page` paging with `Total`/`Per-Page`/
+`Link`, `filters[...]`, batch `/sync` endpoints with Procore's id/origin_id matching table
+and per-item errors, and the business rules a sync client trips over (unknown references,
+origin_id uniqueness, the Approved lock on commitments, immutable ERP-synced invoices, only
+the latest draft invoice being editable, one open billing period). Change orders (packages,
+potential change orders, commitment change orders) live in procore_change_orders.py.
+Every rule cites its source next to the code; rules no source states are the stricter
+reading, listed in docs/api-assumptions.md.
 
 Faults, latency and the call log are not here: `ControlsMiddleware` (controls.py) wraps
 this app and serves `/_sandbox/*`.
@@ -39,7 +43,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlc_dagster.sandbox.controls import ControlsMiddleware, SandboxConfig, SandboxControls
+from mlc_dagster.sandbox.controls import (
+    CALL_NOTE,
+    ControlsMiddleware,
+    SandboxConfig,
+    SandboxControls,
+)
+from mlc_dagster.sandbox.procore_spec import (
+    FILTER_KEY,
+    ISO_3166_2_SUBDIVISIONS,
+    ISO_3166_ALPHA2,
+    STATE_CODE,
+    body_templates,
+    listed_filters,
+    permitted_body,
+    range_bound_format,
+    range_formats,
+)
 from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, SeedData
 
 log = logging.getLogger(__name__)
@@ -52,22 +72,31 @@ PO_STATUSES = ("Draft", "Processing", "Submitted", "Partially Received", "Receiv
 ACCOUNTING_METHODS = ("amount", "unit")
 BASE_TYPES = ("labor", "equipment", "materials", "commitment", "owner_cost",
               "professional_services", "other")
-# Commitment change order statuses (API spelling); not in the reference, UNCONFIRMED.
-CCO_STATUSES = ("draft", "pending", "pending_in_review", "pending_revised", "pending_pricing",
-                "pending_not_pricing", "pending_proceeding", "pending_not_proceeding",
-                "approved", "rejected", "void", "no_charge")
+# "If a Commitment ... has a Status of Approved or Complete, the Contract Company and the
+# Schedule of Values are not able to be modified ... cannot be deleted" (procore/documentation
+# tutorials/tutorial_financial_tools.md, "Record locking"), when the company setting is on.
+LOCKED_COMMITMENT_STATUSES = ("Approved", "Complete")
 REQUISITION_STATUSES = ("draft", "under_review", "revise_and_resubmit", "approved",
                         "approved_as_noted", "pending_owner_approval")
-CLOSED_REQUISITION_STATUSES = ("approved", "approved_as_noted")
+# OAS: PATCH /rest/v1.1/requisitions/:id (Update Requisition): "Users without admin
+# permissions can only update a requisition (sub invoice) if it is the most recent and has a
+# status of 'draft' or 'revise_and_resubmit'" (the sandbox takes the non-admin reading).
+EDITABLE_REQUISITION_STATUSES = ("draft", "revise_and_resubmit")
 REQUISITION_ITEM_TYPES = ("contract_item", "contract_detail_item", "change_order_item")
+# "Select Open or Closed from the Status list" (Procore support, "Edit a Billing Period").
+BILLING_PERIOD_STATUSES = ("open", "closed")
 
 RATE_LIMIT_MESSAGE = ("You have surpassed the max number of requests for an hour. "
                       "Please wait until your limit resets.")
 INVALID_TOKEN = "The access token is invalid"
 INVALID_CLIENT = ("Client authentication failed due to unknown client, no client authentication "
                   "included, or unsupported authentication method.")
-SOV_LOCKED = "The schedule of values is locked because the commitment is Approved"
-INVOICE_LOCKED = "Only the latest open subcontractor invoice of a commitment can be changed"
+SOV_LOCKED = "The schedule of values is locked because the commitment is Approved or Complete"
+INVOICE_LOCKED = ("Only the latest subcontractor invoice of a commitment, in status draft or "
+                  "revise_and_resubmit, can be changed")
+# tutorial_financial_tools.md, "Subcontractor Invoices": the notice Procore shows.
+INVOICE_SYNCED = "The invoice is not editable because it has been synced with ERP"
+INVOICING_DISABLED = "Subcontractor invoices are not enabled on this commitment"
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -179,10 +208,28 @@ def one_of(*choices: str) -> Callable[[Any], str]:
 
 
 def country_code(value: Any) -> str:
+    """An officially assigned ISO 3166-1 alpha-2 code (`UK` is not one: `GB` is); the source
+    is next to ISO_3166_ALPHA2 in procore_spec.py."""
     value = text(value)
-    if len(value) != 2 or not value.isalpha() or not value.isupper():
+    if value not in ISO_3166_ALPHA2:
         raise ValueError("must be an ISO-3166 alpha-2 code")
     return value
+
+
+def state_code(value: Any) -> str:
+    """Two upper-case characters (procore/documentation best_practices/country_codes.md)."""
+    value = text(value)
+    if not STATE_CODE.fullmatch(value):
+        raise ValueError("must be an ISO-3166 alpha-2 subdivision code")
+    return value
+
+
+def check_state_code(values: dict, record: dict | None, errors: dict) -> None:
+    """A US or Canadian state_code must be one of that country's ISO 3166-2 subdivisions."""
+    merged = {**(record or {}), **values}
+    known = ISO_3166_2_SUBDIVISIONS.get(merged.get("country_code") or "")
+    if known and merged.get("state_code") and merged["state_code"] not in known:
+        add_error(errors, "state_code", f"is not a subdivision of {merged['country_code']}")
 
 
 def opaque(value: Any) -> Any:
@@ -378,9 +425,15 @@ class ProcoreState:
         self.billing_periods = Table("_project_id")
         self.contracts = Table("_project_id", numbered=True)
         self.line_items = Table("_contract_id")
-        self.change_orders = Table("_project_id")
+        # Change orders (procore_change_orders.py): packages per contract, the potential
+        # change orders (PCOs) that hold their line items, and those line items.
+        self.packages = Table("contract_id")
+        self.pcos = Table("contract_id")
+        self.pco_lines = Table("_pco_id")
         self.requisitions = Table("_commitment_id")
         self.requisition_items = Table("_requisition_id")
+        self.change_order_tiers = dict(seed.change_order_tiers)
+        self.requisitions_disabled_pos = frozenset(seed.requisitions_disabled_pos)
 
         for project in copy.deepcopy(seed.projects):
             self.projects.save(project)
@@ -405,6 +458,15 @@ class ProcoreState:
 
     def new_id(self) -> int:
         return next(self._ids)
+
+    def change_order_tier(self, project_id: int) -> int:
+        """A project's change-order tier (a project setting, never a response field)."""
+        return self.change_order_tiers.get(project_id, 1)
+
+    def sov_locked(self, contract: dict) -> bool:
+        """The Approved lock: the company setting is on and the status is Approved / Complete."""
+        return (self.controls.config.approved_lock
+                and contract["status"] in LOCKED_COMMITMENT_STATUSES)
 
     def write(self, table: Table, record: dict | None, values: dict, new: dict | None = None) -> dict:
         """Create (record None; `new` holds the defaults) or update; stamp only real changes."""
@@ -485,6 +547,13 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
+def empty_ok() -> Response:
+    """200 with an empty body: the DELETEs whose documented response is `200 OK`, "void (empty
+    response body)" (procore_python_sdk docs, e.g. rest_v10_purchase_order_contracts_id_delete).
+    """
+    return Response(status_code=200)
+
+
 def parse_id(value: Any, name: str) -> int:
     try:
         result = integer(value)
@@ -498,8 +567,9 @@ def parse_id(value: Any, name: str) -> int:
 class Call:
     """One API request: parameter access with Procore's 400s, plus common lookups."""
 
-    def __init__(self, request: Request, state: ProcoreState, body: dict) -> None:
-        self.request, self.state, self.body = request, state, body
+    def __init__(self, request: Request, state: ProcoreState, body: dict,
+                 route: tuple[str, str] = ("", "")) -> None:
+        self.request, self.state, self.body, self.route = request, state, body, route
 
     def param(self, name: str, where: str) -> Any:
         if where == "path":
@@ -553,9 +623,19 @@ class Call:
         return contract
 
     def filters(self, name: str) -> list[str] | None:
+        """The values of filters[name] / filters[name][], or None: also when the operation's
+        OAS query list does not declare that filter, which Procore then does not apply
+        (procore_spec.listed_filters)."""
+        if name not in listed_filters().get(self.route, ()):
+            return None
         params = self.request.query_params
         values = params.getlist(f"filters[{name}]") + params.getlist(f"filters[{name}][]")
         return [v for v in values if v != ""] or None
+
+    def filter_value(self, name: str) -> str | None:
+        """The single value of a listed filters[name], or None (absent, empty or unlisted)."""
+        values = self.filters(name)
+        return values[0] if values else None
 
 
 @dataclass
@@ -565,15 +645,29 @@ class Endpoint:
     handler: Callable[[Call], Response]
     company_header: bool
     query: tuple[str, ...]
+    invalid_status: int = 422
+    body_types: tuple[str, ...] = ("application/json",)
 
 
 _ENDPOINTS: list[Endpoint] = []
+JSON_BODY, FORM_BODY, MULTIPART_BODY = ("application/json", "application/x-www-form-urlencoded",
+                                        "multipart/form-data")
 
 
-def api(method: str, path: str, *, company_header: bool = True, query: tuple[str, ...] = ()):
-    """Register a handler; `query` lists the query parameters the subset marks (Required)."""
+def api(method: str, path: str, *, company_header: bool = True, query: tuple[str, ...] = (),
+        invalid_status: int = 422, body_types: tuple[str, ...] = (JSON_BODY,)):
+    """Register a handler; `query` lists the query parameters the subset marks (Required).
+
+    `body_types`: the media types a body may have (see read_body); JSON only by default.
+
+    `invalid_status` answers a validation failure: 422 by default; 400 on the change order
+    operations whose documented responses list 400 and no 422 (weigandconstruction/
+    procore_python_sdk docs, generated from Procore's OpenAPI). The older operations keep 422
+    although several of them document only 400 too (ASSUMPTION, docs/api-assumptions.md).
+    """
     def register(handler: Callable[[Call], Response]) -> Callable[[Call], Response]:
-        _ENDPOINTS.append(Endpoint(method, path, handler, company_header, query))
+        _ENDPOINTS.append(Endpoint(method, path, handler, company_header, query, invalid_status,
+                                   body_types))
         return handler
     return register
 
@@ -587,15 +681,28 @@ def required_query(method: str, path: str) -> tuple[str, ...]:
     return next(e.query for e in _ENDPOINTS if (e.method, e.path) == (method, path))
 
 
-async def read_body(request: Request) -> dict:
-    """Form-urlencoded or multipart body, else JSON; malformed JSON or a non-object is a 400."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await request.form()
-        return {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+async def read_body(request: Request, body_types: tuple[str, ...]) -> dict:
+    """The body, in one of the operation's media types; no body at all reads as {}.
+
+    `/rest/` writes take JSON only: the OAS sends `Content-Type: application/json` on every
+    served write, and procore/documentation api_essentials/troubleshooting.md ("400: Bad
+    Request") says "Ensure `Content-Type: application/json` header is set for POST/PATCH/PUT
+    requests"; anything else is a 400. The OAuth endpoints declare their own encodings.
+    Malformed JSON or a JSON body that is not an object is a 400 too.
+    """
     raw = await request.body()
     if not raw.strip():
         return {}
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in body_types:
+        expected = " or ".join(body_types)
+        if request.url.path.startswith("/oauth/"):
+            # RFC 6749 section 5.2 error shape (PD oauth/oauth_endpoints.md); ASSUMPTION.
+            raise oauth_error(400, "invalid_request", f"The request body must be {expected}.")
+        raise ApiError(400, {"errors": f"Content-Type must be {expected}"})
+    if media_type in (FORM_BODY, MULTIPART_BODY):
+        form = await request.form()
+        return {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -627,8 +734,16 @@ def authenticate(state: ProcoreState, request: Request) -> None:
                                 f'error_description="{INVALID_TOKEN}"'})
 
 
+def unlisted_filters(request: Request, route: tuple[str, str]) -> list[str]:
+    """The filters[...] query keys the operation's OAS query list does not declare."""
+    listed = listed_filters().get(route, frozenset())
+    return sorted({key for key in request.query_params
+                   if (match := FILTER_KEY.fullmatch(key)) and match.group(1) not in listed})
+
+
 def endpoint_runner(state: ProcoreState, endpoints: dict[str, Endpoint]):
     """The Starlette endpoint for one path: auth, headers, body, then the handler under the lock."""
+    templates = body_templates()
 
     async def run(request: Request) -> Response:
         ep = endpoints[request.method if request.method != "HEAD" else "GET"]
@@ -640,13 +755,22 @@ def endpoint_runner(state: ProcoreState, endpoints: dict[str, Endpoint]):
             for name in ep.query:
                 if not request.query_params.get(name):
                     raise missing_param(name)
-            body = await read_body(request) if request.method in ("POST", "PATCH", "PUT") else {}
+            ignored = unlisted_filters(request, (ep.method, ep.path))
+            if ignored:  # not applied (Call.filters); the call log names them
+                request.scope.get(CALL_NOTE, {})["ignored_filters"] = ignored
+            body = {}
+            if request.method in ("POST", "PATCH", "PUT"):
+                # Procore ignores attributes it does not permit (issue 13 point 4): only what
+                # the operation's OAS body template names reaches the handler.
+                body, dropped = permitted_body(await read_body(request, ep.body_types),
+                                               templates.get((ep.method, ep.path)))
+                request.scope.get(CALL_NOTE, {})["dropped"] = dropped
             with state.lock:
-                return ep.handler(Call(request, state, body))
+                return ep.handler(Call(request, state, body, (ep.method, ep.path)))
         except ApiError as exc:
             return json_response(exc.status, exc.body, exc.headers)
         except Invalid as exc:
-            return json_response(422, {"errors": exc.errors})
+            return json_response(ep.invalid_status, {"errors": exc.errors})
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             # Odd client input that slipped past validation: a 400, never a 500 traceback.
             log.warning("procore sandbox: %s %s rejected: %r", request.method, request.url.path,
@@ -657,24 +781,30 @@ def endpoint_runner(state: ProcoreState, endpoints: dict[str, Endpoint]):
 
 
 def paged(call: Call, records: list, serialize: Callable[[Any], Any],
-          max_per_page: int = MAX_PER_PAGE) -> Response:
+          max_per_page: int = MAX_PER_PAGE, default_per_page: int = 100) -> Response:
     """One page of records with Procore's Total / Per-Page / Link headers."""
     page = call.id("page", "query", required=False) or 1
-    per_page = min(call.id("per_page", "query", required=False) or 100, max_per_page)
+    per_page = min(call.id("per_page", "query", required=False) or default_per_page,
+                   max_per_page)
     last = max(1, math.ceil(len(records) / per_page))
     chunk = records[(page - 1) * per_page: page * per_page]
     url = call.request.url
-    links = []
-    if page > 1:
-        links += [("first", 1), ("prev", min(page - 1, last))]
-    if page < last:
-        links += [("next", page + 1), ("last", last)]
-    headers = {"Total": str(len(records)), "Per-Page": str(per_page)}
-    if links:
-        headers["Link"] = ", ".join(
-            f'<{url.include_query_params(page=n, per_page=per_page)}>; rel="{rel}"'
-            for rel, n in links)
+    headers = {"Total": str(len(records)), "Per-Page": str(per_page), "Link": ", ".join(
+        f'<{url.include_query_params(page=n, per_page=per_page)}>; rel="{rel}"'
+        for rel, n in page_links(page, last))}
     return json_response(200, [serialize(r) for r in chunk], headers)
+
+
+def page_links(page: int, last: int) -> list[tuple[str, int]]:
+    """The Link relations procore/documentation plan_your_app/pagination.md lists: page 1 has
+    next and last; page 2 first, next and last; later pages first, prev, next and last; the
+    last page omits next (and keeps the others, `last` included)."""
+    links = [("first", 1)] if page > 1 else []
+    if page > 2:
+        links.append(("prev", min(page - 1, last)))
+    if page < last:
+        links.append(("next", page + 1))
+    return [*links, ("last", last)]
 
 
 def _filter_text(value: Any) -> str:
@@ -697,23 +827,38 @@ def filtered(call: Call, records: list[dict], fields: dict[str, str]) -> list[di
         if wanted is not None:
             records = [r for r in records if _filter_text(r.get(field)) in wanted]
     for name in ("created_at", "updated_at"):
-        raw = call.request.query_params.get(f"filters[{name}]")
-        if not raw:
+        raw = call.filter_value(name)
+        if raw is None:
             continue
-        try:
-            start, end = raw.split("...")
-            low, high = _range_bound(start, end=False), _range_bound(end, end=True)
-        except ValueError:
-            raise ApiError(400, {"errors": f"filters[{name}] must be an ISO 8601 range "
-                                           "'start...end'"}) from None
+        low, high = date_range(call, name, raw)
         records = [r for r in records if r.get(name) and low <= parse_stamp(r[name]) <= high]
     return records
 
 
+def date_range(call: Call, name: str, raw: str) -> tuple[datetime, datetime]:
+    """`start...end`, both bounds in the same one of the formats the operation's OAS lists
+    for filters[name] (procore_spec.range_formats); anything else is a 400 (ASSUMPTION: the
+    docs do not say what Procore answers). A date end bound covers that whole day."""
+    formats = range_formats(*call.route, name)
+    parts = raw.split("...")
+    kinds = {range_bound_format(part, formats) for part in parts}
+    if len(parts) == 2 and len(kinds) == 1 and None not in kinds:
+        try:
+            return _range_bound(parts[0], end=False), _range_bound(parts[1], end=True)
+        except ValueError:
+            pass  # matched the pattern but is no calendar date or time
+    raise ApiError(400, {"errors": f"filters[{name}] must be a range 'start...end' with both "
+                                   f"bounds in one of the formats {', '.join(formats)}"})
+
+
 def include_deleted(call: Call, table: Table, group: Any) -> list[dict]:
-    """filters[include_deleted]: absent -> live only, 'only' -> deleted only, else both."""
-    mode = call.request.query_params.get("filters[include_deleted]")
-    if not mode or mode == "false":
+    """filters[include_deleted]: `only` -> deleted only, `with` -> deleted and live
+    (procore/documentation tutorials/filtering_on_list_actions.md, "Filtering on Deleted
+    Objects"; OAS: "Use 'only' ... Use 'with' ..."). Absent, unlisted for the operation, or
+    any other value (`true`, `false`, `1`): live only, as if the filter were not sent
+    (ASSUMPTION: the docs name no other value)."""
+    mode = call.filter_value("include_deleted")
+    if mode not in ("only", "with"):
         return table.all(group)
     rows = table.all(group, include_deleted=True)
     return [r for r in rows if r.get("deleted_at")] if mode == "only" else rows
@@ -781,7 +926,12 @@ def oauth_error(status: int, error: str, description: str) -> ApiError:
     return ApiError(status, {"error": error, "error_description": description})
 
 
-@api("POST", "/oauth/token", company_header=False)
+# The three encodings the sources show: multipart (procore/documentation
+# oauth/oauth_client_credentials.md, curl -F), x-www-form-urlencoded
+# (api_essentials/troubleshooting.md, "Body (x-www-form-urlencoded)") and JSON (OAS: POST
+# /oauth/token (Get or Refresh an Access Token), Content-Type: application/json).
+@api("POST", "/oauth/token", company_header=False,
+     body_types=(FORM_BODY, MULTIPART_BODY, JSON_BODY))
 def issue_token(call: Call) -> Response:
     """Client-credentials grant (form, multipart or JSON body; HTTP Basic also accepted)."""
     body = call.body
@@ -807,10 +957,26 @@ def issue_token(call: Call) -> Response:
                                "expires_in": token["lifetime"], "created_at": int(token["issued"])})
 
 
-@api("POST", "/oauth/revoke", company_header=False)
+# "The request must contain the access token and other required parameters in the request
+# body as form-data" (procore/documentation oauth/oauth_endpoints.md, "Revoke Token", whose
+# example is curl -F, i.e. multipart; OAS: POST /oauth/revoke (Revoke Token): "must contain the
+# body data as form-data"). Read strictly: multipart only, not x-www-form-urlencoded.
+@api("POST", "/oauth/revoke", company_header=False, body_types=(MULTIPART_BODY,))
 def revoke_token(call: Call) -> Response:
-    """Always 200, even for an unknown token (as documented)."""
-    token = call.state.tokens.get(str(call.body.get("token", "")))
+    """200 for a revoked and for an unknown token (as documented), once the client is known.
+
+    client_id and, for a confidential app such as a DMSA, client_secret are required (same
+    page: "client_secret is only required for confidential applications"). Wrong or missing
+    credentials: 401 invalid_client; no token: 400 invalid_request (RFC 7009 section 2.1 and
+    RFC 6749 section 5.2 shapes, ASSUMPTION).
+    """
+    if (call.body.get("client_id") != SANDBOX_CREDENTIALS["procore_client_id"]
+            or call.body.get("client_secret") != SANDBOX_CREDENTIALS["procore_client_secret"]):
+        raise oauth_error(401, "invalid_client", INVALID_CLIENT)
+    if not call.body.get("token"):
+        raise oauth_error(400, "invalid_request", "The request is missing a required parameter: "
+                                                  "token.")
+    token = call.state.tokens.get(str(call.body["token"]))
     if token is not None:
         token["revoked"] = True
     return json_response(200, {})
@@ -832,21 +998,25 @@ def token_info(call: Call) -> Response:
 # --- companies, me, projects --------------------------------------------------------------------------
 
 
-@api("GET", "/rest/v1.0/companies", company_header=False)
+# The OAS exempts /companies and /me from Procore-Company-Id, but a DMSA "_must_ include the
+# `Procore-Company-Id` request header when making calls to the `/rest/v1.0/me` or
+# `/rest/v1.0/companies` endpoints" (procore/documentation oauth/oauth_client_credentials.md,
+# "Using Developer Managed Service Accounts with MPR"). Every sandbox token is a DMSA's.
+@api("GET", "/rest/v1.0/companies")
 def list_companies(call: Call) -> Response:
     company = {**call.state.company, "logo_url": None, "pcn_business_experience": False,
                "my_company": True}
     return paged(call, [company], dict)
 
 
-@api("GET", "/rest/v1.0/me", company_header=False)
+@api("GET", "/rest/v1.0/me")  # the header, as for /companies above
 def show_me(call: Call) -> Response:
     return json_response(200, call.state.user)
 
 
 PROJECT_FIELDS = {
     "name": text, "project_number": text, "active": boolean, "address": text, "city": text,
-    "state_code": text, "zip": text, "country_code": country_code, "description": text,
+    "state_code": state_code, "zip": text, "country_code": country_code, "description": text,
     "phone": text, "public_notes": text, "start_date": iso_date, "completion_date": iso_date,
     "time_zone": text, "store_number": text, "accounting_project_number": text,
     "origin_id": origin, "origin_data": opaque, "origin_code": text,
@@ -861,6 +1031,7 @@ def project_out(project: dict) -> dict:
 def save_project(state: ProcoreState, attrs: dict, project: dict | None) -> dict:
     values, errors = coerce(attrs, PROJECT_FIELDS)
     require(values, project, errors, "name")
+    check_state_code(values, project, errors)
     if taken(state.projects.all(), project, "project_number", values.get("project_number")):
         add_error(errors, "project_number", "has already been taken")
     check_origin(state.projects, values, project, errors)
@@ -871,13 +1042,23 @@ def save_project(state: ProcoreState, attrs: dict, project: dict | None) -> dict
     return state.write(state.projects, project, values, new)
 
 
+PROJECT_STATUS_FILTERS = ("Active", "Inactive", "All")
+
+
 def list_projects(call: Call, extra_filters: dict[str, str], max_per_page: int) -> Response:
     call.company("query")
-    status = call.request.query_params.get("filters[by_status]", "Active")
+    # OAS: GET /rest/v1.0/projects (List projects): "Return a list of active Projects";
+    # filters[by_status] "Must be one of Active, Inactive, or All": anything else is a 400
+    # (the status code: ASSUMPTION, per api_essentials/error_reference.md "invalid parameter
+    # values").
+    status = call.filter_value("by_status") or "Active"
+    if status not in PROJECT_STATUS_FILTERS:
+        raise ApiError(400, {"errors": "filters[by_status] must be one of "
+                                       f"{', '.join(PROJECT_STATUS_FILTERS)}"})
     records = call.state.projects.all()
     if status != "All":
-        records = [p for p in records if p.get("active") == (status != "Inactive")]
-    name = call.request.query_params.get("filters[name]")
+        records = [p for p in records if p.get("active") == (status == "Active")]
+    name = call.filter_value("name")
     if name:
         records = [p for p in records if name.lower() in (p.get("name") or "").lower()]
     records = filtered(call, records, {"id": "id", "origin_id": "origin_id", **extra_filters})
@@ -912,7 +1093,7 @@ def sync_projects(call: Call) -> Response:
 
 VENDOR_FIELDS = {
     "name": text, "abbreviated_name": text, "trade_name": text, "address": text, "city": text,
-    "state_code": text, "zip": text, "country_code": country_code, "business_phone": text,
+    "state_code": state_code, "zip": text, "country_code": country_code, "business_phone": text,
     "mobile_phone": text, "fax_number": text, "email_address": text, "website": text,
     "is_active": boolean, "authorized_bidder": boolean, "prequalified": boolean,
     "labor_union": text, "license_number": text, "union_member": boolean,
@@ -931,6 +1112,7 @@ def vendor_out(vendor: dict) -> dict:
 def save_vendor(state: ProcoreState, attrs: dict, vendor: dict | None) -> dict:
     values, errors = coerce(attrs, VENDOR_FIELDS)
     require(values, vendor, errors, "name")
+    check_state_code(values, vendor, errors)
     check_origin(state.vendors, values, vendor, errors)
     if errors:
         raise Invalid(errors)
@@ -945,18 +1127,30 @@ def vendor_or_404(call: Call) -> dict:
     return vendor
 
 
+# OAS: GET /rest/v1.0/vendors, filters[search]: "matches the vendor name, keywords,
+# origin_code, or ABN/EIN number" (the sandbox keeps the ABN/EIN in `tax_id`).
+VENDOR_SEARCH_FIELDS = ("name", "keywords", "origin_code", "tax_id")
+
+
 @api("GET", "/rest/v1.0/vendors", query=("company_id",))
 def list_vendors(call: Call) -> Response:
-    """Active vendors; inactive ones are listed under /companies/{id}/vendors/inactive."""
+    """OAS: GET /rest/v1.0/vendors (List company vendors): "Return a list of all Vendors
+    associated with a Company" - active and inactive alike (the reader checks is_active);
+    `view` is served as its documented default, extended."""
     call.company("query")
-    records = [v for v in call.state.vendors.all() if v.get("is_active")]
-    search = call.request.query_params.get("filters[search]")
+    records = call.state.vendors.all()
+    search = call.filter_value("search")
     if search:
         needle = search.lower()
-        records = [v for v in records if any(needle in (v.get(f) or "").lower() for f in
-                                             ("name", "abbreviated_name", "origin_code", "tax_id"))]
+        records = [v for v in records if any(needle in str(v.get(f) or "").lower()
+                                             for f in VENDOR_SEARCH_FIELDS)]
     records = filtered(call, records, {"id": "id", "origin_id": "origin_id",
                                        "parent_id": "parent_id"})
+    for name, field in (("trade_id", "trade_ids"), ("standard_cost_code_id",
+                                                     "standard_cost_code_ids")):
+        wanted = call.filters(name)
+        if wanted is not None:
+            records = [v for v in records if {str(i) for i in v.get(field) or []} & set(wanted)]
     return paged(call, records, vendor_out)
 
 
@@ -1351,7 +1545,7 @@ def sync_sub_jobs(call: Call) -> Response:
 
 
 BILLING_PERIOD_FIELDS = {"start_date": iso_date, "end_date": iso_date, "due_date": iso_date,
-                         "status": text}
+                         "status": one_of(*BILLING_PERIOD_STATUSES)}
 BILLING_PERIODS = "/rest/v1.0/projects/{project_id}/billing_periods"
 
 
@@ -1371,24 +1565,49 @@ def show_billing_period(call: Call) -> Response:
     return json_response(200, public(period))
 
 
-@api("POST", BILLING_PERIODS)
-def create_billing_period(call: Call) -> Response:
-    """Periods may not overlap: an invoice date must fall in exactly one period."""
-    project = call.project("path")
-    values, errors = coerce(call.wrapper("billing_period"), BILLING_PERIOD_FIELDS)
-    require(values, None, errors, "start_date", "end_date")
-    periods = call.state.billing_periods.all(project["id"])
-    if not errors and values["end_date"] < values["start_date"]:
+def open_period(state: ProcoreState, project_id: int) -> dict | None:
+    return next((p for p in state.billing_periods.all(project_id) if p["status"] == "open"), None)
+
+
+def save_billing_period(state: ProcoreState, project: dict, attrs: dict,
+                        period: dict | None) -> dict:
+    """Procore support, "Edit a Billing Period": "Every billing period you create must have a
+    unique date range" and "Only one (1) billing period can be Open ... at any given time"; a
+    period opened while another is open is refused (stricter than closing the other one).
+    A new period is open unless the body says closed (ASSUMPTION: the default status)."""
+    values, errors = coerce(attrs, BILLING_PERIOD_FIELDS)
+    require(values, period, errors, "start_date", "end_date")
+    merged = {"status": "open", **(period or {}), **values}
+    others = [p for p in state.billing_periods.all(project["id"]) if p is not period]
+    if not errors and merged["end_date"] < merged["start_date"]:
         add_error(errors, "end_date", "must be on or after the start date")
-    if not errors and any(p["start_date"] <= values["end_date"] and
-                          values["start_date"] <= p["end_date"] for p in periods):
+    if not errors and any(p["start_date"] <= merged["end_date"] and
+                          merged["start_date"] <= p["end_date"] for p in others):
         add_error(errors, "base", "overlaps an existing billing period")
+    if merged["status"] == "open" and any(p["status"] == "open" for p in others):
+        add_error(errors, "status", "another billing period of this project is open")
     if errors:
         raise Invalid(errors)
-    new = {"_project_id": project["id"], "due_date": values["end_date"], "status": "open",
-           "position": len(periods) + 1}
-    return json_response(201, public(call.state.write(call.state.billing_periods, None, values,
-                                                      new)))
+    new = {"_project_id": project["id"], "due_date": merged["end_date"], "status": "open",
+           "position": len(others) + 1}
+    return state.write(state.billing_periods, period, values, new)
+
+
+@api("POST", BILLING_PERIODS)
+def create_billing_period(call: Call) -> Response:
+    project = call.project("path")
+    period = save_billing_period(call.state, project, call.wrapper("billing_period"), None)
+    return json_response(201, public(period))
+
+
+@api("PATCH", BILLING_PERIODS + "/{id}")
+def update_billing_period(call: Call) -> Response:
+    project = call.project("path")
+    period = call.state.billing_periods.get(call.id(), project["id"])
+    if period is None:
+        raise not_found("Billing period")
+    period = save_billing_period(call.state, project, call.wrapper("billing_period"), period)
+    return json_response(200, public(period))
 
 
 # --- purchase order contracts ---------------------------------------------------------------------------
@@ -1418,14 +1637,14 @@ def next_number(table: Table, group: Any) -> str:
 
 
 def save_contract(state: ProcoreState, project: dict, attrs: dict, contract: dict | None) -> dict:
-    """Create/update a PO; an Approved PO keeps its vendor (its status may still change)."""
+    """Create/update a PO; under the Approved lock it keeps its vendor (status stays editable)."""
     values, errors = coerce(attrs, CONTRACT_FIELDS)
     vendor_id = values.get("vendor_id")
     if vendor_id is not None and state.vendors.get(vendor_id) is None:
         add_error(errors, "vendor_id", "does not exist")
-    if (contract is not None and contract["status"] == "Approved" and "vendor_id" in values
+    if (contract is not None and state.sov_locked(contract) and "vendor_id" in values
             and vendor_id != contract["vendor_id"]):
-        add_error(errors, "vendor_id", "is locked because the commitment is Approved")
+        add_error(errors, "vendor_id", "is locked because the commitment is Approved or Complete")
     same_number = state.contracts.find_number(project["id"], values.get("number"))
     if same_number is not None and same_number is not contract:
         add_error(errors, "number", "has already been taken")
@@ -1434,27 +1653,37 @@ def save_contract(state: ProcoreState, project: dict, attrs: dict, contract: dic
         raise Invalid(errors)
     if contract is not None:
         return state.write(state.contracts, contract, values)
+    number = values.get("number") or next_number(state.contracts, project["id"])
     new = {**dict.fromkeys(CONTRACT_FIELDS), "_project_id": project["id"], "status": "Draft",
            "executed": False, "private": False, "accounting_method": "amount",
-           "number": next_number(state.contracts, project["id"]), "deleted_at": None}
+           "number": number, "deleted_at": None,
+           # requisitions_are_enabled is set in Procore's UI, not through this body: the seed
+           # names the POs whose commitments have invoicing disabled.
+           "_requisitions_enabled": not ({number, values.get("origin_code")}
+                                         & state.requisitions_disabled_pos)}
     return state.write(state.contracts, None, values, new)
 
 
+def package_total(state: ProcoreState, package: dict) -> Decimal:
+    """A change order package's grand_total: the line items of its potential change orders."""
+    return total(line["amount"] for pco in state.pcos.all(package["contract_id"])
+                 if pco["change_order_package_id"] == package["id"]
+                 for line in state.pco_lines.all(pco["id"]))
+
+
 def contract_sums(state: ProcoreState, contract: dict) -> dict[str, Decimal]:
-    """The commitment's money summary: SOV total plus change orders by status."""
+    """The commitment's money summary: SOV total plus its change order packages by status."""
     grand_total = total(line["amount"] for line in state.line_items.all(contract["id"]))
-    orders = [c for c in state.change_orders.all(contract["_project_id"])
-              if c["contract_id"] == contract["id"]]
+    packages = state.packages.all(contract["id"])
 
-    def orders_total(matches: Callable[[str], bool]) -> Decimal:
-        return total(change_order_total(c) for c in orders if matches(c["status"]))
+    def packages_total(status: str) -> Decimal:
+        return total(package_total(state, p) for p in packages if p["status"] == status)
 
-    approved = orders_total(lambda s: s == "approved")
-    pending = orders_total(lambda s: s.startswith("pending"))
+    approved, pending = packages_total("approved"), packages_total("pending")
     return {
         "grand_total": grand_total, "approved_change_orders": approved,
         "pending_change_orders": pending,
-        "draft_change_orders_amount": orders_total(lambda s: s == "draft"),
+        "draft_change_orders_amount": packages_total("draft"),
         "revised_contract": grand_total + approved,
         "pending_revised_contract": grand_total + approved + pending,
         "total_requisitions_amount": total(
@@ -1472,12 +1701,30 @@ def contract_out(state: ProcoreState, contract: dict, detail: bool = False) -> d
         "vendor": {"id": vendor["id"], "company": vendor["name"], "origin_id": vendor["origin_id"],
                    "origin_data": vendor["origin_data"]} if vendor else None,
         "project": {"id": project["id"], "name": project["name"]},
-        "requisitions_are_enabled": True,
+        "requisitions_are_enabled": contract["_requisitions_enabled"],
         "currency_configuration": {"currency_iso_code": contract["currency_iso_code"]},
     })
     if detail:
         out["line_items"] = [line_out(state, line) for line in state.line_items.all(contract["id"])]
+        out.update(tier_arrays(state, contract))
     return out
+
+
+def tier_arrays(state: ProcoreState, contract: dict) -> dict[str, list]:
+    """OAS: GET /rest/v1.0/purchase_order_contracts/:id (Show Purchase Order Contract), "Special
+    notes (Tiers)": 1-tier shows Change Order Packages; 2-tier adds Potential Change Orders;
+    3-tier adds Change Order Requests (not modelled: always empty). Detail responses only."""
+    from mlc_dagster.sandbox.procore_change_orders import package_out, pco_out
+
+    tier = state.change_order_tier(contract["_project_id"])
+    arrays = {"change_order_packages": [package_out(state, p)
+                                        for p in state.packages.all(contract["id"])]}
+    if tier >= 2:
+        arrays["potential_change_orders"] = [pco_out(state, p)
+                                             for p in state.pcos.all(contract["id"])]
+    if tier >= 3:
+        arrays["change_order_requests"] = []
+    return arrays
 
 
 @api("GET", CONTRACTS, query=("project_id",))
@@ -1512,10 +1759,10 @@ def update_contract(call: Call) -> Response:
 @api("DELETE", CONTRACTS + "/{id}", query=("project_id",))
 def delete_contract(call: Call) -> Response:
     contract = call.contract(call.project("query"))
-    if contract["status"] == "Approved":
-        raise Invalid({"base": ["An Approved commitment cannot be deleted"]})
+    if call.state.sov_locked(contract):
+        raise Invalid({"base": ["An Approved or Complete commitment cannot be deleted"]})
     call.state.write(call.state.contracts, contract, {"deleted_at": now_iso()})
-    return no_content()
+    return empty_ok()
 
 
 @api("PATCH", CONTRACTS + "/sync")
@@ -1577,7 +1824,9 @@ def line_amount(values: dict, line: dict | None) -> Decimal:
 
 
 def save_line_item(state: ProcoreState, contract: dict, attrs: dict, line: dict | None) -> dict:
-    if contract["status"] == "Approved":
+    # Any write to the schedule of values of a locked commitment is refused, a quantity or
+    # unit cost change that keeps the amount included (issue 13 point 6b).
+    if state.sov_locked(contract):
         raise Invalid({"base": [SOV_LOCKED]})
     values, errors = coerce(attrs, LINE_ITEM_FIELDS)
     check_line_references(state, contract["_project_id"], values, errors)
@@ -1607,12 +1856,17 @@ def line_references_out(state: ProcoreState, line: dict) -> dict:
 
 def line_out(state: ProcoreState, line: dict) -> dict:
     contract = state.contracts.get(line["_contract_id"], include_deleted=True)
-    project = state.projects.get(contract["_project_id"])
+    return holder_line_out(state, line, contract["_project_id"],
+                           {"id": contract["id"], "holder_type": "PurchaseOrderContract"})
+
+
+def holder_line_out(state: ProcoreState, line: dict, project_id: int, holder: dict) -> dict:
+    """A schedule-of-values line as Procore returns it, under its holder (contract or PCO)."""
+    project = state.projects.get(project_id)
     return {
         **line_references_out(state, line), "total_amount": line["amount"],
         "extended_amount": line["amount"], "wbs_code": None, "tax_code_id": None,
-        "holder": {"id": contract["id"], "holder_type": "PurchaseOrderContract"},
-        "project": {"id": project["id"], "name": project["name"]},
+        "holder": holder, "project": {"id": project["id"], "name": project["name"]},
         "company": {"id": COMPANY_ID, "name": state.company["name"]},
     }
 
@@ -1658,10 +1912,10 @@ def update_line_item(call: Call) -> Response:
 def delete_line_item(call: Call) -> Response:
     contract = call.contract(call.project("query"), "purchase_order_contract_id")
     line = line_item_or_404(call, contract)
-    if contract["status"] == "Approved":
+    if call.state.sov_locked(contract):
         raise Invalid({"base": [SOV_LOCKED]})
     call.state.write(call.state.line_items, line, {"deleted_at": now_iso()})
-    return no_content()
+    return empty_ok()
 
 
 @api("PATCH", LINE_ITEMS + "/sync", query=("project_id",))
@@ -1671,131 +1925,6 @@ def sync_line_items(call: Call) -> Response:
     return run_sync(call, call.state.line_items, contract["id"],
                     lambda item, rec: save_line_item(call.state, contract, item, rec),
                     lambda line: line_out(call.state, line))
-
-
-# --- commitment change orders ------------------------------------------------------------------------
-
-
-CHANGE_ORDER_FIELDS = {
-    "contract_id": integer, "number": text, "title": text, "description": text,
-    "status": one_of(*CCO_STATUSES), "executed": boolean, "private": boolean,
-    "due_date": iso_date, "paid_date": iso_date, "invoiced_date": iso_date,
-    "signed_change_order_received_date": iso_date, "reference": text, "reason": text,
-    "revision": integer, "field_change": boolean, "signature_required": boolean, "paid": boolean,
-    "schedule_impact_amount": integer, "origin_id": origin, "origin_data": opaque,
-}
-CHANGE_ORDER_LINE_FIELDS = {key: LINE_ITEM_FIELDS[key] for key in (
-    "amount", "quantity", "unit_cost", "uom", "description", "cost_code_id", "line_item_type_id",
-    "origin_id", "origin_data")}
-CHANGE_ORDERS = "/rest/v1.0/projects/{project_id}/commitment_change_orders"
-
-
-def change_order_total(change_order: dict) -> Decimal:
-    return total(line["amount"] for line in change_order["line_items"])
-
-
-def change_order_lines(state: ProcoreState, project_id: int, raw: Any, errors: dict) -> list:
-    """Validate the nested line_items (errors keyed like `line_items[2].uom`)."""
-    if not isinstance(raw, list):
-        add_error(errors, "line_items", "must be an array")
-        return []
-    lines = []
-    for index, item in enumerate(raw):
-        prefix = f"line_items[{index}]."
-        if not isinstance(item, dict):
-            add_error(errors, prefix.rstrip("."), "must be a JSON object")
-            continue
-        values, item_errors = coerce(item, CHANGE_ORDER_LINE_FIELDS)
-        for field, messages in item_errors.items():
-            errors.setdefault(prefix + field, []).extend(messages)
-        check_line_references(state, project_id, values, errors, prefix)
-        values["amount"] = line_amount(values, None)
-        lines.append({**dict.fromkeys(CHANGE_ORDER_LINE_FIELDS), **values, "id": state.new_id()})
-    return lines
-
-
-def save_change_order(state: ProcoreState, project: dict, attrs: dict,
-                      change_order: dict | None) -> dict:
-    values, errors = coerce(attrs, CHANGE_ORDER_FIELDS)
-    require(values, change_order, errors, "contract_id")
-    contract_id = values.get("contract_id")
-    if contract_id and state.contracts.get(contract_id, project["id"]) is None:
-        add_error(errors, "contract_id", "does not exist in this project")
-    if "line_items" in attrs:
-        if change_order is not None and change_order["status"] == "approved":
-            add_error(errors, "base", "An approved change order's line items cannot be changed")
-        values["line_items"] = change_order_lines(state, project["id"], attrs["line_items"],
-                                                  errors)
-    check_origin(state.change_orders, values, change_order, errors)
-    if errors:
-        raise Invalid(errors)
-    if change_order is not None:
-        return state.write(state.change_orders, change_order, values)
-    numbered = sum(c["contract_id"] == contract_id
-                   for c in state.change_orders.all(project["id"], include_deleted=True))
-    new = {**dict.fromkeys(CHANGE_ORDER_FIELDS), "_project_id": project["id"], "status": "draft",
-           "executed": False, "line_items": [], "number": str(numbered + 1), "deleted_at": None}
-    return state.write(state.change_orders, None, values, new)
-
-
-def change_order_out(state: ProcoreState, change_order: dict) -> dict:
-    contract = state.contracts.get(change_order["contract_id"], include_deleted=True)
-    vendor = state.vendors.get(contract["vendor_id"])
-    return {
-        **public(change_order),
-        "contract": {"id": contract["id"], "number": contract["number"],
-                     "title": contract["title"]},
-        "vendor": {"id": vendor["id"], "name": vendor["name"]} if vendor else None,
-        "grand_total": change_order_total(change_order),
-        "line_items": [line_references_out(state, line) for line in change_order["line_items"]],
-    }
-
-
-def change_order_or_404(call: Call, project: dict) -> dict:
-    change_order = call.state.change_orders.get(call.id(), project["id"])
-    if change_order is None:
-        raise not_found("Commitment change order")
-    return change_order
-
-
-@api("GET", CHANGE_ORDERS)
-def list_change_orders(call: Call) -> Response:
-    project = call.project("path")
-    records = filtered(call, call.state.change_orders.all(project["id"]),
-                       {"id": "id", "contract_id": "contract_id", "status": "status",
-                        "executed": "executed"})
-    return paged(call, records, lambda c: change_order_out(call.state, c))
-
-
-@api("GET", CHANGE_ORDERS + "/{id}")
-def show_change_order(call: Call) -> Response:
-    change_order = change_order_or_404(call, call.project("path"))
-    return json_response(200, change_order_out(call.state, change_order))
-
-
-@api("POST", CHANGE_ORDERS)
-def create_change_order(call: Call) -> Response:
-    """Allowed on Approved commitments: that is how their value changes."""
-    project = call.project("path")
-    change_order = save_change_order(call.state, project, call.wrapper("change_order"), None)
-    return json_response(201, change_order_out(call.state, change_order))
-
-
-@api("PATCH", CHANGE_ORDERS + "/{id}")
-def update_change_order(call: Call) -> Response:
-    project = call.project("path")
-    change_order = save_change_order(call.state, project, call.wrapper("change_order"),
-                                     change_order_or_404(call, project))
-    return json_response(200, change_order_out(call.state, change_order))
-
-
-@api("DELETE", CHANGE_ORDERS + "/{id}")
-def delete_change_order(call: Call) -> Response:
-    change_order = change_order_or_404(call, call.project("path"))
-    if change_order["status"] == "approved":
-        raise Invalid({"base": ["An approved change order cannot be deleted"]})
-    call.state.write(call.state.change_orders, change_order, {"deleted_at": now_iso()})
-    return no_content()
 
 
 # --- requisitions (subcontractor invoices) --------------------------------------------------------------
@@ -1820,27 +1949,44 @@ REQUISITION_ITEM_FIELDS = {
 }
 
 
-def requisition_is_open(state: ProcoreState, requisition: dict) -> bool:
-    """Only the latest invoice of a commitment, while not approved, can change."""
+def requisition_is_editable(state: ProcoreState, requisition: dict) -> bool:
+    return editing_refusal(state, requisition) is None
+
+
+def editing_refusal(state: ProcoreState, requisition: dict) -> str | None:
+    """Why an invoice may not change (update, item update or delete), or None.
+
+    tutorial_financial_tools.md, "Subcontractor Invoices": "When an origin_id exists on a
+    Subcontractor Invoice, the entire object is immutable". Otherwise the Update / Delete
+    Requisition descriptions (OAS; tutorial_requisitions.md: "Must be the latest, open
+    subcontractor invoice"): the most recent invoice, in draft or revise_and_resubmit.
+    """
+    if requisition["origin_id"]:
+        return INVOICE_SYNCED
     latest = max(state.requisitions.all(requisition["_commitment_id"]), key=lambda r: r["number"])
-    return latest is requisition and requisition["status"] not in CLOSED_REQUISITION_STATUSES
+    if latest is not requisition or requisition["status"] not in EDITABLE_REQUISITION_STATUSES:
+        return INVOICE_LOCKED
+    return None
 
 
-def ensure_open(state: ProcoreState, requisition: dict) -> None:
-    if not requisition_is_open(state, requisition):
-        raise Invalid({"base": [INVOICE_LOCKED]})
+def ensure_editable(state: ProcoreState, requisition: dict) -> None:
+    refusal = editing_refusal(state, requisition)
+    if refusal is not None:
+        raise Invalid({"base": [refusal]})
 
 
 def plan_items(state: ProcoreState, contract: dict, requisition: dict | None, raw: Any,
                errors: dict) -> list[tuple[int, dict]]:
-    """Validate v1.1 `items` into (line_item_id, values) pairs before anything is written."""
+    """Validate v1.1 `items` into (line_item_id, values) pairs before anything is written.
+
+    On create an item names a schedule-of-values line (`line_item_id`; the OAS create body
+    has no item id). On update it names the invoice's own item by `id` (OAS: PATCH
+    /rest/v1.1/requisitions/:id, `requisition.items[].id`); `line_item_id` does not select.
+    """
     if not isinstance(raw, list):
         add_error(errors, "items", "must be an array")
         return []
-    if requisition is None:
-        billable = {line["id"] for line in state.line_items.all(contract["id"])}
-    else:
-        billable = {i["line_item_id"] for i in state.requisition_items.all(requisition["id"])}
+    billable = {line["id"] for line in state.line_items.all(contract["id"])}
     plan = []
     for index, item in enumerate(raw):
         prefix = f"items[{index}]."
@@ -1854,11 +2000,15 @@ def plan_items(state: ProcoreState, contract: dict, requisition: dict | None, ra
         elif item_type != "contract_item":
             add_error(item_errors, "item_type", "only contract_item is supported by the sandbox")
         item_id, line_id = values.pop("id", None), values.pop("line_item_id", None)
-        if item_id is not None:
-            target = requisition and state.requisition_items.get(item_id, requisition["id"])
-            line_id = target["line_item_id"] if target else None
-            if not target:
+        if requisition is not None:
+            target = state.requisition_items.get(item_id, requisition["id"])
+            if item_id is None:
+                add_error(item_errors, "id", "can't be blank")
+            elif target is None:
                 add_error(item_errors, "id", "is not an item of this invoice")
+            elif line_id is not None and line_id != target["line_item_id"]:
+                add_error(item_errors, "line_item_id", "is not the line of this item")
+            line_id = target["line_item_id"] if target else None
         elif line_id not in billable:
             add_error(item_errors, "line_item_id", "is not on this commitment's schedule of values")
         for field, messages in item_errors.items():
@@ -1867,16 +2017,38 @@ def plan_items(state: ProcoreState, contract: dict, requisition: dict | None, ra
     return plan
 
 
+def check_period(state: ProcoreState, project: dict, values: dict, errors: dict) -> None:
+    """The invoice goes into the project's open billing period and takes its dates (Procore
+    support, "Edit a Billing Period": "The billing period on a new invoice always corresponds to
+    the dates on the Open billing period"). Dates sent by the client are not kept."""
+    values.pop("requisition_start", None)
+    values.pop("requisition_end", None)
+    if "period_id" not in values:
+        return
+    period = state.billing_periods.get(values["period_id"], project["id"])
+    if period is None:
+        add_error(errors, "period_id", "is not a billing period of this project")
+    elif period["status"] != "open":
+        add_error(errors, "period_id", "is not the open billing period of this project")
+    else:
+        values["requisition_start"], values["requisition_end"] = (period["start_date"],
+                                                                  period["end_date"])
+
+
 def save_requisition(state: ProcoreState, project: dict, contract: dict, attrs: dict,
                      requisition: dict | None, items: Any = None) -> dict:
     """Create/update an invoice; a new one gets a contract item per schedule-of-values line."""
     if requisition is not None:
-        ensure_open(state, requisition)
+        ensure_editable(state, requisition)
+    elif not contract["_requisitions_enabled"]:
+        # The commitment's requisitions_are_enabled (OAS Show Purchase Order Contract: "If
+        # true, Requisitions (Subcontractor Invoices) are enabled") is false.
+        raise Invalid({"base": [INVOICING_DISABLED]})
     values, errors = coerce(attrs, REQUISITION_FIELDS)
     require(values, requisition, errors, "period_id")
-    period_id = values.get("period_id")
-    if period_id and state.billing_periods.get(period_id, project["id"]) is None:
-        add_error(errors, "period_id", "is not a billing period of this project")
+    if requisition is not None and values.get("period_id", -1) == requisition["period_id"]:
+        del values["period_id"]  # unchanged: the period may have closed since
+    check_period(state, project, values, errors)
     check_origin(state.requisitions, values, requisition, errors)
     plan = plan_items(state, contract, requisition, items, errors) if items is not None else []
     if errors:
@@ -1949,7 +2121,7 @@ def requisition_out(state: ProcoreState, requisition: dict, with_items: bool = F
         "total_claimed_amount": this_period,
         "percent_complete": to_cents(completed * 100 / contract_sum) if contract_sum else
         Decimal("0.00"),
-        "deletable": requisition_is_open(state, requisition), "erp_status": "not_ready",
+        "deletable": requisition_is_editable(state, requisition), "erp_status": "not_ready",
         "summary": {
             "original_contract_sum": sums["grand_total"],
             "net_change_by_change_orders": sums["approved_change_orders"],
@@ -1993,13 +2165,19 @@ def list_requisitions(call: Call) -> Response:
     records = filtered(call, records, {"id": "id", "commitment_id": "_commitment_id",
                                        "period_id": "period_id", "status": "status",
                                        "origin_id": "origin_id"})
-    if is_v11(call) and call.request.query_params.get("filters[is_last]") == "true":
+    is_last = call.filter_value("is_last")
+    if is_v11(call) and is_last in ("true", "false"):
+        # OAS: "Setting this to true will return only the last item. Setting this to false
+        # will return all the items except the last one" (per commitment).
         latest = {}  # each commitment's newest invoice: higher numbers overwrite lower ones
         for record in sorted(records, key=lambda r: r["number"]):
             latest[record["_commitment_id"]] = record
-        records = list(latest.values())
+        last_ids = {r["id"] for r in latest.values()}
+        records = [r for r in records if (r["id"] in last_ids) == (is_last == "true")]
     with_items = is_v11(call) and call.request.query_params.get("view") in ("extended", "items")
-    return paged(call, records, lambda r: requisition_out(call.state, r, with_items))
+    # OAS: GET /rest/v1.1/requisitions, per_page: "Elements per page, default 30".
+    return paged(call, records, lambda r: requisition_out(call.state, r, with_items),
+                 default_per_page=30 if is_v11(call) else 100)
 
 
 @api("GET", "/rest/v1.0/requisitions/{id}", query=("project_id",))
@@ -2037,11 +2215,11 @@ def update_requisition(call: Call) -> Response:
 @api("DELETE", "/rest/v1.1/requisitions/{id}", query=("project_id",))
 def delete_requisition(call: Call) -> Response:
     requisition = requisition_or_404(call, call.project("query"))
-    ensure_open(call.state, requisition)
+    ensure_editable(call.state, requisition)
     for item in call.state.requisition_items.all(requisition["id"]):
         call.state.requisition_items.remove(item)
     call.state.requisitions.remove(requisition)
-    return no_content()
+    return empty_ok()
 
 
 CONTRACT_ITEMS = "/rest/v1.0/requisitions/{requisition_id}/contract_items"
@@ -2073,12 +2251,50 @@ def show_contract_item(call: Call) -> Response:
 def update_contract_item(call: Call) -> Response:
     requisition = requisition_or_404(call, call.project("query"), "requisition_id")
     item = contract_item_or_404(call, requisition)
-    ensure_open(call.state, requisition)
+    ensure_editable(call.state, requisition)
     values, errors = coerce(call.wrapper("requisition_contract_item"), CONTRACT_ITEM_FIELDS)
     if errors:
         raise Invalid(errors)
     item = call.state.write(call.state.requisition_items, item, values)
     return json_response(200, contract_item_out(item, previous_work(call.state, requisition)))
+
+
+BULK_ITEM_FIELDS = {key: REQUISITION_ITEM_FIELDS[key] for key in (
+    "item_type", "status", "comment", *CONTRACT_ITEM_FIELDS)}
+
+
+@api("PATCH", "/rest/v1.0/requisitions/{requisition_id}/bulk_item_update", query=("project_id",))
+def bulk_update_requisition_items(call: Call) -> Response:
+    """OAS: PATCH .../bulk_item_update: "Updates all requisition items received in the body";
+    items by `id`, all validated before any is written; 200 with an empty body (SDK docs)."""
+    requisition = requisition_or_404(call, call.project("query"), "requisition_id")
+    ensure_editable(call.state, requisition)
+    raw = call.body.get("requisition_items")
+    if raw is None or raw == []:
+        raise missing_param("requisition_items")
+    if not isinstance(raw, list):
+        raise ApiError(400, {"errors": "requisition_items must be an array"})
+    plan, errors = [], {}
+    for index, entry in enumerate(raw):
+        prefix = f"requisition_items[{index}]."
+        entry = entry if isinstance(entry, dict) else {}
+        values, item_errors = coerce(entry, BULK_ITEM_FIELDS)
+        if values.pop("item_type", None) != "contract_item":
+            add_error(item_errors, "item_type", "only contract_item is supported by the sandbox")
+        try:
+            item = call.state.requisition_items.get(integer(entry.get("id")), requisition["id"])
+        except ValueError:
+            item = None
+        if item is None:
+            add_error(item_errors, "id", "is not an item of this invoice")
+        for field, messages in item_errors.items():
+            errors.setdefault(prefix + field, []).extend(messages)
+        plan.append((item, values))
+    if errors:
+        raise Invalid(errors)
+    for item, values in plan:
+        call.state.write(call.state.requisition_items, item, values)
+    return empty_ok()
 
 
 # --- ASGI assembly -----------------------------------------------------------------------------------
@@ -2150,3 +2366,8 @@ def build_app(seed_data: SeedData, controls: SandboxControls):
                              "procore")
     app.state_obj = state
     return app
+
+
+# The change order endpoints live in their own module, which builds on the helpers above;
+# importing it here registers them with every app this module builds.
+from mlc_dagster.sandbox import procore_change_orders  # noqa: E402, F401

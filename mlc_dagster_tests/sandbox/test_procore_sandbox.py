@@ -1,148 +1,48 @@
 """The Procore sandbox over real HTTP on loopback: contract with the official subset, and rules.
 
-Only the Procore app runs (on one loopback port for the module); each test gets a freshly
-built app behind it, so state, faults and limits never leak between tests.
+Fixtures and helpers: procore_helpers.py. Change orders: test_procore_change_orders.py;
+the issue-13 rules (unknown fields, Approved lock, invoices, periods, paging, deletes,
+vendors): test_procore_strict_rules.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import ssl
-import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from mlc_dagster.sandbox import procore_app
-from mlc_dagster.sandbox.controls import SandboxControls
-from mlc_dagster.sandbox.procore_app import ProcoreState
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, build_seed
-from mlc_dagster.sandbox.server import free_port
+from mlc_dagster.sandbox.procore_spec import SPEC_PATH, listed_filters
+from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
+from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
+    COST_CODE,
+    FOREIGN_COST_CODE,
+    HTTP,
+    LINE_ITEM_TYPE,
+    OTHER_PROJECT,
+    PERIOD,
+    PROJECT,
+    RATE_LIMIT_HEADERS,
+    SEED,
+    VENDOR,
+    api_fixture,
+    approve,
+    create_requisition,
+    line,
+    make_contract,
+    pco_of,
+    sandbox_fixture,
+    server_fixture,
+    sync_contracts,
+    sync_lines,
+    sync_pco_lines,
+    token_for,
+)
 
-SEED = build_seed(42, "small")
-PROJECT = SEED.projects[0]["id"]
-OTHER_PROJECT = SEED.projects[1]["id"]
-COST_CODE = SEED.project_cost_codes[PROJECT][0]["id"]
-FOREIGN_COST_CODE = SEED.project_cost_codes[OTHER_PROJECT][0]["id"]
-LINE_ITEM_TYPE = SEED.line_item_types[0]["id"]
-PERIOD = SEED.billing_periods[PROJECT][0]["id"]
-VENDOR = SEED.vendors[0]
-SUBSET = json.loads((Path(__file__).parents[1] / "fixtures" / "procore_api_subset.json")
-                    .read_text())["requests"]
-# One TLS context for every client: httpx otherwise spends ~0.1 s loading CA certificates
-# per client, which would dominate this file's run time (the sandbox itself is plain HTTP).
-TLS = ssl.create_default_context()
-HTTP = httpx.Client(verify=TLS, timeout=10)
-RATE_LIMIT_HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset")
-
-
-@dataclass
-class Sandbox:
-    url: str
-    state: ProcoreState
-    controls: SandboxControls
-
-    def configure(self, **values) -> None:
-        HTTP.post(f"{self.url}/_sandbox/config", json=values).raise_for_status()
-
-
-class AppSlot:
-    """ASGI app whose target is swapped per test: one loopback server, fresh state each test."""
-
-    app = None
-
-    async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="module")
-def server():
-    slot, port = AppSlot(), free_port()
-    server = uvicorn.Server(uvicorn.Config(slot, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "sandbox did not start"
-        time.sleep(0.01)
-    yield slot, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
-    HTTP.close()
-
-
-@pytest.fixture
-def sandbox(server):
-    """A freshly seeded Procore sandbox (state, controls, limits) behind the shared server."""
-    slot, url = server
-    controls = SandboxControls()
-    slot.app = procore_app.build_app(SEED, controls)
-    return Sandbox(url, slot.app.state_obj, controls)
-
-
-def token_for(url: str) -> str:
-    response = HTTP.post(f"{url}/oauth/token", data={
-        "grant_type": "client_credentials",
-        "client_id": SANDBOX_CREDENTIALS["procore_client_id"],
-        "client_secret": SANDBOX_CREDENTIALS["procore_client_secret"]})
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
-@pytest.fixture
-def api(sandbox):
-    """An authenticated client sending Procore-Company-Id, like the connector does."""
-    headers = {"Authorization": f"Bearer {token_for(sandbox.url)}",
-               "Procore-Company-Id": str(COMPANY_ID)}
-    with httpx.Client(base_url=sandbox.url, headers=headers, timeout=10, verify=TLS) as client:
-        yield client
-
-
-def sync_contracts(api, updates, project_id=PROJECT) -> dict:
-    response = api.patch("/rest/v1.0/purchase_order_contracts/sync",
-                         json={"project_id": project_id, "updates": updates})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def sync_lines(api, contract_id, updates, project_id=PROJECT) -> dict:
-    response = api.patch(f"/rest/v1.0/purchase_order_contracts/{contract_id}/line_items/sync",
-                         params={"project_id": project_id}, json={"updates": updates})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def line(origin_id, amount="100.00", **fields) -> dict:
-    return {"origin_id": origin_id, "amount": amount, "cost_code_id": COST_CODE,
-            "line_item_type_id": LINE_ITEM_TYPE, "uom": "EA", "description": origin_id, **fields}
-
-
-def make_contract(api, origin_id="PO-1", lines=("L1",), **fields) -> dict:
-    entity = sync_contracts(api, [{"origin_id": origin_id, "vendor_id": VENDOR["id"],
-                                   "title": origin_id, **fields}])["entities"][0]
-    if lines:
-        result = sync_lines(api, entity["id"], [line(f"{origin_id}-{n}") for n in lines])
-        assert result["errors"] == []
-    return entity
-
-
-def approve(api, contract_id) -> None:
-    response = api.patch(f"/rest/v1.0/purchase_order_contracts/{contract_id}", json={
-        "project_id": PROJECT, "purchase_order_contract": {"status": "Approved"}})
-    assert response.status_code == 200, response.text
-
-
-def create_requisition(api, contract_id, origin_id, period=PERIOD):
-    return api.post("/rest/v1.0/requisitions", json={
-        "project_id": PROJECT, "commitment_id": contract_id,
-        "requisition": {"period_id": period, "origin_id": origin_id, "invoice_number": origin_id}})
-
+SUBSET = json.loads(SPEC_PATH.read_text())["requests"]
 
 # --- contract with the official request shapes ----------------------------------------------------
 
@@ -167,11 +67,13 @@ def universe(api):
     contract = make_contract(api)
     line_id = api.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
                       params={"project_id": PROJECT}).json()[0]["id"]
-    requisition = create_requisition(api, contract["id"], "INV-1").json()
+    requisition = create_requisition(api, contract["id"], None).json()  # editable: no origin_id
     item_id = api.get(f"/rest/v1.0/requisitions/{requisition['id']}/contract_items",
                       params={"project_id": PROJECT}).json()[0]["id"]
     change_order = api.post(f"/rest/v1.0/projects/{PROJECT}/commitment_change_orders", json={
         "change_order": {"contract_id": contract["id"], "title": "CO"}}).json()
+    pco = pco_of(api, change_order["id"])
+    pco_line = sync_pco_lines(api, pco["id"], [line("CO-1")])["entities"][0]
     by_collection = {
         "vendors": VENDOR["id"], "inactive": VENDOR["id"], "uoms": SEED.uoms[0]["id"],
         "purchase_order_contracts": contract["id"], "commitments": contract["id"],
@@ -181,17 +83,22 @@ def universe(api):
         "line_item_types": LINE_ITEM_TYPE,
         "standard_cost_code_lists": SEED.standard_cost_code_list["id"],
         "standard_cost_codes": SEED.standard_cost_codes[0]["id"],
+        "change_order_packages": change_order["id"], "potential_change_orders": pco["id"],
+        "potential_change_orders/line_items": pco_line["id"],
     }
     values = {"project_id": PROJECT, "company_id": COMPANY_ID, "commitment_id": contract["id"],
               "purchase_order_contract_id": contract["id"], "requisition_id": requisition["id"],
-              "standard_cost_code_list_id": SEED.standard_cost_code_list["id"]}
+              "standard_cost_code_list_id": SEED.standard_cost_code_list["id"],
+              "contract_id": contract["id"], "potential_change_order_id": pco["id"]}
 
     def fill(path: str) -> str:
-        """Real ids for path params; `{id}` is an id of the collection named just before it."""
+        """Real ids for path params; `{id}` is an id of the collection named just before it
+        (or of `<grandparent collection>/<collection>` when that is listed)."""
         segments = path.split("/")
         for i, segment in enumerate(segments):
             if segment == "{id}":
-                segments[i] = str(by_collection[segments[i - 1]])
+                nested = f"{segments[i - 3]}/{segments[i - 1]}" if i >= 3 else ""
+                segments[i] = str(by_collection.get(nested, by_collection[segments[i - 1]]))
             elif segment.startswith("{"):
                 segments[i] = str(values[segment[1:-1]])
         return "/".join(segments)
@@ -260,17 +167,78 @@ def test_missing_body_wrapper_is_a_400(api, universe):
     assert checked >= 25
 
 
+# A value per filter name that, if the filter were applied, would leave no seeded record.
+EXCLUDING_FILTERS = {
+    "id": "1", "origin_id": "no-such-origin", "created_at": "2000-01-01...2000-01-02",
+    "updated_at": "2000-01-01...2000-01-02", "include_deleted": "only", "status": "none",
+    "contract_id": "1", "commitment_id": "1", "period_id": "1", "parent_id": "1",
+    "trade_id": "1", "standard_cost_code_id": "1", "cost_code_id": "1", "line_item_type_id": "1",
+    "search": "no-such-text", "name": "no-such-name", "project_number": "none",
+    "by_status": "Inactive", "is_last": "false",
+}
+
+
+def test_filters_apply_only_where_the_operation_lists_them(api, universe, sandbox):
+    """A filter the operation's OAS query list does not declare changes nothing (Procore
+    documents filtering per endpoint: tutorials/filtering_on_list_actions.md) and the call log
+    names it, so a client relying on one fails here as it would on Procore."""
+    fill, values = universe
+    listed = listed_filters()
+    proved, ignored = [], set()
+    for route in SERVED:
+        if route[0] != "GET" or not route[1].startswith("/rest/"):
+            continue
+        url, params = fill(route[1]), {k: values[k] for k in required_query(route)}
+        baseline = api.get(url, params=params)
+        assert baseline.status_code == 200, (route, baseline.text)
+        for name, value in EXCLUDING_FILTERS.items():
+            if name in listed[route]:
+                continue
+            response = api.get(url, params={**params, f"filters[{name}]": value})
+            assert (response.status_code, response.json()) == (200, baseline.json()), (route,
+                                                                                      name)
+            ignored.add((url, f"filters[{name}]"))
+            if isinstance(baseline.json(), list) and baseline.json():
+                proved.append((route[1], name))
+    assert len(proved) >= 100, proved
+    time.sleep(0.2)  # the call log entry is written just after the response is sent
+    logged = {(c["path"], key) for c in sandbox.controls.calls
+              for key in c.get("ignored_filters", [])}
+    assert ignored <= logged
+    for path, name in [("/rest/v1.0/sub_jobs", "origin_id"),
+                       ("/rest/v1.0/standard_cost_codes", "id"),
+                       ("/rest/v1.0/cost_codes", "updated_at"),
+                       ("/rest/v1.0/purchase_order_contracts/{purchase_order_contract_id}/"
+                        "line_items", "include_deleted")]:
+        assert (path, name) in proved  # the filters the sandbox used to honour there
+
+
+def test_listed_filters_still_apply(api, universe):
+    fill, values = universe
+    listed = api.get("/rest/v1.0/cost_codes", params={"project_id": PROJECT,
+                                                      "filters[origin_id]": "no-such-origin"})
+    assert listed.status_code == 200 and listed.json() == []
+    assert "origin_id" in listed_filters()[("GET", "/rest/v1.0/cost_codes")]
+    assert "origin_id" not in listed_filters()[("GET", "/rest/v1.0/sub_jobs")]
+
+
 # --- OAuth ------------------------------------------------------------------------------------------
 
 
 CREDENTIALS = {"grant_type": "client_credentials",
                "client_id": SANDBOX_CREDENTIALS["procore_client_id"],
                "client_secret": SANDBOX_CREDENTIALS["procore_client_secret"]}
+COMPANY_HEADER = {"Procore-Company-Id": str(COMPANY_ID)}
+
+
+def multipart(fields: dict) -> dict:
+    """httpx `files=` fields for a multipart/form-data body without files."""
+    return {k: (None, v) for k, v in fields.items()}
 
 
 @pytest.mark.parametrize("encoding", ["data", "files", "json"])
 def test_token_grant_accepts_form_multipart_and_json(sandbox, encoding):
-    body = {k: (None, v) for k, v in CREDENTIALS.items()} if encoding == "files" else CREDENTIALS
+    body = multipart(CREDENTIALS) if encoding == "files" else CREDENTIALS
     before = int(time.time())
     response = HTTP.post(f"{sandbox.url}/oauth/token", **{encoding: body})
     assert response.status_code == 200, response.text
@@ -279,7 +247,7 @@ def test_token_grant_accepts_form_multipart_and_json(sandbox, encoding):
     assert isinstance(token["created_at"], int) and token["created_at"] >= before
     assert len(token["access_token"]) >= 32
     me = HTTP.get(f"{sandbox.url}/rest/v1.0/me",
-                   headers={"Authorization": f"Bearer {token['access_token']}"})
+                   headers={"Authorization": f"Bearer {token['access_token']}", **COMPANY_HEADER})
     assert me.status_code == 200
 
 
@@ -294,16 +262,19 @@ def test_token_grant_rejects_bad_secret_and_grant_type(sandbox):
 
 def test_rest_calls_need_a_valid_unrevoked_token(sandbox, api):
     url = f"{sandbox.url}/rest/v1.0/me"
-    assert HTTP.get(url).status_code == 401
-    garbage = HTTP.get(url, headers={"Authorization": "Bearer not-a-token"})
+    assert HTTP.get(url, headers=COMPANY_HEADER).status_code == 401
+    garbage = HTTP.get(url, headers={"Authorization": "Bearer not-a-token", **COMPANY_HEADER})
     assert garbage.status_code == 401
     assert garbage.json() == {"errors": "The access token is invalid"}
     token = token_for(sandbox.url)
-    assert HTTP.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    revoke = HTTP.post(f"{sandbox.url}/oauth/revoke", data={"token": token, **CREDENTIALS})
+    auth = {"Authorization": f"Bearer {token}", **COMPANY_HEADER}
+    assert HTTP.get(url, headers=auth).status_code == 200
+    client = {k: CREDENTIALS[k] for k in ("client_id", "client_secret")}
+    revoke = HTTP.post(f"{sandbox.url}/oauth/revoke", files=multipart({"token": token, **client}))
     assert revoke.status_code == 200
-    assert HTTP.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
-    assert HTTP.post(f"{sandbox.url}/oauth/revoke", data={"token": "unknown"}).status_code == 200
+    assert HTTP.get(url, headers=auth).status_code == 401
+    assert HTTP.post(f"{sandbox.url}/oauth/revoke",
+                     files=multipart({"token": "unknown", **client})).status_code == 200
     assert api.get("/rest/v1.0/me").status_code == 200
     sandbox.state.revoke_all_tokens()
     assert api.get("/rest/v1.0/me").status_code == 401
@@ -313,7 +284,7 @@ def test_tokens_expire_after_the_configured_lifetime(sandbox):
     sandbox.configure(token_lifetime_seconds=1)
     response = HTTP.post(f"{sandbox.url}/oauth/token", json=CREDENTIALS)
     assert response.json()["expires_in"] == 1
-    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}", **COMPANY_HEADER}
     assert HTTP.get(f"{sandbox.url}/rest/v1.0/me", headers=headers).status_code == 200
     time.sleep(1.2)
     expired = HTTP.get(f"{sandbox.url}/rest/v1.0/me", headers=headers)
@@ -333,7 +304,9 @@ def test_token_info_describes_the_bearer_token(sandbox, api):
 # --- company header, ids, hygiene ---------------------------------------------------------------------
 
 
-def test_company_header_is_required_except_on_companies_and_me(sandbox):
+def test_company_header_is_required_on_every_rest_call_for_a_dmsa(sandbox):
+    """Also on /companies and /me: a DMSA "_must_ include the `Procore-Company-Id` request
+    header" there (procore/documentation oauth/oauth_client_credentials.md)."""
     auth = {"Authorization": f"Bearer {token_for(sandbox.url)}"}
     url = f"{sandbox.url}/rest/v1.0/projects"
     params = {"company_id": COMPANY_ID}
@@ -346,8 +319,13 @@ def test_company_header_is_required_except_on_companies_and_me(sandbox):
     assert HTTP.get(url, params=params,
                      headers={**auth, "Procore-Company-Id": "abc"}).status_code == 400
     for path in ("/rest/v1.0/companies", "/rest/v1.0/me"):
-        assert HTTP.get(f"{sandbox.url}{path}", headers=auth).status_code == 200
-    companies = HTTP.get(f"{sandbox.url}/rest/v1.0/companies", headers=auth).json()
+        without = HTTP.get(f"{sandbox.url}{path}", headers=auth)
+        assert without.status_code == 400, path
+        assert without.json()["errors"] == "Missing Procore-Company-Id header!"
+        assert HTTP.get(f"{sandbox.url}{path}",
+                        headers={**auth, **COMPANY_HEADER}).status_code == 200
+    companies = HTTP.get(f"{sandbox.url}/rest/v1.0/companies",
+                         headers={**auth, **COMPANY_HEADER}).json()
     assert [c["id"] for c in companies] == [COMPANY_ID]
 
 
@@ -436,20 +414,22 @@ def test_paging_follows_link_headers_across_pages(api):
     total = int(response.headers["Total"])
     assert total == len([v for v in SEED.vendors if v["is_active"]]) and total > 14
     assert response.headers["Per-Page"] == "7"
-    assert 'rel="next"' in response.headers["Link"] and 'rel="prev"' not in response.headers["Link"]
-    seen, pages = [], 0
+    seen, pages, relations = [], 0, []
     while True:
         pages += 1
         seen += [v["id"] for v in response.json()]
         links = dict((rel, url) for url, rel in
                      re.findall(r'<([^>]+)>; rel="(\w+)"', response.headers.get("Link", "")))
-        if pages == 2:
-            assert {"first", "prev", "next", "last"} <= set(links)
+        relations.append(set(links))
         if "next" not in links:
             break
         response = api.get(links["next"])
-    assert pages == -(-total // 7) and len(seen) == total == len(set(seen))
-    assert "last" not in links
+    assert pages == -(-total // 7) >= 4 and len(seen) == total == len(set(seen))
+    # procore/documentation plan_your_app/pagination.md, "Notes on the page parameter".
+    assert relations[0] == {"next", "last"}
+    assert relations[1] == {"first", "next", "last"}
+    assert relations[2] == {"first", "prev", "next", "last"}
+    assert relations[-1] == {"first", "prev", "last"}
 
 
 def test_per_page_is_capped_per_endpoint(api):
@@ -474,7 +454,7 @@ def test_filters_by_origin_id_project_number_and_updated_range(api):
     assert [p["project_number"] for p in projects] == [number]
     make_contract(api, "PO-NEW", lines=())
     recent = api.get("/rest/v1.0/purchase_order_contracts", params={
-        "project_id": PROJECT, "filters[updated_at]": "2026-01-01T00:00:00Z...2100-01-01"}).json()
+        "project_id": PROJECT, "filters[updated_at]": "2026-01-01...2100-01-01"}).json()
     assert [c["origin_id"] for c in recent] == ["PO-NEW"]
     old = api.get("/rest/v1.0/vendors", params={"company_id": COMPANY_ID,
                                                 "filters[updated_at]": "2000-01-01...2001-01-01"})
@@ -607,8 +587,9 @@ def test_vendor_create_validation_and_inactive_lifecycle(api, sandbox):
         "name": "Temp Ltd", "origin_id": "SUP777", "is_active": False}})
     assert vendor.status_code == 201
     vendor_id = vendor.json()["id"]
-    active = api.get("/rest/v1.0/vendors", params={"company_id": COMPANY_ID}).json()
-    assert vendor_id not in [v["id"] for v in active]
+    listed = api.get("/rest/v1.0/vendors", params={"company_id": COMPANY_ID,
+                                                   "filters[origin_id]": "SUP777"}).json()
+    assert [(v["id"], v["is_active"]) for v in listed] == [(vendor_id, False)]  # "all Vendors"
     inactive = api.get(f"/rest/v1.0/companies/{COMPANY_ID}/vendors/inactive").json()
     assert [v["id"] for v in inactive] == [vendor_id]
     back = api.patch(f"/rest/v1.0/companies/{COMPANY_ID}/vendors/inactive/{vendor_id}")
@@ -676,11 +657,11 @@ def test_deleted_records_leave_lists_unless_included(api):
     base = f"/rest/v1.0/purchase_order_contracts/{contract['id']}"
     lines = api.get(f"{base}/line_items", params={"project_id": PROJECT}).json()
     assert api.delete(f"{base}/line_items/{lines[0]['id']}",
-                      params={"project_id": PROJECT}).status_code == 204
+                      params={"project_id": PROJECT}).status_code == 200
     remaining = api.get(f"{base}/line_items", params={"project_id": PROJECT}).json()
     assert [ln["origin_id"] for ln in remaining] == ["PO-D-L2"]
     assert api.get(base, params={"project_id": PROJECT}).json()["grand_total"] == "100.00"
-    assert api.delete(base, params={"project_id": PROJECT}).status_code == 204
+    assert api.delete(base, params={"project_id": PROJECT}).status_code == 200
     params = {"project_id": PROJECT}
     assert api.get("/rest/v1.0/purchase_order_contracts", params=params).json() == []
     deleted = api.get("/rest/v1.0/purchase_order_contracts",
@@ -706,64 +687,7 @@ def test_single_writes_validate_with_422_field_errors(api):
     assert again.status_code == 422 and list(again.json()["errors"]) == ["number"]
 
 
-def test_change_orders_adjust_an_approved_commitment(api):
-    contract = make_contract(api, "PO-C", lines=("L1",))
-    approve(api, contract["id"])
-    path = f"/rest/v1.0/projects/{PROJECT}/commitment_change_orders"
-    wrong_wrapper = api.post(path, json={"commitment_change_order": {"contract_id": 1}})
-    assert wrong_wrapper.status_code == 400 and "change_order" in wrong_wrapper.json()["errors"]
-    bad = api.post(path, json={"change_order": {
-        "contract_id": contract["id"], "line_items": [{"amount": "5", "uom": "FURLONG"}]}})
-    assert bad.status_code == 422 and list(bad.json()["errors"]) == ["line_items[0].uom"]
-    created = api.post(path, json={"change_order": {
-        "contract_id": contract["id"], "title": "Extra", "origin_id": "PO-C-rev1",
-        "line_items": [{"amount": "25.50", "cost_code_id": COST_CODE,
-                        "line_item_type_id": LINE_ITEM_TYPE, "description": "more"}]}})
-    assert created.status_code == 201, created.text
-    change_order = created.json()
-    assert change_order["grand_total"] == "25.50" and change_order["status"] == "draft"
-    assert change_order["line_items"][0]["cost_code"]["id"] == COST_CODE
-    shown = api.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}",
-                    params={"project_id": PROJECT}).json()
-    assert shown["draft_change_orders_amount"] == "25.50" and shown["revised_contract"] == "100.00"
-    approved = api.patch(f"{path}/{change_order['id']}", json={"change_order": {
-        "status": "approved"}})
-    assert approved.status_code == 200
-    shown = api.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}",
-                    params={"project_id": PROJECT}).json()
-    assert shown["approved_change_orders"] == "25.50" and shown["revised_contract"] == "125.50"
-    assert api.delete(f"{path}/{change_order['id']}").status_code == 422
-    listed = api.get(path, params={"filters[contract_id]": contract["id"]}).json()
-    assert [c["origin_id"] for c in listed] == ["PO-C-rev1"]
-
-
 # --- requisitions -------------------------------------------------------------------------------------
-
-
-def test_only_the_latest_open_requisition_can_change(api):
-    contract = make_contract(api, "PO-R", lines=("L1",))
-    first = create_requisition(api, contract["id"], "PI-1")
-    second = create_requisition(api, contract["id"], "PI-2", period=SEED.billing_periods[PROJECT][1]
-                                ["id"])
-    assert first.status_code == second.status_code == 201
-    assert (first.json()["number"], second.json()["number"]) == (1, 2)
-
-    def patch(requisition_id, **fields):
-        return api.patch(f"/rest/v1.0/requisitions/{requisition_id}", json={
-            "project_id": PROJECT, "commitment_id": contract["id"], "requisition": fields})
-
-    stale = patch(first.json()["id"], invoice_number="changed")
-    assert stale.status_code == 422 and "latest open" in stale.json()["errors"]["base"][0]
-    assert api.delete(f"/rest/v1.0/requisitions/{first.json()['id']}",
-                      params={"project_id": PROJECT}).status_code == 422
-    assert patch(second.json()["id"], invoice_number="INV-2b").status_code == 200
-    assert patch(second.json()["id"], status="approved").status_code == 200
-    assert patch(second.json()["id"], invoice_number="late").status_code == 422
-    listed = api.get("/rest/v1.1/requisitions", params={
-        "project_id": PROJECT, "filters[commitment_id]": contract["id"],
-        "filters[is_last]": "true"}).json()
-    assert [r["origin_id"] for r in listed] == ["PI-2"]
-    assert listed[0]["deletable"] is False
 
 
 def test_requisition_needs_a_billing_period_of_the_project(api):
@@ -778,13 +702,13 @@ def test_requisition_needs_a_billing_period_of_the_project(api):
     assert duplicate.status_code == 422 and list(duplicate.json()["errors"]) == ["origin_id"]
 
 
-def test_v11_requisition_items_bill_schedule_of_values_lines(api, sandbox):
+def test_v11_requisition_items_bill_schedule_of_values_lines(api):
     contract = make_contract(api, "PO-I", lines=("L1", "L2"))
     lines = api.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
                     params={"project_id": PROJECT}).json()
     response = api.post("/rest/v1.1/requisitions", json={
         "project_id": PROJECT, "commitment_id": contract["id"], "requisition": {
-            "period_id": PERIOD, "origin_id": "PI-I", "items": [
+            "period_id": PERIOD, "invoice_number": "PI-I", "items": [
                 {"item_type": "contract_item", "line_item_id": lines[0]["id"],
                  "work_completed_this_period": "40.00"}]}})
     assert response.status_code == 201, response.text
@@ -797,9 +721,11 @@ def test_v11_requisition_items_bill_schedule_of_values_lines(api, sandbox):
     updated = api.patch(f"{items_path}/{item_id}", params={"project_id": PROJECT}, json={
         "requisition_contract_item": {"work_completed_this_period": "10"}})
     assert updated.status_code == 200 and updated.json()["work_completed_this_period"] == "10.00"
-    assert sandbox.state.requisitions_by_origin()["PI-I"]["total_claimed_amount"] == "50.00"
+    shown = api.get(f"/rest/v1.1/requisitions/{requisition['id']}",
+                    params={"project_id": PROJECT}).json()
+    assert shown["total_claimed_amount"] == "50.00"
     missing_type = api.patch(f"/rest/v1.1/requisitions/{requisition['id']}", json={
-        "project_id": PROJECT, "requisition": {"items": [{"line_item_id": lines[0]["id"]}]}})
+        "project_id": PROJECT, "requisition": {"items": [{"id": item_id}]}})
     assert missing_type.status_code == 422
     assert list(missing_type.json()["errors"]) == ["items[0].item_type"]
 
