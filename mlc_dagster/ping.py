@@ -6,8 +6,11 @@ never printed: error texts come from the clients, which redact them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from mlc_dagster.resources.sage_x3_client import _key_segment
 
 X3_ENTITIES = ("purchase_order", "purchase_invoice", "supplier", "gl_account", "dimension")
 
@@ -53,9 +56,126 @@ def _x3_fix(exc: Exception) -> str:
     return "check SAGE_X3_URL, SAGE_X3_API (rest|graphql) and network access"
 
 
+class FieldMissing(Exception):
+    """A configured X3 field is not on the customer's X3; args = (what, fix)."""
+
+
+_UNKNOWN_GRAPHQL_FIELD = re.compile(r"Cannot query field '([^']+)'")
+
+
+def graphql_field_settings(names) -> dict[str, str]:
+    """Configured GraphQL name -> the setting that changes it."""
+    order, invoice = names.purchase_order, names.purchase_invoice
+    settings = {
+        invoice.graphql_fields["status"].split(".")[0]: "MLC_X3_GRAPHQL_INVOICE_STATUS_FIELD",
+        order.graphql_line_fields["gl_account"].split(".")[0]:
+            "MLC_X3_GRAPHQL_LINE_ACCOUNT (or MLC_MAPPING_KEY=dimension:<TYPE>)",
+        names.graphql_line_dimensions: "MLC_X3_GRAPHQL_LINE_DIMENSIONS",
+    }
+    if order.graphql_line_node:
+        settings[order.graphql_line_node] = "MLC_X3_POLL_LINE_STAMPS=0 (no line node to poll)"
+    return settings
+
+
+def _x3_fields_fix(names) -> Callable[[Exception], str]:
+    settings = graphql_field_settings(names)
+
+    def fix(exc: Exception) -> str:
+        if isinstance(exc, FieldMissing):
+            return str(exc.args[1])
+        unknown = _UNKNOWN_GRAPHQL_FIELD.search(str(exc))
+        if unknown and unknown[1] in settings:
+            return f"set {settings[unknown[1]]}: {unknown[1]!r} is not published by this X3"
+        if unknown:
+            return (f"{unknown[1]!r} is not published by this X3: check MLC_X3_GRAPHQL_ROOT_PREFIX "
+                    "and the node/field names (docs/api-assumptions.md)")
+        return _x3_fix(exc)
+
+    return fix
+
+
+def _missing(what: str, fix: str) -> FieldMissing:
+    return FieldMissing(what, fix)
+
+
+def check_x3_rest_fields(client, entity: str) -> str:
+    """Read one record's `$details` and check every configured column / member is there."""
+    names = client.names.entity(entity)
+    row = next(iter(next(iter(client._query_pages(
+        names.rest_class, names.rest_representation, None, None, 1)), [])), None)
+    if row is None:
+        return f"{names.rest_class}: no record to check the fields on"
+    stamp = names.rest_fields["update_stamp"]
+    if stamp not in row:
+        raise _missing(f"{names.rest_class}.$query has no {stamp}",
+                       f"use a {names.rest_class} representation whose $query facet has {stamp}")
+    key = "~".join(str(row.get(k, "")) for k in names.rest_key)
+    details = client._get(client._class_url(names.rest_class) + _key_segment(key),
+                          {"representation": f"{names.rest_representation}.$details"})
+    absent = [f"{name} ({column})" for name, column in names.rest_fields.items()
+              if column not in details and name != "status"]
+    if absent:
+        raise _missing(f"{names.rest_class} has no {', '.join(absent)}",
+                       "check the class/representation (the connector's X3 names)")
+    if entity == "purchase_invoice" and names.rest_fields.get("status") not in details:
+        raise _missing(f"PINVOICE has no status column {names.rest_fields.get('status')!r}",
+                       "set MLC_X3_INVOICE_STATUS_FIELD (and MLC_X3_INVOICE_FINAL_VALUES)")
+    checked = [names.rest_class]
+    if entity == "purchase_order":
+        checked += _check_line_sources(client, details)
+        if names.rest_line_class:
+            try:
+                next(iter(client.changed_line_documents(entity, None, page_size=1)), [])
+            except Exception as exc:  # noqa: BLE001
+                raise _missing(f"line class {names.rest_line_class}: {exc}",
+                               "set MLC_X3_POLL_LINE_STAMPS=0, or publish a "
+                               f"{names.rest_line_class} representation with UPDDATTIM") from None
+            checked.append(f"{names.rest_line_class} line stamps")
+    return "fields present: " + ", ".join(checked)
+
+
+def _check_line_sources(client, details: dict) -> list[str]:
+    """The configured line account / dimension sources exist on a real PO."""
+    names = client.names
+    key = names.mapping_key
+    sources = [("MLC_X3_REST_LINE_ACCOUNT", names.line_account, key.chart)]
+    if key.kind == "dimension":
+        sources.append(("MLC_X3_REST_LINE_DIMENSION", names.line_dimension, key.dimension_type))
+    lines = details.get(names.purchase_order.rest_lines) or []
+    checked = []
+    for setting, source, wanted in sources:
+        entries = details.get(source.member) if source.member else lines
+        if not isinstance(entries, list) or not entries:
+            raise _missing(f"PO {details.get('POHNUM')} has no {source.describe()}",
+                           f"set {setting} to where your X3 keeps it")
+        if not any(isinstance(e, dict) and source.values in e for e in entries):
+            raise _missing(f"no {source.describe()} on PO {details.get('POHNUM')}",
+                           f"set {setting} to where your X3 keeps it")
+        if wanted and source.selectors and not any(
+                wanted in (e.get(source.selectors) or []) for e in entries if isinstance(e, dict)):
+            label = "dimension type" if source is names.line_dimension else "chart"
+            fix = ("set MLC_MAPPING_KEY=dimension:<a type your lines carry>"
+                   if source is names.line_dimension else "set MLC_X3_CHART")
+            raise _missing(f"{label} {wanted} is on no line of PO {details.get('POHNUM')}", fix)
+        checked.append(source.describe())
+    return checked
+
+
+def check_x3_graphql_fields(client, entity: str) -> str:
+    """Query one record with every configured path (GraphQL validates each name)."""
+    names = client.names.entity(entity)
+    next(iter(client.read_all(entity, page_size=1)), [])
+    checked = [names.graphql_node]
+    if entity == "purchase_order" and names.graphql_line_node:
+        next(iter(client.changed_line_documents(entity, None, page_size=1)), [])
+        checked.append(f"{names.graphql_line_node} line stamps")
+    if entity == "purchase_order" and client.names.mapping_key.kind == "dimension":
+        checked.append(client.names.graphql_line_dimensions)
+    return "fields present: " + ", ".join(checked)
+
+
 def run_ping(env: Mapping[str, str]) -> list[PingRow]:
     from mlc_dagster.resources.procore_client import ProcoreClient
-    from mlc_dagster.resources.sage_x3_client import SageX3GraphQLClient, SageX3RestClient
     from mlc_dagster.resources.tls import check_url
 
     rows: list[PingRow] = []
@@ -89,7 +209,28 @@ def run_ping(env: Mapping[str, str]) -> list[PingRow]:
                     rows.append(_try("procore projects visible",
                                      lambda: f"{len(client.projects())} projects", _procore_fix))
 
+    rows.extend(ping_x3(env))
+    return rows
+
+
+def ping_x3(env: Mapping[str, str]) -> list[PingRow]:
+    """The X3 half of ping: each entity answers, and every configured field exists."""
+    from mlc_dagster.resources.sage_x3_client import (
+        SageX3GraphQLClient,
+        SageX3RestClient,
+        names_from_env,
+    )
+    from mlc_dagster.resources.tls import check_url
+
+    rows: list[PingRow] = []
+    insecure = env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
     api = env.get("SAGE_X3_API", "rest")
+    try:
+        names = names_from_env(env)
+    except ValueError as exc:
+        rows.append(PingRow("sage x3 name settings", False, str(exc),
+                            "fix the setting named in the message (see .env.example)"))
+        return rows
     try:
         url = check_url(env.get("SAGE_X3_URL", ""), allow_insecure_loopback=insecure,
                         setting="SAGE_X3_URL")
@@ -97,17 +238,22 @@ def run_ping(env: Mapping[str, str]) -> list[PingRow]:
             x3 = SageX3GraphQLClient(url, env.get("SAGE_X3_ENDPOINT", ""),
                                      jwt_client_id=env.get("SAGE_X3_JWT_CLIENT_ID", ""),
                                      jwt_secret=env.get("SAGE_X3_JWT_SECRET", ""),
-                                     jwt_user=env.get("SAGE_X3_JWT_USER", ""))
+                                     jwt_user=env.get("SAGE_X3_JWT_USER", ""), names=names)
         else:
             x3 = SageX3RestClient(url, env.get("SAGE_X3_ENDPOINT", ""), env.get("SAGE_X3_USER", ""),
-                                  env.get("SAGE_X3_PASSWORD", ""))
+                                  env.get("SAGE_X3_PASSWORD", ""), names=names)
     except ValueError as exc:
         rows.append(PingRow("sage x3 settings", False, str(exc),
                             "set SAGE_X3_URL (https://) and SAGE_X3_API=rest|graphql"))
         return rows
     with x3:
         for entity in X3_ENTITIES:
-            rows.append(_try(f"sage x3 {api} {entity}", lambda e=entity: (
+            query = _try(f"sage x3 {api} {entity}", lambda e=entity: (
                 f"query ok ({len(next(iter(x3.changed(e, None, page_size=1)), []))} record on first page)"),
-                _x3_fix))
+                _x3_fields_fix(names))  # GraphQL fails on the first unknown configured name
+            rows.append(query)
+            if query.ok and entity in ("purchase_order", "purchase_invoice"):
+                check = check_x3_graphql_fields if api == "graphql" else check_x3_rest_fields
+                rows.append(_try(f"sage x3 {api} {entity} fields",
+                                 lambda e=entity, c=check: c(x3, e), _x3_fields_fix(names)))
     return rows

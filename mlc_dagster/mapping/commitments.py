@@ -73,7 +73,7 @@ class DesiredCommitment:
 class DesiredCommitments:
     commitments: list[DesiredCommitment]
     holds: pd.DataFrame  # po_number, x3_stamp, reason
-    unmapped: pd.DataFrame  # gl_account, po_number
+    unmapped: pd.DataFrame  # gl_account (the unmapped mapping key), po_number
 
     def held_reasons(self) -> dict[str, str]:
         grouped = self.holds.groupby("po_number", sort=True)["reason"]
@@ -134,14 +134,19 @@ def build_desired_commitments(
                    for s in no_vendor["supplier_code"]],
     }))
 
-    # GL account -> cost code (project override first, then the general row).
-    table = mapping.table
-    general = table[table["project"] == ""][["gl_account", "cost_code", "cost_type"]]
-    override = table[table["project"] != ""][["gl_account", "project", "cost_code", "cost_type"]]
-    lines = lines.merge(general, on="gl_account", how="left")
+    # Mapping key (GL account or dimension value, MLC_MAPPING_KEY) -> cost code: project
+    # override first, then the general row. The table's `gl_account` column holds the key.
+    label = mapping.key.label
+    short = "GL" if mapping.key.kind == "gl_account" else label
+    if "mapping_key" not in lines:
+        lines["mapping_key"] = lines["gl_account"]
+    table = mapping.table.rename(columns={"gl_account": "mapping_key"})
+    general = table[table["project"] == ""][["mapping_key", "cost_code", "cost_type"]]
+    override = table[table["project"] != ""][["mapping_key", "project", "cost_code", "cost_type"]]
+    lines = lines.merge(general, on="mapping_key", how="left")
     if len(override):
         lines = lines.merge(override.rename(columns={"project": "po_project"}),
-                            on=["gl_account", "po_project"], how="left", suffixes=("", "_override"))
+                            on=["mapping_key", "po_project"], how="left", suffixes=("", "_override"))
         has_override = lines["cost_code_override"].notna()
         lines.loc[has_override, "cost_code"] = lines.loc[has_override, "cost_code_override"]
         lines.loc[has_override, "cost_type"] = lines.loc[has_override, "cost_type_override"]
@@ -149,8 +154,8 @@ def build_desired_commitments(
     unmapped = lines[lines["cost_code"].isna()]
     holds.append(pd.DataFrame({
         "po_number": unmapped["po_number"],
-        "reason": [f"line {n}: GL account {g} has no cost code mapping"
-                   for n, g in zip(unmapped["line_number"], unmapped["gl_account"], strict=True)],
+        "reason": [f"line {n}: {label} {g} has no cost code mapping"
+                   for n, g in zip(unmapped["line_number"], unmapped["mapping_key"], strict=True)],
     }))
 
     # Cost code id within the PO's Procore project; cost type id company-wide.
@@ -166,9 +171,9 @@ def build_desired_commitments(
                          & lines["cost_code_id"].isna()]
     holds.append(pd.DataFrame({
         "po_number": missing_code["po_number"],
-        "reason": [f"line {n}: cost code {c} (GL {g}) does not exist in Procore project {p}"
+        "reason": [f"line {n}: cost code {c} ({short} {g}) does not exist in Procore project {p}"
                    for n, c, g, p in zip(missing_code["line_number"], missing_code["cost_code"],
-                                         missing_code["gl_account"], missing_code["po_project"],
+                                         missing_code["mapping_key"], missing_code["po_project"],
                                          strict=True)],
     }))
     typed = line_item_types[line_item_types["code"].notna()] if len(line_item_types) else line_item_types
@@ -192,7 +197,9 @@ def build_desired_commitments(
 
     commitments = _payloads(headers[~headers["po_number"].isin(held)],
                             lines[~lines["po_number"].isin(held)], rules)
-    unmapped_report = unmapped[["gl_account", "po_number"]].drop_duplicates().reset_index(drop=True)
+    # `gl_account` of the report holds the unmapped key (an account or a dimension value).
+    unmapped_report = (unmapped[["mapping_key", "po_number"]].rename(
+        columns={"mapping_key": "gl_account"}).drop_duplicates().reset_index(drop=True))
     return DesiredCommitments(commitments, all_holds.reset_index(drop=True), unmapped_report)
 
 

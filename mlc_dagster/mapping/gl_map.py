@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mlc_dagster.resources.sage_x3_client import MappingKey
+
 REQUIRED_COLUMNS = ("gl_account", "cost_code")
 OPTIONAL_COLUMNS = ("cost_type", "project")
+KEY_COLUMNS = ("gl_account", "dimension")
 
 
 class MappingError(ValueError):
@@ -27,10 +31,13 @@ class MappingError(ValueError):
 class GlMapping:
     """A parsed mapping table plus the problems found in it (line numbers are 1-based)."""
 
-    table: pd.DataFrame  # columns: gl_account, cost_code, cost_type, project, line
+    # columns: gl_account, cost_code, cost_type, project, line. `gl_account` holds the
+    # mapping key: the GL account, or the dimension value when `key` is a dimension.
+    table: pd.DataFrame
     problems: list[str] = field(default_factory=list)  # errors: block every write
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)  # worth reading, harmless
+    key: MappingKey = field(default_factory=MappingKey)
 
     def for_project(self, project_code: str | None) -> pd.DataFrame:
         """Rows that apply to a project: its overrides win over the general rows."""
@@ -41,23 +48,45 @@ class GlMapping:
         return pd.concat([override, general[~general["gl_account"].isin(override["gl_account"])]])
 
 
-def parse_gl_mapping(text: str, source: str = "mapping CSV") -> GlMapping:
-    """Parse `gl_account,cost_code[,cost_type][,project]` text into a GlMapping."""
+def mapping_key_from_env() -> MappingKey:
+    """MLC_MAPPING_KEY (`gl_account`, the default, or `dimension:<TYPE>`) and MLC_X3_CHART."""
+    return MappingKey.parse(os.environ.get("MLC_MAPPING_KEY") or None,
+                            os.environ.get("MLC_X3_CHART") or None)
+
+
+def parse_gl_mapping(text: str, source: str = "mapping CSV", key: MappingKey | None = None
+                     ) -> GlMapping:
+    """Parse `gl_account,cost_code[,cost_type][,project]` text into a GlMapping.
+
+    With `MLC_MAPPING_KEY=dimension:<TYPE>` the key column is `dimension` instead of
+    `gl_account` (same other columns); a file keyed the other way is refused with the fix.
+    """
     import hashlib
 
+    key = key or mapping_key_from_env()
+    column = key.csv_column
+    expected = f"'{column},cost_code,cost_type'"
     text = text.lstrip("\ufeff")
     if not text.strip():
-        raise MappingError(f"{source} is empty: expected a header 'gl_account,cost_code,cost_type'")
+        raise MappingError(f"{source} is empty: expected a header {expected}")
     first_line = text.splitlines()[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [h.strip().lower() for h in next(reader)]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    other = next((c for c in KEY_COLUMNS if c != column and c in header), None)
+    if other and column not in header:
+        setting = "gl_account" if other == "gl_account" else "dimension:<TYPE>"
+        raise MappingError(
+            f"{source} line 1: the file is keyed by {other!r} but MLC_MAPPING_KEY maps lines "
+            f"by {key.label}; set MLC_MAPPING_KEY={setting} or use a {column!r} column")
+    missing = [c for c in (column, "cost_code") if c not in header]
     if missing:
         raise MappingError(
             f"{source} line 1: header {header} lacks {missing}; "
-            "expected 'gl_account,cost_code,cost_type' (cost_type and project optional)"
+            f"expected {expected} (cost_type and project optional)"
         )
+    if column != "gl_account":
+        header = ["gl_account" if h == column else h for h in header]
     unknown = [h for h in header if h and h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     warnings = [f"{source} line 1: ignoring unknown column(s) {unknown}"] if unknown else []
     problems: list[str] = []
@@ -72,27 +101,29 @@ def parse_gl_mapping(text: str, source: str = "mapping CSV") -> GlMapping:
         cost_type = values.get("cost_type", "").strip()
         project = values.get("project", "").strip()
         if not gl:
-            problems.append(f"{source} line {line_no}: gl_account is blank")
+            problems.append(f"{source} line {line_no}: {column} is blank")
             continue
         if not code:
-            problems.append(f"{source} line {line_no}: cost_code is blank for GL account {gl}")
+            problems.append(f"{source} line {line_no}: cost_code is blank for {key.label} {gl}")
             continue
-        key = (gl, project)
-        if key in seen:
+        row_key = (gl, project)
+        if row_key in seen:
             where = f" for project {project}" if project else ""
             problems.append(
-                f"{source} line {line_no}: duplicate GL account {gl}{where} "
-                f"(first mapped on line {seen[key]})"
+                f"{source} line {line_no}: duplicate {key.label} {gl}{where} "
+                f"(first mapped on line {seen[row_key]})"
             )
             continue
-        seen[key] = line_no
+        seen[row_key] = line_no
         rows.append({"gl_account": gl, "cost_code": code, "cost_type": cost_type,
                      "project": project, "line": line_no})
     table = pd.DataFrame(rows, columns=["gl_account", "cost_code", "cost_type", "project", "line"])
     canonical = table.drop(columns="line").sort_values(["project", "gl_account"]).to_csv(index=False)
+    if key.kind != "gl_account":  # GL-keyed fingerprints stay what they always were
+        canonical = f"{key.kind}:{key.dimension_type}\n{canonical}"
     return GlMapping(table=table, problems=problems,
                      fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:16],
-                     warnings=warnings)
+                     warnings=warnings, key=key)
 
 
 def _clean_code(value: str) -> str:
@@ -111,10 +142,10 @@ def validate_against_procore(mapping: GlMapping, cost_codes: pd.DataFrame,
     errors = []
     for row in mapping.table.itertuples():
         if row.cost_code not in known_codes:
-            errors.append(f"line {row.line}: GL account {row.gl_account} maps to cost code "
-                          f"{row.cost_code!r}, which does not exist in Procore")
+            errors.append(f"line {row.line}: {mapping.key.label} {row.gl_account} maps to cost "
+                          f"code {row.cost_code!r}, which does not exist in Procore")
         if row.cost_type and row.cost_type not in known_types:
-            errors.append(f"line {row.line}: GL account {row.gl_account} maps to cost type "
+            errors.append(f"line {row.line}: {mapping.key.label} {row.gl_account} maps to cost type "
                           f"{row.cost_type!r}, which does not exist in Procore")
     return errors
 

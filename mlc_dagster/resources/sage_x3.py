@@ -7,7 +7,11 @@ import os
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlc_dagster.resources.sage_x3_client import SageX3GraphQLClient, SageX3RestClient
+from mlc_dagster.resources.sage_x3_client import (
+    SageX3GraphQLClient,
+    SageX3RestClient,
+    names_from_env,
+)
 from mlc_dagster.resources.tls import check_url
 from mlc_dagster.settings import env_float, insecure_loopback_allowed
 
@@ -37,18 +41,19 @@ class SageX3Resource(dg.ConfigurableResource):
         url = check_url(self.url, allow_insecure_loopback=insecure, setting="SAGE_X3_URL")
         api = self.api or os.environ.get("SAGE_X3_API", "rest")
         timeout = self.timeout_seconds or env_float("MLC_X3_TIMEOUT_SECONDS", 60.0)
+        names = names_from_env(os.environ)  # MLC_MAPPING_KEY, MLC_X3_* name overrides
         if api == "rest":
             if not (self.user and self.password):
                 raise ValueError("SAGE_X3_API=rest needs SAGE_X3_USER and SAGE_X3_PASSWORD")
             self._client = SageX3RestClient(url, self.endpoint, self.user, self.password,
-                                            timeout=timeout)
+                                            timeout=timeout, names=names)
         elif api == "graphql":
             if not (self.jwt_client_id and self.jwt_secret and self.jwt_user):
                 raise ValueError("SAGE_X3_API=graphql needs SAGE_X3_JWT_CLIENT_ID, "
                                  "SAGE_X3_JWT_SECRET and SAGE_X3_JWT_USER")
             self._client = SageX3GraphQLClient(url, self.endpoint, jwt_client_id=self.jwt_client_id,
                                                jwt_secret=self.jwt_secret, jwt_user=self.jwt_user,
-                                               timeout=timeout)
+                                               timeout=timeout, names=names)
         else:
             raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {api!r}")
         return self._client

@@ -20,9 +20,9 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -49,7 +49,7 @@ CANONICAL_FIELDS = {
                        "total_amount", "update_stamp"),
     "purchase_invoice": ("invoice_number", "invoice_type", "supplier_code", "supplier_invoice_ref",
                          "invoice_date", "accounting_date", "currency", "project_code",
-                         "total_amount", "update_stamp"),
+                         "total_amount", "status", "is_final", "update_stamp"),
     "supplier": ("supplier_code", "name", "short_name", "active", "currency", "country", "city",
                  "postcode", "address", "phone", "email", "tax_id", "update_stamp"),
     "gl_account": ("chart", "account", "description", "update_stamp"),
@@ -58,7 +58,8 @@ CANONICAL_FIELDS = {
 }
 CANONICAL_LINE_FIELDS = {
     "purchase_order": ("line_number", "item_code", "description", "gl_account", "project_code",
-                       "quantity", "uom", "unit_price", "amount", "closed"),
+                       "quantity", "uom", "unit_price", "amount", "closed", "mapping_key",
+                       "update_stamp"),
     "purchase_invoice": ("line_number", "po_number", "po_line", "item_code", "description",
                          "gl_account", "quantity", "uom", "unit_price", "amount"),
 }
@@ -102,7 +103,27 @@ class SageX3Error(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status is None or self.status == 429 or self.status >= 500
+        return (self.status is None or self.status == 429 or self.status >= 500) \
+            and not self.record_missing
+
+    @property
+    def record_missing(self) -> bool:
+        """X3 said the record does not exist. Recognised from the diagnosis, never from the
+        status alone: Sage documents only "4xx or 5xx" for failed calls (integration-guide
+        ws-query), and a 404 also answers an unknown class, representation or endpoint."""
+        return any(_is_missing_diagnosis(d) for d in self.diagnoses)
+
+
+# X3's "record does not exist" diagnosis: message number 721 of the supervisor's message
+# table ("721 : Record does not exist", as quoted in the `$diagnoses` example of the REST
+# notes, sage_x3_api.md 2.6). Matched on the number or the text, case-insensitively.
+MISSING_RECORD_MESSAGE = re.compile(r"(?:^|\D)721\s*:|record does not exist", re.IGNORECASE)
+
+
+def _is_missing_diagnosis(diagnosis: Any) -> bool:
+    return (isinstance(diagnosis, dict)
+            and str(diagnosis.get("$severity", "error")).lower() in ("error", "fatal")
+            and bool(MISSING_RECORD_MESSAGE.search(str(diagnosis.get("$message", "")))))
 
 
 class SageX3AuthError(SageX3Error):
@@ -207,6 +228,9 @@ class EntityNames:
     Field maps go canonical name -> REST column / GraphQL dotted path
     (`orderFromSupplier.code.code`). `graphql_inputs` maps canonical names to the flat
     argument names of the create/update mutations, for the writable entities.
+    `rest_line_class` / `graphql_line_node` name where the document's *lines* can be
+    queried by their own update stamp (None = lines are not polled separately);
+    `*_line_document` names the column / path of a line that holds the document key.
     """
 
     rest_class: str
@@ -221,18 +245,118 @@ class EntityNames:
     graphql_lines: str | None = None
     graphql_line_fields: dict[str, str] = field(default_factory=dict)
     graphql_inputs: dict[str, str] = field(default_factory=dict)
+    rest_line_class: str | None = None
+    rest_line_representation: str | None = None
+    rest_line_document: str | None = None
+    graphql_line_node: str | None = None
+    graphql_line_document: str | None = None
 
     def __post_init__(self) -> None:
         for name in (self.rest_class, self.rest_representation, *self.rest_key,
                      *self.rest_fields.values(), *self.rest_line_fields.values(),
-                     *filter(None, [self.rest_lines])):
+                     *filter(None, [self.rest_lines, self.rest_line_class,
+                                    self.rest_line_representation, self.rest_line_document])):
             if not _X3_NAME.match(name):
                 raise ValueError(f"not an X3 class/column name: {name!r}")
-        paths = [*self.graphql_fields.values(), *self.graphql_line_fields.values()]
+        paths = [*self.graphql_fields.values(), *self.graphql_line_fields.values(),
+                 *filter(None, [self.graphql_line_document])]
         for name in (self.graphql_package, self.graphql_node, *self.graphql_inputs.values(),
-                     *filter(None, [self.graphql_lines]),
+                     *filter(None, [self.graphql_lines, self.graphql_line_node]),
                      *(part for path in paths for part in path.split("."))):
             _check_graphql_name(name)
+
+
+@dataclass(frozen=True)
+class LineValueSource:
+    """Where one analytic value of a PO line is read on REST.
+
+    `member` None: `values` is a column of the line itself. Otherwise `member` is an array
+    of the PO `$details` with one entry per line, matched on `line_key` (the line number).
+    `values` may be an X3 array column (JSON list); then `selectors` is the parallel array
+    saying what each position holds (chart of accounts, dimension type), as in the X3 link
+    expressions `COA(indice);LINACC(indice)` and `DIE(indice);CCE(indice)`.
+    """
+
+    member: str | None
+    line_key: str | None
+    values: str
+    selectors: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in filter(None, (self.member, self.line_key, self.values, self.selectors)):
+            if not _X3_NAME.match(name):
+                raise ValueError(f"not an X3 column name: {name!r}")
+        if (self.member is None) != (self.line_key is None):
+            raise ValueError("a line value source needs both a member and its line key, or neither")
+
+    @classmethod
+    def parse(cls, text: str, setting: str) -> LineValueSource:
+        """`COLUMN`, `COLUMN[SELECTORS]`, or `MEMBER:LINE_KEY:VALUES[:SELECTORS]`."""
+        parts = [p.strip() for p in text.split(":")]
+        try:
+            if len(parts) == 1:
+                values, _, rest = parts[0].partition("[")
+                return cls(None, None, values, rest.rstrip("]") or None)
+            if len(parts) in (3, 4):
+                return cls(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None)
+        except ValueError as exc:
+            raise ValueError(f"{setting}: {exc}") from None
+        raise ValueError(f"{setting} must be COLUMN, COLUMN[SELECTORS] or "
+                         f"MEMBER:LINE_KEY:VALUES[:SELECTORS], got {text!r}")
+
+    def describe(self) -> str:
+        selector = f" chosen by {self.selectors}" if self.selectors else ""
+        where = f"{self.member}[{self.line_key}]." if self.member else "line."
+        return f"{where}{self.values}{selector}"
+
+
+@dataclass(frozen=True)
+class MappingKey:
+    """What a PO line is mapped to a Procore cost code by (`MLC_MAPPING_KEY`).
+
+    `gl_account`: the line's GL account (of chart `chart`, or of the first chart when
+    None). `dimension:<TYPE>`: the line's analytical dimension value of that type, e.g.
+    the dimension type whose values a contractor maps to cost codes.
+    """
+
+    kind: str = "gl_account"
+    dimension_type: str | None = None
+    chart: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("gl_account", "dimension"):
+            raise ValueError(f"MLC_MAPPING_KEY must be gl_account or dimension:<TYPE>, "
+                             f"got {self.kind!r}")
+        if (self.kind == "dimension") != bool(self.dimension_type):
+            raise ValueError("MLC_MAPPING_KEY=dimension needs a dimension type, "
+                             "e.g. dimension:CCT")
+        for name in filter(None, (self.dimension_type, self.chart)):
+            if not _X3_NAME.match(name):
+                raise ValueError(f"not an X3 code: {name!r}")
+
+    @classmethod
+    def parse(cls, text: str | None, chart: str | None = None) -> MappingKey:
+        text = (text or "gl_account").strip()
+        kind, _, dimension_type = text.partition(":")
+        return cls(kind.strip().lower(), dimension_type.strip() or None, chart or None)
+
+    @property
+    def label(self) -> str:
+        return "GL account" if self.kind == "gl_account" else f"dimension {self.dimension_type}"
+
+    @property
+    def csv_column(self) -> str:
+        """The key column of the mapping CSV for this key."""
+        return "gl_account" if self.kind == "gl_account" else "dimension"
+
+
+# Defaults with their sources (C = Sage page, D = V11 table dictionary, A = assumption;
+# the full table is in docs/api-assumptions.md).
+DEFAULT_LINE_ACCOUNT = LineValueSource("PORDERC", "POPLIN", "LINACC", "COA")  # D: PORDERC
+DEFAULT_LINE_DIMENSION = LineValueSource("CPTANALIN", "VCRLIN", "CCE", "DIE")  # 3P+D
+# X3 GraphQL: x3Purchasing lists node purchaseOrderLineDimensionDimensions (C: reference/
+# x3Purchasing); its properties by analogy with purchaseRequestLineDimensionDimensions (C).
+DEFAULT_GRAPHQL_LINE_DIMENSIONS = "purchaseOrderLineDimensionDimensions"
 
 
 def _purchase_order() -> EntityNames:
@@ -247,9 +371,12 @@ def _purchase_order() -> EntityNames:
         rest_lines="PORDERQ",
         rest_line_fields={
             "line_number": "POPLIN", "item_code": "ITMREF", "description": "ITMDES",
-            "gl_account": "ACC", "project_code": "PJT", "quantity": "QTYUOM", "uom": "UOM",
+            "project_code": "PJT", "quantity": "QTYUOM", "uom": "UOM",
             "unit_price": "NETPRI", "amount": "LINAMT", "closed": "LINCLEFLG",
+            "update_stamp": "UPDDATTIM",
         },
+        rest_line_class="PORDERQ", rest_line_representation="PORDERQ",
+        rest_line_document="POHNUM",
         graphql_package="Purchasing", graphql_node="purchaseOrder",
         graphql_fields={
             "po_number": "_id", "site": "purchaseSite.code",
@@ -261,11 +388,12 @@ def _purchase_order() -> EntityNames:
         graphql_lines="purchaseOrderLines",
         graphql_line_fields={
             "line_number": "lineNumber", "item_code": "product.code",
-            "description": "product.description1", "gl_account": "account.code",
+            "description": "productDescriptionInUserLanguage", "gl_account": "account.code",
             "project_code": "project.code", "quantity": "quantityInOrderUnitOrdered",
             "uom": "orderUnit.code", "unit_price": "netPrice", "amount": "lineAmountExcludingTax",
-            "closed": "isClosed",
+            "closed": "isClosed", "update_stamp": "_updateStamp",
         },
+        graphql_line_node="purchaseOrderLine", graphql_line_document="purchaseOrder._id",
     )
 
 
@@ -275,29 +403,29 @@ def _purchase_invoice() -> EntityNames:
         rest_fields={
             "invoice_number": "NUM", "invoice_type": "PIHTYP", "supplier_code": "BPSNUM",
             "supplier_invoice_ref": "BPSINV", "invoice_date": "INVDAT", "accounting_date": "ACCDAT",
-            "currency": "CUR", "project_code": "PJT", "total_amount": "AMTNOT",
+            "currency": "CUR", "project_code": "PJT", "total_amount": "AMTNOT", "status": "STA",
             "update_stamp": "UPDDATTIM",
         },
         rest_lines="PINVOICED",
         rest_line_fields={
             "line_number": "PIDLIN", "po_number": "POHNUM", "po_line": "POPLIN",
-            "item_code": "ITMREF", "description": "ITMDES", "gl_account": "ACC",
+            "item_code": "ITMREF", "description": "ITMDES",
             "quantity": "QTYUOM", "uom": "UOM", "unit_price": "NETPRI", "amount": "AMTNOTLIN",
         },
         graphql_package="Purchasing", graphql_node="purchaseInvoice",
         graphql_fields={
             "invoice_number": "_id", "invoice_type": "category",
-            "supplier_code": "billBySupplier.code.code", "supplier_invoice_ref": "supplierDocumentNumber",
-            "invoice_date": "documentDate", "accounting_date": "accountingDate",
-            "currency": "currency.code", "project_code": "project.code",
-            "total_amount": "amountOfLinesExcludingTax", "update_stamp": "_updateStamp",
+            "supplier_code": "billBySupplier.code.code", "supplier_invoice_ref": "sourceDocument",
+            "invoice_date": "sourceDocumentDate", "accounting_date": "accountingDate",
+            "currency": "currency.code", "total_amount": "amountOfLinesExcludingTax",
+            "status": "status", "update_stamp": "_updateStamp",
         },
         graphql_lines="purchaseInvoiceLines",
         graphql_line_fields={
-            "line_number": "lineNumber", "po_number": "purchaseOrder.id",
-            "po_line": "purchaseOrderLine", "item_code": "product.code",
-            "description": "product.description1", "gl_account": "account.code",
-            "quantity": "quantityInPurchaseUnit", "uom": "purchaseUnit.code",
+            "line_number": "lineNumber", "po_number": "sourceDocument",
+            "po_line": "sourceDocumentLineNumber", "item_code": "product.code",
+            "description": "productDescriptionInUserLanguage",
+            "quantity": "quantityInPurchaseUnitInvoiced", "uom": "purchaseUnit.code",
             "unit_price": "netPrice", "amount": "lineAmountExcludingTax",
         },
     )
@@ -359,7 +487,12 @@ def _dimension() -> EntityNames:
 
 @dataclass(frozen=True)
 class X3Names:
-    """All X3 names in one place; override any part with `dataclasses.replace`."""
+    """All X3 names in one place; override any part with `dataclasses.replace`.
+
+    `invoice_final_rest` / `invoice_final_graphql`: the values of the purchase invoice
+    status field (canonical `status`) that mean the invoice is final (posted) in X3; every
+    other value, and a missing field, reads as not final (`is_final` False).
+    """
 
     graphql_root_prefix: str = "x3"
     purchase_order: EntityNames = field(default_factory=_purchase_order)
@@ -367,6 +500,12 @@ class X3Names:
     supplier: EntityNames = field(default_factory=_supplier)
     gl_account: EntityNames = field(default_factory=_gl_account)
     dimension: EntityNames = field(default_factory=_dimension)
+    mapping_key: MappingKey = field(default_factory=MappingKey)
+    line_account: LineValueSource = DEFAULT_LINE_ACCOUNT
+    line_dimension: LineValueSource = DEFAULT_LINE_DIMENSION
+    graphql_line_dimensions: str = DEFAULT_GRAPHQL_LINE_DIMENSIONS
+    invoice_final_rest: tuple[str, ...] = ("2",)
+    invoice_final_graphql: tuple[str, ...] = ("posted",)
 
     def entity(self, name: str) -> EntityNames:
         if name not in ENTITIES:
@@ -375,6 +514,61 @@ class X3Names:
 
     def graphql_package(self, entity: str) -> str:
         return _check_graphql_name(self.graphql_root_prefix + self.entity(entity).graphql_package)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def names_from_env(env: Mapping[str, str]) -> X3Names:
+    """X3Names with the `MLC_X3_*` / `MLC_MAPPING_KEY` overrides of an environment.
+
+    Pure (the environment is passed in), so the resource, `ping` and tests share it. Every
+    bad value raises a ValueError naming its setting.
+    """
+    def get(name: str) -> str:
+        return (env.get(name) or "").strip()
+
+    names = X3Names()
+    mapping_key = MappingKey.parse(get("MLC_MAPPING_KEY") or None, get("MLC_X3_CHART") or None)
+    changes: dict[str, Any] = {"mapping_key": mapping_key}
+    if get("MLC_X3_GRAPHQL_ROOT_PREFIX"):
+        changes["graphql_root_prefix"] = get("MLC_X3_GRAPHQL_ROOT_PREFIX")
+    if get("MLC_X3_REST_LINE_ACCOUNT"):
+        changes["line_account"] = LineValueSource.parse(get("MLC_X3_REST_LINE_ACCOUNT"),
+                                                        "MLC_X3_REST_LINE_ACCOUNT")
+    if get("MLC_X3_REST_LINE_DIMENSION"):
+        changes["line_dimension"] = LineValueSource.parse(get("MLC_X3_REST_LINE_DIMENSION"),
+                                                          "MLC_X3_REST_LINE_DIMENSION")
+    if get("MLC_X3_GRAPHQL_LINE_DIMENSIONS"):
+        changes["graphql_line_dimensions"] = _check_graphql_name(
+            get("MLC_X3_GRAPHQL_LINE_DIMENSIONS"))
+    if get("MLC_X3_INVOICE_FINAL_VALUES"):
+        changes["invoice_final_rest"] = _csv(get("MLC_X3_INVOICE_FINAL_VALUES"))
+    if get("MLC_X3_GRAPHQL_INVOICE_FINAL_VALUES"):
+        changes["invoice_final_graphql"] = _csv(get("MLC_X3_GRAPHQL_INVOICE_FINAL_VALUES"))
+
+    order, invoice = names.purchase_order, names.purchase_invoice
+    line_fields = dict(order.graphql_line_fields)
+    if get("MLC_X3_GRAPHQL_LINE_ACCOUNT"):
+        line_fields["gl_account"] = get("MLC_X3_GRAPHQL_LINE_ACCOUNT")
+    order_changes: dict[str, Any] = {"graphql_line_fields": line_fields}
+    if get("MLC_X3_POLL_LINE_STAMPS").lower() in ("0", "false", "no", "off"):
+        order_changes.update(rest_line_class=None, rest_line_representation=None,
+                             graphql_line_node=None)
+    invoice_changes: dict[str, Any] = {}
+    if get("MLC_X3_INVOICE_STATUS_FIELD"):
+        invoice_changes["rest_fields"] = {**invoice.rest_fields,
+                                          "status": get("MLC_X3_INVOICE_STATUS_FIELD")}
+    if get("MLC_X3_GRAPHQL_INVOICE_STATUS_FIELD"):
+        invoice_changes["graphql_fields"] = {**invoice.graphql_fields,
+                                             "status": get("MLC_X3_GRAPHQL_INVOICE_STATUS_FIELD")}
+    try:
+        changes["purchase_order"] = replace(order, **order_changes)
+        changes["purchase_invoice"] = replace(invoice, **invoice_changes)
+    except ValueError as exc:
+        raise ValueError(f"Sage X3 name settings: {exc}") from None
+    return replace(names, **changes)
 
 
 # --- canonical values -----------------------------------------------------------------
@@ -595,7 +789,13 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 
 def _x3_should_retry(response: httpx.Response, idempotent: bool) -> bool:
-    """Retry what http_core retries, plus X3 running out of sessions ("too many sessions")."""
+    """Retry what http_core retries, plus X3 running out of sessions ("too many sessions");
+    never a missing record, whatever its status (X3 may answer it with a 5xx)."""
+    if response.status_code >= 400 and b"$diagnoses" in response.content:
+        body = _json_or_none(response)
+        if isinstance(body, dict) and any(_is_missing_diagnosis(d)
+                                          for d in body.get("$diagnoses") or []):
+            return False
     if is_retryable(response, idempotent):
         return True
     if response.status_code < 400 and b"$diagnoses" not in response.content \
@@ -603,6 +803,36 @@ def _x3_should_retry(response: httpx.Response, idempotent: bool) -> bool:
         return False
     return any("session" in message.lower()
                for message in _diagnosis_messages(_json_or_none(response)))
+
+
+def _pick(values: Any, selectors: Any, wanted: str | None) -> str | None:
+    """One value of an X3 array column: the position where `selectors` holds `wanted`
+    (position 0 when nothing is wanted); a plain (non-array) value is taken as is."""
+    if not isinstance(values, list):
+        return _text(values)
+    if wanted is None:
+        return _text(values[0]) if values else None
+    if not isinstance(selectors, list):
+        return None
+    for index, selector in enumerate(selectors):
+        if _text(selector) == wanted and index < len(values):
+            return _text(values[index])
+    return None
+
+
+def _line_values(record: dict, raw_lines: list[dict], line_number: str,
+                 source: LineValueSource, wanted: str | None) -> list[str | None]:
+    """`source`'s value for each raw REST line of a `$details` record."""
+    if source.member is None:
+        return [_pick(raw.get(source.values), raw.get(source.selectors or ""), wanted)
+                for raw in raw_lines]
+    entries = record.get(source.member)
+    by_line: dict[str, str | None] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict):
+            by_line[str(entry.get(source.line_key))] = _pick(
+                entry.get(source.values), entry.get(source.selectors or ""), wanted)
+    return [by_line.get(str(raw.get(line_number))) for raw in raw_lines]
 
 
 class SageX3Client(HttpClientBase, ABC):
@@ -647,12 +877,21 @@ class SageX3Client(HttpClientBase, ABC):
     @abstractmethod
     def changed(self, entity: str, since_stamp: str | None, *, page_size: int = 200
                 ) -> Iterator[list[dict]]:
-        """Pages of canonical records with update stamp >= `since_stamp`, ordered by
-        (stamp, key). Overlap and de-duplication are the caller's (see `DeltaCursor`)."""
+        """Pages of canonical records with update stamp >= `since_stamp`, in no promised
+        order (REST pages by the class key). Overlap and de-duplication are the caller's
+        (see `DeltaCursor`, which does not depend on the order)."""
 
     @abstractmethod
     def read_all(self, entity: str, *, page_size: int = 200) -> Iterator[list[dict]]:
         """Every record of an entity, page by page, ordered by key (for reconciliation)."""
+
+    @abstractmethod
+    def changed_line_documents(self, entity: str, since_stamp: str | None, *,
+                               page_size: int = 200) -> Iterator[list[dict]]:
+        """Pages of `{<document key>: ..., "update_stamp": <line stamp>}` for the document
+        lines stamped >= `since_stamp`: whether a line-only change moves the header stamp is
+        not documented, so line stamps are polled too. Empty when the entity's line class /
+        node is not configured (`rest_line_class` / `graphql_line_node` None)."""
 
     @abstractmethod
     def read_purchase_orders(self, numbers: Iterable[str], *, max_concurrency: int = 4) -> list[dict]:
@@ -709,6 +948,37 @@ class SageX3Client(HttpClientBase, ABC):
     def _field_maps(self, names: EntityNames) -> tuple[dict[str, str], dict[str, str]]:
         """(header, line) field maps of this client's API."""
 
+    @abstractmethod
+    def _final_values(self) -> tuple[str, ...]:
+        """Invoice status values meaning "final" on this client's API."""
+
+    def _finish(self, entity: str, record: dict) -> dict:
+        """Derived canonical fields, the same on both APIs.
+
+        - invoices: `is_final` (status is one of the configured final values; a missing or
+          unknown status is not final, the stricter reading);
+        - PO lines: `mapping_key` (the GL account, or the configured dimension's value that
+          the API-specific reader put in `mapping_key`);
+        - POs with lines: `update_stamp` is the newest of the header and line stamps, so a
+          line-only change (which may leave the header stamp alone) still changes it.
+        """
+        if entity == "purchase_invoice":
+            finals = {value.lower() for value in self._final_values()}
+            status = record.get("status")
+            record["is_final"] = status is not None and str(status).strip().lower() in finals
+        lines = record.get("lines")
+        if entity == "purchase_order" and isinstance(lines, list):
+            by_account = self.names.mapping_key.kind == "gl_account"
+            stamps = [record.get("update_stamp")]
+            for line in lines:
+                if by_account:
+                    line["mapping_key"] = line.get("gl_account")
+                stamps.append(line.get("update_stamp"))
+            valid = [s for s in stamps if isinstance(s, str) and _ISO_DATETIME.match(s)]
+            if valid:
+                record["update_stamp"] = max(valid)
+        return record
+
 
 class SageX3RestClient(SageX3Client):
     """The Syracuse REST web API (`/api1/x3/erp/{ENDPOINT}/{CLASS}`), HTTP Basic."""
@@ -725,17 +995,47 @@ class SageX3RestClient(SageX3Client):
 
     def changed(self, entity: str, since_stamp: str | None, *, page_size: int = 200
                 ) -> Iterator[list[dict]]:
+        """Records stamped >= since, ordered by the class key: the `$next` links page with a
+        `key=gt.<last key>` cursor over the class key (integration-guide ws-query), so an
+        `orderBy` on anything else would skip or repeat records across pages."""
         names = self.names.entity(entity)
         stamp_column = names.rest_fields["update_stamp"]
         where = None
         if since_stamp is not None:
             where = f"{stamp_column} ge {where_literal(parse_stamp(since_stamp))}"
-        order_by = ",".join(f"{column} asc" for column in (stamp_column, *names.rest_key))
-        return self._pages(entity, where, order_by, page_size)
+        return self._pages(entity, where, self._key_order(names), page_size)
 
     def read_all(self, entity: str, *, page_size: int = 200) -> Iterator[list[dict]]:
         names = self.names.entity(entity)
-        return self._pages(entity, None, ",".join(f"{c} asc" for c in names.rest_key), page_size)
+        return self._pages(entity, None, self._key_order(names), page_size)
+
+    def changed_line_documents(self, entity: str, since_stamp: str | None, *,
+                               page_size: int = 200) -> Iterator[list[dict]]:
+        names = self.names.entity(entity)
+        if not (names.rest_line_class and names.rest_line_document):
+            return iter(())
+        stamp_column = names.rest_line_fields.get("update_stamp", "UPDDATTIM")
+        where = None
+        if since_stamp is not None:
+            where = f"{stamp_column} ge {where_literal(parse_stamp(since_stamp))}"
+        key = CANONICAL_KEYS[entity][0]
+        document = names.rest_line_document
+        representation = names.rest_line_representation or names.rest_line_class
+
+        def pages() -> Iterator[list[dict]]:
+            # No orderBy: the server's own order is the class key, which is what its
+            # key-cursor `$next` links page over.
+            for page in self._query_pages(names.rest_line_class, representation, where, None,
+                                          page_size):
+                rows = [{key: _text(r.get(document)), "update_stamp": _stamp(r.get(stamp_column))}
+                        for r in page]
+                if rows:
+                    yield rows
+        return pages()
+
+    @staticmethod
+    def _key_order(names: EntityNames) -> str:
+        return ",".join(f"{column} asc" for column in names.rest_key)
 
     def read_purchase_orders(self, numbers: Iterable[str], *, max_concurrency: int = 4) -> list[dict]:
         return self._read_details("purchase_order", numbers, max_concurrency)
@@ -743,20 +1043,27 @@ class SageX3RestClient(SageX3Client):
     def read_purchase_invoices(self, numbers: Iterable[str], *, max_concurrency: int = 4) -> list[dict]:
         return self._read_details("purchase_invoice", numbers, max_concurrency)
 
-    def _pages(self, entity: str, where: str | None, order_by: str, page_size: int
+    def _pages(self, entity: str, where: str | None, order_by: str | None, page_size: int
                ) -> Iterator[list[dict]]:
         names = self.names.entity(entity)
-        url: str | None = self._class_url(names.rest_class)
-        params: dict | None = {"representation": f"{names.rest_representation}.$query",
-                               "count": page_size, "orderBy": order_by}
+        for page in self._query_pages(names.rest_class, names.rest_representation, where,
+                                      order_by, page_size):
+            records = [self._from_rest(entity, r) for r in page]
+            if records:
+                yield records
+
+    def _query_pages(self, rest_class: str, representation: str, where: str | None,
+                     order_by: str | None, page_size: int) -> Iterator[list[dict]]:
+        """Raw `$resources` pages of a `$query`, following `$links.$next.$url`."""
+        url: str | None = self._class_url(rest_class)
+        params: dict | None = {"representation": f"{representation}.$query", "count": page_size}
+        if order_by:
+            params["orderBy"] = order_by
         if where is not None:
             params["where"] = where
         while url:
             body = self._get(url, params)
-            records = [self._from_rest(entity, r) for r in body.get("$resources") or []
-                       if isinstance(r, dict)]
-            if records:
-                yield records
+            yield [r for r in body.get("$resources") or [] if isinstance(r, dict)]
             next_link = (body.get("$links") or {}).get("$next") or {}
             url, params = (self._same_origin(next_link["$url"]) if next_link.get("$url") else None), None
 
@@ -770,12 +1077,13 @@ class SageX3RestClient(SageX3Client):
         return [record for record in records if record is not None]
 
     def _details(self, entity: str, key: str) -> dict | None:
+        """One record with its lines; None only when X3's diagnosis says it does not exist."""
         names = self.names.entity(entity)
         url = self._class_url(names.rest_class) + _key_segment(key)
         try:
             body = self._get(url, {"representation": f"{names.rest_representation}.$details"})
         except SageX3Error as exc:
-            if exc.status == 404:
+            if exc.record_missing:
                 return None
             raise
         return self._from_rest(entity, body, with_lines=True)
@@ -783,15 +1091,36 @@ class SageX3RestClient(SageX3Client):
     def _field_maps(self, names: EntityNames) -> tuple[dict[str, str], dict[str, str]]:
         return names.rest_fields, names.rest_line_fields
 
+    def _final_values(self) -> tuple[str, ...]:
+        return self.names.invoice_final_rest
+
     def _from_rest(self, entity: str, record: dict, with_lines: bool = False) -> dict:
         names = self.names.entity(entity)
         header, line = self._converters(entity)
         canonical = header(record)
         if with_lines and names.rest_lines:
             lines = record.get(names.rest_lines)
-            canonical["lines"] = [line(item) for item in (lines if isinstance(lines, list) else [])
-                                  if isinstance(item, dict)]
-        return canonical
+            raw_lines = [item for item in (lines if isinstance(lines, list) else [])
+                         if isinstance(item, dict)]
+            canonical["lines"] = [line(item) for item in raw_lines]
+            if entity == "purchase_order":
+                self._read_line_analytics(names, record, raw_lines, canonical["lines"])
+        return self._finish(entity, canonical)
+
+    def _read_line_analytics(self, names: EntityNames, record: dict, raw_lines: list[dict],
+                             lines: list[dict]) -> None:
+        """GL account and mapping dimension of each PO line, from where X3 keeps them."""
+        key = self.names.mapping_key
+        line_number = names.rest_line_fields.get("line_number", "POPLIN")
+        accounts = _line_values(record, raw_lines, line_number, self.names.line_account,
+                                key.chart)
+        for canonical, account in zip(lines, accounts, strict=True):
+            canonical["gl_account"] = account
+        if key.kind == "dimension":
+            values = _line_values(record, raw_lines, line_number, self.names.line_dimension,
+                                  key.dimension_type)
+            for canonical, value in zip(lines, values, strict=True):
+                canonical["mapping_key"] = value
 
     # writes --------------------------------------------------------------------------
 
@@ -819,7 +1148,7 @@ class SageX3RestClient(SageX3Client):
                                               if k not in CANONICAL_KEYS["dimension"]}))
             return "updated"
         except SageX3Error as exc:
-            if exc.status != 404:
+            if not exc.record_missing:
                 raise
         self._write("POST", names, None, "$create", self._to_rest(names, record))
         return "created"
@@ -930,6 +1259,28 @@ class SageX3GraphQLClient(SageX3Client):
     def read_all(self, entity: str, *, page_size: int = 200) -> Iterator[list[dict]]:
         return self._pages(entity, None, "{_id:1}", page_size)
 
+    def changed_line_documents(self, entity: str, since_stamp: str | None, *,
+                               page_size: int = 200) -> Iterator[list[dict]]:
+        names = self.names.entity(entity)
+        if not (names.graphql_line_node and names.graphql_line_document):
+            return iter(())
+        where = None
+        if since_stamp is not None:
+            where = f"{{_updateStamp:{{_gte:{filter_literal(parse_stamp(since_stamp))}}}}}"
+        key = CANONICAL_KEYS[entity][0]
+        document = names.graphql_line_document
+        selection = _selection([document, "_updateStamp"])
+
+        def pages() -> Iterator[list[dict]]:
+            for nodes in self._node_pages(self.names.graphql_package(entity),
+                                          names.graphql_line_node, selection, where,
+                                          "{_updateStamp:1,_id:1}", page_size):
+                rows = [{key: _text(_dig(n, document)), "update_stamp": _stamp(n.get("_updateStamp"))}
+                        for n in nodes]
+                if rows:
+                    yield rows
+        return pages()
+
     def read_purchase_orders(self, numbers: Iterable[str], *, max_concurrency: int = 4) -> list[dict]:
         return self._read_by_ids("purchase_order", numbers)
 
@@ -950,43 +1301,84 @@ class SageX3GraphQLClient(SageX3Client):
     def _pages(self, entity: str, where: str | None, order_by: str, page_size: int
                ) -> Iterator[list[dict]]:
         names = self.names.entity(entity)
-        package = self.names.graphql_package(entity)
-        query = self._query_text(entity)
+        for nodes in self._node_pages(self.names.graphql_package(entity), names.graphql_node,
+                                      self._node_selection(entity), where, order_by, page_size):
+            records = [self._from_node(entity, node) for node in nodes]
+            if entity == "purchase_order" and self.names.mapping_key.kind == "dimension":
+                self._attach_line_dimensions(records)
+            records = [self._finish(entity, record) for record in records]
+            if records:
+                yield records
+
+    def _node_pages(self, package: str, node: str, selection: str, where: str | None,
+                    order_by: str | None, page_size: int) -> Iterator[list[dict]]:
+        """Raw node pages of `<package> { <node> { query(...) } }`, following endCursor."""
+        query = (
+            "query($filter: String, $orderBy: String, $first: Int, $after: String) { "
+            f"{package} {{ {node} {{ "
+            "query(filter: $filter, orderBy: $orderBy, first: $first, after: $after) { "
+            f"edges {{ cursor node {{ {selection} }} }} pageInfo {{ endCursor hasNextPage }} "
+            "} } } }"
+        )
         after = None
         while True:
             data = self._execute(query, {"filter": where, "orderBy": order_by,
                                          "first": page_size, "after": after})
-            connection = _dig(data, f"{package}.{names.graphql_node}.query") or {}
-            records = [self._from_node(entity, edge["node"]) for edge in connection.get("edges") or []
-                       if isinstance(edge, dict) and isinstance(edge.get("node"), dict)]
-            if records:
-                yield records
+            connection = _dig(data, f"{package}.{node}.query") or {}
+            yield [edge["node"] for edge in connection.get("edges") or []
+                   if isinstance(edge, dict) and isinstance(edge.get("node"), dict)]
             info = connection.get("pageInfo") or {}
             if not info.get("hasNextPage"):
                 return
             if not info.get("endCursor") or info["endCursor"] == after:
                 raise SageX3Error(200, "POST", urlsplit(self.api_url).path,
-                                  f"{names.graphql_node}: hasNextPage without a new endCursor")
+                                  f"{node}: hasNextPage without a new endCursor")
             after = info["endCursor"]
 
-    def _query_text(self, entity: str) -> str:
-        """The query for an entity, its selection set built from the configured paths."""
+    # Properties of the line-dimension node, as on purchaseRequestLineDimensionDimensions
+    # (developer.sage.com/x3/graphql/reference/x3Purchasing/...): the order number and line
+    # number as plain values, the dimension type and dimension value as references.
+    DIMENSION_DOCUMENT, DIMENSION_LINE = "purchaseOrder", "purchaseOrderLine"
+    DIMENSION_TYPE, DIMENSION_VALUE = "dimensionType._id", "dimension.dimension"
+
+    def _attach_line_dimensions(self, records: list[dict]) -> None:
+        """Set each PO line's `mapping_key` to its value of the configured dimension type,
+        read from the line-dimension node for the whole page of POs at once."""
+        numbers = [r["po_number"] for r in records if r.get("po_number")]
+        if not numbers:
+            return
+        wanted = self.names.mapping_key.dimension_type
+        selection = _selection([self.DIMENSION_DOCUMENT, self.DIMENSION_LINE,
+                                self.DIMENSION_TYPE, self.DIMENSION_VALUE])
+        where = f"{{{self.DIMENSION_DOCUMENT}:{{_in:{filter_literal(numbers)}}}}}"
+        values: dict[tuple[str, str], str | None] = {}
+        for nodes in self._node_pages(self.names.graphql_package("purchase_order"),
+                                      self.names.graphql_line_dimensions, selection, where,
+                                      "{_id:1}", 500):
+            for node in nodes:
+                if _text(_dig(node, self.DIMENSION_TYPE)) == wanted:
+                    values[(str(node.get(self.DIMENSION_DOCUMENT)),
+                            str(node.get(self.DIMENSION_LINE)))] = _text(
+                        _dig(node, self.DIMENSION_VALUE))
+        for record in records:
+            for line in record.get("lines") or []:
+                line["mapping_key"] = values.get((str(record["po_number"]),
+                                                  str(line.get("line_number"))))
+
+    def _node_selection(self, entity: str) -> str:
+        """The node selection of an entity, built from the configured paths."""
         names = self.names.entity(entity)
-        paths = ["_id", *names.graphql_fields.values()]
-        node = _selection(paths)
+        node = _selection(["_id", *names.graphql_fields.values()])
         if names.graphql_lines:
             lines = _selection(names.graphql_line_fields.values())
             node += f" {names.graphql_lines} {{ query {{ edges {{ node {{ {lines} }} }} }} }}"
-        return (
-            "query($filter: String, $orderBy: String, $first: Int, $after: String) { "
-            f"{self.names.graphql_package(entity)} {{ {names.graphql_node} {{ "
-            "query(filter: $filter, orderBy: $orderBy, first: $first, after: $after) { "
-            f"edges {{ cursor node {{ {node} }} }} pageInfo {{ endCursor hasNextPage }} "
-            "} } } }"
-        )
+        return node
 
     def _field_maps(self, names: EntityNames) -> tuple[dict[str, str], dict[str, str]]:
         return names.graphql_fields, names.graphql_line_fields
+
+    def _final_values(self) -> tuple[str, ...]:
+        return self.names.invoice_final_graphql
 
     def _from_node(self, entity: str, node: dict) -> dict:
         names = self.names.entity(entity)

@@ -35,13 +35,15 @@ def x3_purchase_orders(context: dg.AssetExecutionContext, config: StagingConfig,
     counts = refresh_snapshot(client, store, "purchase_order",
                               overlap_seconds=settings.overlap_seconds,
                               full_refresh=config.full_refresh,
-                              read_details=client.read_purchase_orders)
+                              read_details=client.read_purchase_orders, poll_lines=True)
     staged: StagedPurchaseOrders = stage_purchase_orders(list(store.snapshot("purchase_order")))
-    context.log.info(f"X3 POs: {counts['read']} read in the window, {counts['changed']} changed; "
+    context.log.info(f"X3 POs: {counts['read']} read in the window, {counts['changed']} changed "
+                     f"({counts['line_changes']} by line stamps only); "
                      f"{len(staged.headers)} valid, {len(staged.held_po_numbers)} quarantined")
     yield dg.Output(staged, metadata={
         "x3_records_read": counts["read"], "x3_records_changed": counts["changed"],
-        "x3_records_deleted": counts["deleted"], "valid_pos": len(staged.headers),
+        "x3_records_deleted": counts["deleted"], "x3_line_only_changes": counts["line_changes"],
+        "valid_pos": len(staged.headers),
         "valid_lines": len(staged.lines), "quarantined_pos": len(staged.held_po_numbers),
         "high_water_stamp": store.get_cursor(cursor_name("purchase_order")) or "",
     })

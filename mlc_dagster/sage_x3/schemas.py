@@ -41,7 +41,8 @@ PO_LINE_SCHEMA = pa.DataFrameSchema(
     {
         "po_number": pa.Column(str, pa.Check.str_length(1, 30)),
         "line_number": pa.Column(int, pa.Check.gt(0)),
-        "gl_account": pa.Column(str, pa.Check.str_length(1, 20)),
+        # The GL account or the dimension value the line is mapped by (MLC_MAPPING_KEY).
+        "mapping_key": pa.Column(str, pa.Check.str_length(1, 20)),
         "quantity": pa.Column(float, [pa.Check.gt(0), pa.Check.le(MAX_QUANTITY)]),
         "unit_price": pa.Column(float, [pa.Check.ge(0), pa.Check.le(MAX_AMOUNT)]),
         "amount": pa.Column(

@@ -2,6 +2,7 @@
 
 
 import hashlib
+import json
 
 import dagster as dg
 
@@ -15,13 +16,15 @@ PAGE_SIZE = 200
 
 
 def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
-                     count_tag: str) -> dg.SensorDefinition:
+                     count_tag: str, poll_lines: bool = False) -> dg.SensorDefinition:
     """A sensor requesting a `sync_sage_x3_to_procore` run when X3 `entity` records change.
 
-    One X3 query per tick: records stamped inside the overlap window that it hasn't seen.
-    The cursor keeps the high-water stamp plus the (key, stamp) pairs already seen inside
+    One X3 query per tick on the headers: records stamped inside the overlap window that it
+    hasn't seen. With `poll_lines`, a second query on the line stamps (X3 does not document
+    that a line-only change moves the header stamp), so a no-change tick costs two X3 calls.
+    Each cursor keeps its high-water stamp plus the (key, stamp) pairs already seen inside
     the overlap window, so same-second and late-committed changes trigger exactly once.
-    The run itself re-reads everything changed since its own stored stamp, so a tick that
+    The run itself re-reads everything changed since its own stored stamps, so a tick that
     sees only the first page still leads to a complete sync.
     """
     key_field = CANONICAL_KEYS[entity][0]
@@ -36,27 +39,46 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
                      "(update stamp + overlap window)."),
     )
     def _sensor(context: dg.SensorEvaluationContext, sage_x3: SageX3Resource):
-        cursor = DeltaCursor.from_json(context.cursor) if context.cursor else DeltaCursor(entity)
-        pages = sage_x3.get_client().changed(
-            entity, cursor.window_start(SETTINGS.overlap_seconds), page_size=PAGE_SIZE)
-        first_page = next(iter(pages), [])
-        new = cursor.advance(first_page)
+        headers, lines = load_cursors(context.cursor, entity)
+        client = sage_x3.get_client()
+        first_page = next(iter(client.changed(
+            entity, headers.window_start(SETTINGS.overlap_seconds), page_size=PAGE_SIZE)), [])
+        new = headers.advance(first_page)
+        if poll_lines:
+            line_page = next(iter(client.changed_line_documents(
+                entity, lines.window_start(SETTINGS.overlap_seconds), page_size=PAGE_SIZE)), [])
+            new += lines.advance(line_page)
+        cursor = dump_cursors(headers, lines)
         if not new:
-            return dg.SensorResult(skip_reason=f"no Sage X3 {noun} changed",
-                                   cursor=cursor.to_json())
-        keys = sorted(f"{r[key_field]}@{r['update_stamp']}" for r in new)
+            return dg.SensorResult(skip_reason=f"no Sage X3 {noun} changed", cursor=cursor)
+        keys = sorted({f"{r[key_field]}@{r['update_stamp']}" for r in new})
         digest = hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]
         return dg.SensorResult(
             run_requests=[dg.RunRequest(
                 run_key=f"{trigger.replace('_', '-')}:{digest}",
-                tags={"mlc/trigger": trigger, count_tag: str(len(new))},
+                tags={"mlc/trigger": trigger, count_tag: str(len({r[key_field] for r in new}))},
             )],
-            cursor=cursor.to_json(),
+            cursor=cursor,
         )
 
     return _sensor
 
 
+def load_cursors(text: str | None, entity: str) -> tuple[DeltaCursor, DeltaCursor]:
+    """(header cursor, line cursor) from a sensor cursor; a cursor written before line
+    polling (a bare DeltaCursor) keeps its header state."""
+    if not text:
+        return DeltaCursor(entity), DeltaCursor(entity)
+    data = json.loads(text)
+    if "h" not in data:
+        return DeltaCursor.from_json(text), DeltaCursor(entity)
+    return DeltaCursor.from_json(data["h"]), DeltaCursor.from_json(data["l"])
+
+
+def dump_cursors(headers: DeltaCursor, lines: DeltaCursor) -> str:
+    return json.dumps({"h": headers.to_json(), "l": lines.to_json()}, separators=(",", ":"))
+
+
 x3_purchase_order_changes = x3_change_sensor(
     "purchase_order", name="x3_purchase_order_changes", trigger="x3_po_changes",
-    noun="PO", count_tag="mlc/changed_pos")
+    noun="PO", count_tag="mlc/changed_pos", poll_lines=True)

@@ -19,14 +19,20 @@ def cursor_name(entity: str) -> str:
     return f"x3:{entity}:stamp"
 
 
+def line_cursor_name(entity: str) -> str:
+    return f"x3:{entity}:line_stamp"
+
+
 def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: int,
                      full_refresh: bool = False,
-                     read_details: Callable[[list[str]], list[dict]] | None = None
-                     ) -> dict[str, int]:
+                     read_details: Callable[[list[str]], list[dict]] | None = None,
+                     poll_lines: bool = False) -> dict[str, int]:
     """Merge the X3 records of `entity` changed since the stored stamp into the snapshot.
 
     `read_details(keys)` fetches full records (with lines) for list-view records that
-    lack them; entities without lines pass None. Returns read/changed/deleted counts.
+    lack them; entities without lines pass None. With `poll_lines`, documents whose *lines*
+    were stamped since the stored line stamp are re-read too, even when their header stamp
+    did not move (undocumented in X3 whether it does). Returns read/changed/deleted counts.
     """
     key = CANONICAL_KEYS[entity][0]
     name = cursor_name(entity)
@@ -35,9 +41,15 @@ def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: in
     listed = [record for page in client.changed(entity, since) for record in page]
     known = ledger.snapshot_stamps(entity)
     changed = [r for r in listed if known.get(str(r[key])) != r.get("update_stamp")]
+    line_newest, forced = _changed_by_lines(client, ledger, entity, overlap_seconds, known,
+                                            poll_lines and read_details is not None)
+    forced -= {str(r[key]) for r in changed}
     missing = [r[key] for r in changed if "lines" not in r] if read_details else []
+    missing += sorted(forced)
     details = {r[key]: r for r in read_details(missing)} if missing else {}
-    ledger.upsert_snapshot(entity, [details.get(r[key], r) for r in changed], key)
+    merged = [details.get(r[key], r) for r in changed]
+    merged += [details[k] for k in sorted(forced) if k in details]
+    ledger.upsert_snapshot(entity, merged, key)
     gone: set[str] = set()
     if full_refresh:
         gone = set(known) - {str(r[key]) for r in listed}
@@ -45,4 +57,33 @@ def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: in
     newest = max((r["update_stamp"] for r in listed if r.get("update_stamp")), default=None)
     if newest and (stored is None or newest > stored):
         ledger.set_cursor(name, newest)
-    return {"read": len(listed), "changed": len(changed), "deleted": len(gone)}
+    if poll_lines and read_details is not None:
+        line_name = line_cursor_name(entity)
+        current = ledger.get_cursor(line_name)
+        candidate = line_newest or (newest if current is None else None)
+        if candidate and (current is None or candidate > current):
+            ledger.set_cursor(line_name, candidate)
+    return {"read": len(listed), "changed": len(merged), "deleted": len(gone),
+            "line_changes": len(forced)}
+
+
+def _changed_by_lines(client, ledger: Ledger, entity: str, overlap_seconds: int,
+                      known: dict[str, str | None], enabled: bool) -> tuple[str | None, set[str]]:
+    """(newest line stamp read, keys of documents with a line stamped after the stamp the
+    snapshot holds for them: the newest of header and line stamps when last read).
+
+    The first time there is no line stamp: every document's details are being read by this
+    very run, so the line query is skipped and the line stamp starts at the header stamp.
+    """
+    if not enabled:
+        return None, set()
+    stored = ledger.get_cursor(line_cursor_name(entity))
+    if stored is None:
+        return None, set()
+    since = DeltaCursor(entity, stored, overlap_seconds).window_start()
+    key = CANONICAL_KEYS[entity][0]
+    rows = [row for page in client.changed_line_documents(entity, since) for row in page]
+    newest = max((r["update_stamp"] for r in rows if r.get("update_stamp")), default=None)
+    forced = {str(r[key]) for r in rows if r.get(key) and r.get("update_stamp")
+              and (known.get(str(r[key])) is None or r["update_stamp"] > known[str(r[key])])}
+    return newest, forced

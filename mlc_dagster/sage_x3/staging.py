@@ -19,7 +19,7 @@ from mlc_dagster.sage_x3.schemas import PO_HEADER_SCHEMA, PO_LINE_SCHEMA
 
 HEADER_TEXT = ["po_number", "supplier_code", "project_code", "currency", "site", "reference",
                "update_stamp"]
-LINE_TEXT = ["gl_account", "uom", "item_code", "description", "project_code"]
+LINE_TEXT = ["gl_account", "mapping_key", "uom", "item_code", "description", "project_code"]
 LINE_NUMBERS = ["quantity", "unit_price", "amount"]
 QUARANTINE_COLUMNS = quarantine.columns("po_number")
 
@@ -49,6 +49,15 @@ def stage_purchase_orders(records: list[dict]) -> StagedPurchaseOrders:
                               count=len(records))
     lines = pd.DataFrame.from_records(chain.from_iterable(r.get("lines") or [] for r in records),
                                       index=range(int(line_counts.sum())))
+    if "gl_account" in lines:
+        # Lines snapshotted before the mapping key was configurable have no mapping_key:
+        # they were keyed by their GL account.
+        legacy = ~np.fromiter(("mapping_key" in line for r in records for line in r.get("lines") or []),
+                              dtype=bool, count=len(lines))
+        if legacy.any():
+            if "mapping_key" not in lines:
+                lines["mapping_key"] = None
+            lines.loc[legacy, "mapping_key"] = lines.loc[legacy, "gl_account"]
     for column in LINE_TEXT + LINE_NUMBERS + ["line_number", "closed"]:
         if column not in lines:
             lines[column] = None

@@ -4,16 +4,19 @@ The connector is developed and tested without any real X3, so this simulator has
 strict where the real system is strict (auth, representations, where syntax, key-cursor
 paging, JWT claims, validation) and realistic where the real system is awkward (UPDDATTIM
 with one-second resolution that several changes can share, an unknown property in `where`
-answering HTTP 500, lines that move the header stamp). The contract it follows is
+answering HTTP 500, a line-only change that leaves the header stamp alone, a missing record
+answered with a varying 4xx/5xx status). The contract it follows is
 `reference/sage_x3_api.md`; the choices the reference leaves open are fixed here and noted
 in the docstrings.
 
 Both APIs read and write one in-memory `X3State` (a deep copy of the seed), exposed as
 `build_app(...).state_obj` so tests can inspect it or age stamps directly.
 
-REST classes (field names = X3 columns): PORDER (key POHNUM, lines PORDERQ by POPLIN),
-PINVOICE (key NUM, lines PINVOICED by PIDLIN), BPSUPPLIER (BPSNUM), GACCOUNT (COA~ACC,
-read-only), CACCE (DIE~CCE). Internally, as in the seed, lines live under "lines".
+REST classes (field names = X3 columns): PORDER (key POHNUM, lines PORDERQ by POPLIN, line
+accounts in member PORDERC, line dimensions in member CPTANALIN), PINVOICE (key NUM, lines
+PINVOICED by PIDLIN, status STA), BPSUPPLIER (BPSNUM), GACCOUNT (COA~ACC, read-only), CACCE
+(DIE~CCE), PORDERQ (POHNUM~POPLIN~POQSEQ, list-only: line stamps). Internally, as in the
+seed, lines live under "lines". Every source and assumption: docs/api-assumptions.md.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import re
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -50,6 +54,12 @@ from mlc_dagster.sandbox.x3_where import (
     QueryError,
     UnknownPropertyError,
     WhereSyntaxError,
+)
+from mlc_dagster.x3_import.templates import (
+    ImportTemplate,
+    dimension_template,
+    supplier_template,
+    supplier_update_template,
 )
 
 log = logging.getLogger(__name__)
@@ -98,6 +108,26 @@ _YES_NO = (1, 2)  # local menu 1: 1 = No, 2 = Yes
 
 
 @dataclass(frozen=True)
+class LineMember:
+    """A per-line child array of a document's `$details`, kept on the line internally.
+
+    X3 keeps neither GL accounts nor analytical dimensions on the PO quantity/price lines
+    (V11 table dictionary: PORDERQ and PORDERP have no ACC / CCE column). The line accounts
+    are the LINACC(10) array of PORDERC ("Cumulative POs", key POHNUM+POPLIN), indexed like
+    its COA(10) chart array (dictionary link `COA(indice);LINACC(indice)`); the line
+    dimensions are the CCE array of CPTANALIN (key VCRNUM+VCRLIN, community SQL), indexed
+    like DIE (`DIE(indice);CCE(indice)`). The sandbox serves each as its own member of the
+    `$details`, one entry per line: `{"POPLIN": 1000, "COA": ["SEED"], "LINACC": ["601100"]}`.
+    ASSUMPTION: the member names and the JSON shape of X3 array columns (a JSON list).
+    `arrays` maps served array columns to the internal line keys holding them.
+    """
+
+    name: str
+    line_key: str
+    arrays: dict[str, str]
+
+
+@dataclass(frozen=True)
 class X3Class:
     name: str
     seed_attr: str  # list attribute on SeedData / X3State
@@ -110,11 +140,24 @@ class X3Class:
     line_fields: dict[str, Field] = field(default_factory=dict)
     line_amount: str | None = None  # line amount computed from QTYUOM * NETPRI
     total_field: str | None = None  # header total = sum of line amounts
+    line_members: tuple[LineMember, ...] = ()
+    query_fields: tuple[str, ...] | None = None  # the $query facet; None = every field
+    details: bool = True  # False: only the $query facet exists (a list-only class)
 
     @property
     def kinds(self) -> dict[str, str]:
         return {name: f.kind for name, f in self.fields.items()}
 
+    @property
+    def query_facet(self) -> tuple[str, ...]:
+        return self.query_fields if self.query_fields is not None else tuple(self.fields)
+
+
+# X3 computes a PO line's amount (LINAMT, "Line amount - tax") from the ordered quantity and
+# the net price, and the header totals from the lines: they are read-only to a client.
+# ASSUMPTION (no Sage page found stating the formula): LINAMT = QTYUOM x NETPRI rounded to
+# 2 decimals (NETPRI is already net of the line's discounts/charges); TOTORD = sum(LINAMT).
+_COMPUTED_LINE_AMOUNT = Field("dec", default="0.00", read_only=True)
 
 PORDER = X3Class(
     name="PORDER", seed_attr="x3_purchase_orders", keys=("POHNUM",),
@@ -128,30 +171,58 @@ PORDER = X3Class(
     lines_member="PORDERQ", line_key="POPLIN",
     line_fields={
         "POHNUM": Field("str", 20, read_only=True), "POPLIN": _i(0), "POQSEQ": _i(1),
-        "ITMREF": _s(20), "ITMDES": _s(30), "ACC": _s(15), "PJT": _s(24), "QTYUOM": _DEC,
-        "UOM": _s(3), "NETPRI": _DEC, "LINAMT": Field("dec", default="0.00"),
+        "ITMREF": _s(20), "ITMDES": _s(30), "PJT": _s(24), "QTYUOM": _DEC,
+        "UOM": _s(3), "NETPRI": _DEC, "LINAMT": _COMPUTED_LINE_AMOUNT,
         "LINCLEFLG": _i(1, _YES_NO), "LINSTA": _i(1, (1, 2, 3)), "LINREVNUM": _i(0),
         "UPDDATTIM": _STAMP,
     },
     line_amount="LINAMT", total_field="TOTORD",
+    line_members=(
+        LineMember("PORDERC", "POPLIN", {"COA": "COA", "LINACC": "LINACC"}),
+        LineMember("CPTANALIN", "VCRLIN", {"DIE": "DIE", "CCE": "CCE"}),
+    ),
+    # ASSUMPTION: the representation's $query facet lists these header properties (not
+    # APPFLG nor CREDATTIM); which properties a facet has is the representation's choice.
+    query_fields=("POHNUM", "POHTYP", "POHFCY", "ORDDAT", "BPSNUM", "PJTH", "CUR", "REVNUM",
+                  "CLEFLG", "ORDREF", "TOTORD", "UPDDATTIM"),
 )
+
+# PINVOICE.STA, the invoice status: ASSUMPTION (no Sage page found naming the column and
+# its local menu): 1 = not posted, 2 = posted. The connector reads it through the
+# configurable MLC_X3_INVOICE_STATUS_FIELD / MLC_X3_INVOICE_FINAL_VALUES.
+INVOICE_NOT_POSTED, INVOICE_POSTED = 1, 2
 
 PINVOICE = X3Class(
     name="PINVOICE", seed_attr="x3_purchase_invoices", keys=("NUM",),
     fields={
         "NUM": _s(20), "PIHTYP": _i(1, (1, 2, 3, 4)), "BPSNUM": _s(15), "BPSINV": _s(30),
         "INVDAT": Field("date"), "ACCDAT": Field("date"), "CUR": _s(3), "PJT": _s(24),
+        "STA": _i(INVOICE_NOT_POSTED, (INVOICE_NOT_POSTED, INVOICE_POSTED)),
         "AMTNOT": _COMPUTED_DEC, "CREDATTIM": _STAMP, "UPDDATTIM": _STAMP,
     },
     mandatory=("NUM", "BPSNUM"),
     lines_member="PINVOICED", line_key="PIDLIN",
+    # V11 dictionary: PINVOICED has no account or dimension column either.
     line_fields={
         "NUM": Field("str", 20, read_only=True), "PIDLIN": _i(0), "POHNUM": _s(20),
-        "POPLIN": _i(0), "POQSEQ": _i(0), "ITMREF": _s(20), "ITMDES": _s(30), "ACC": _s(15),
-        "QTYUOM": _DEC, "UOM": _s(3), "NETPRI": _DEC, "AMTNOTLIN": Field("dec", default="0.00"),
+        "POPLIN": _i(0), "POQSEQ": _i(0), "ITMREF": _s(20), "ITMDES": _s(30),
+        "QTYUOM": _DEC, "UOM": _s(3), "NETPRI": _DEC, "AMTNOTLIN": _COMPUTED_LINE_AMOUNT,
         "UPDDATTIM": _STAMP,
     },
     line_amount="AMTNOTLIN", total_field="AMTNOT",
+    query_fields=("NUM", "PIHTYP", "BPSNUM", "BPSINV", "INVDAT", "ACCDAT", "CUR", "PJT", "STA",
+                  "AMTNOT", "UPDDATTIM"),
+)
+
+# The PO quantity lines as a class of their own, list-only, so lines can be polled by their
+# own UPDDATTIM (technical column of every table, developer-guide technical-columns).
+# ASSUMPTION: a PORDERQ class/representation with a $query facet exists on the customer's X3
+# (MLC_X3_POLL_LINE_STAMPS=0 turns line polling off where it does not).
+PORDERQ = X3Class(
+    name="PORDERQ", seed_attr="x3_purchase_order_lines", keys=("POHNUM", "POPLIN", "POQSEQ"),
+    fields={"POHNUM": _s(20), "POPLIN": _i(0), "POQSEQ": _i(1), "ITMREF": _s(20),
+            "QTYUOM": _DEC, "LINAMT": _COMPUTED_LINE_AMOUNT, "UPDDATTIM": _STAMP},
+    mandatory=(), writable=False, details=False,
 )
 
 BPSUPPLIER = X3Class(
@@ -180,7 +251,31 @@ CACCE = X3Class(
     mandatory=("DIE", "CCE", "DES"),
 )
 
-CLASSES: dict[str, X3Class] = {c.name: c for c in (PORDER, PINVOICE, BPSUPPLIER, GACCOUNT, CACCE)}
+# Classic objects whose standard representation is read-only through the web API (class
+# -> the classic function that maintains it). Sources: "SOAP web services are connected to
+# classic code (V6 style objects and sub-programs) ... REST web services are connected to
+# classes and representations (V7 style programming)" (online-help V7DEV
+# integration-guide_index); "When a Sage X3 function is available in read mode only, the
+# representation and the class have been described only for query and detail facets ... an
+# automatic switch is done to the corresponding Classic page when an edit activity is
+# requested" (V7DEV workbench-reference_launching-url). Suppliers (FCT/GESBPS, classic
+# masks BPS0..BPS4) and dimensions (FCT/GESCCE) are classic functions; that their standard
+# representations have no $create/$edit facet is the stricter reading (ASSUMPTION, see
+# docs/api-assumptions.md). The sandbox setting `writable_classes` stands for a customer
+# who built a writable class/representation ("a custom class that you have implemented",
+# integration-guide_ws-update).
+WEB_API_READ_ONLY = {"BPSUPPLIER": "GESBPS", "CACCE": "GESCCE"}
+
+
+def _read_only_message(class_name: str) -> str:
+    return (f"{class_name}: the $create and $edit facets are not available; the standard "
+            f"{class_name} representation is read-only (query and details only: "
+            f"{WEB_API_READ_ONLY[class_name]} is a classic function). Write it with an import "
+            "template (GESAOE) or a class/representation built for updates.")
+
+
+CLASSES: dict[str, X3Class] = {c.name: c for c in (PORDER, PINVOICE, BPSUPPLIER, GACCOUNT, CACCE,
+                                                    PORDERQ)}
 
 
 class X3Error(Exception):
@@ -193,8 +288,17 @@ class X3Error(Exception):
         self.sdata_code = sdata_code
 
 
-def _not_found() -> X3Error:
-    return X3Error(404, "721 : Record does not exist")
+# Sage promises only "4xx or 5xx" for a failed call (integration-guide ws-query), so a
+# missing record answers with a status chosen deterministically from its key among these,
+# always with the same diagnosis; a client has to read the diagnosis, not the status.
+MISSING_RECORD_STATUSES = (404, 400, 500)
+MISSING_RECORD_MESSAGE = "721 : Record does not exist"
+
+
+def _not_found(cls_name: str = "", key: str = "") -> X3Error:
+    status = MISSING_RECORD_STATUSES[zlib.crc32(f"{cls_name}:{key}".encode())
+                                     % len(MISSING_RECORD_STATUSES)]
+    return X3Error(status, MISSING_RECORD_MESSAGE)
 
 
 # ======================================================================================
@@ -210,8 +314,9 @@ class X3State:
     X3_ATTRS = ("x3_purchase_orders", "x3_purchase_invoices", "x3_suppliers",
                 "x3_gl_accounts", "x3_dimensions")
 
-    def __init__(self, seed: SeedData) -> None:
+    def __init__(self, seed: SeedData, controls: SandboxControls | None = None) -> None:
         self.lock = threading.RLock()
+        self.controls = controls
         self.reset(seed)
 
     def reset(self, seed: SeedData) -> None:
@@ -225,6 +330,15 @@ class X3State:
             self.data = data
             self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
             self.token_validity_seconds = CONNECTED_APP_TOKEN_VALIDITY
+            # What this customer's X3 has been set up with (sandbox settings, `/_sandbox/x3/
+            # settings`). Standard X3 has none of the first two: see WEB_API_READ_ONLY and
+            # _mutation_sdl. The import templates are the ones the README tells the X3
+            # administrator to create in GESAOE.
+            self.writable_classes: set[str] = set()
+            self.api_operations: set[str] = set()
+            self.import_templates: dict[str, ImportTemplate] = {
+                t.code: t for t in (supplier_template(), supplier_update_template(),
+                                    dimension_template())}
 
     # Same attribute names as SeedData, so tests read the state like the seed.
     @property
@@ -247,8 +361,20 @@ class X3State:
     def x3_dimensions(self) -> list[dict]:
         return self.data.x3_dimensions
 
+    @property
+    def x3_purchase_order_lines(self) -> list[dict]:
+        """Every PO line (the line dicts themselves, each carrying POHNUM)."""
+        return [line for po in self.data.x3_purchase_orders for line in po.get("lines", [])]
+
+    def line_change_moves_header(self) -> bool:
+        """Sandbox setting `x3_line_change_moves_header` (POST /_sandbox/config). Whether
+        changing only a PO line moves the header UPDDATTIM is undocumented: off by default,
+        the stricter reading for a connector (it must watch line stamps itself)."""
+        config = self.controls.config if self.controls is not None else None
+        return bool(getattr(config, "x3_line_change_moves_header", False))
+
     def records(self, cls: X3Class) -> list[dict]:
-        return getattr(self.data, cls.seed_attr)
+        return getattr(self, cls.seed_attr)
 
     def now_stamp(self) -> str:
         """UPDDATTIM value for a change made now: UTC, one-second resolution."""
@@ -272,7 +398,7 @@ class X3State:
     def get(self, cls: X3Class, key: str) -> dict:
         rec = self.find(cls, key)
         if rec is None:
-            raise _not_found()
+            raise _not_found(cls.name, key)
         return rec
 
     # --- writes ------------------------------------------------------------------------
@@ -280,7 +406,7 @@ class X3State:
     def create(self, cls: X3Class, body: dict) -> dict:
         """Insert a record (and its lines) after validating everything; all or nothing."""
         self._require_writable(cls)
-        header, lines_body = self._split_body(cls, body)
+        header, lines_body, members = self._split_body(cls, body)
         values = _clean(cls.fields, header, cls.name)
         for name in cls.mandatory:
             if values.get(name) in (None, ""):
@@ -298,17 +424,19 @@ class X3State:
             rec["lines"] = []
             if lines_body is not None:
                 self._apply_lines(cls, rec, lines_body, now)
+            self._apply_members(cls, rec, members, now)
             self._recompute_total(cls, rec)
         self.records(cls).append(rec)
         return rec
 
     def update(self, cls: X3Class, key: str, body: dict) -> dict:
         """Partial update: only given fields change; given lines are upserted by line
-        number (or `$uuid`), `"$delete": true` removes one. The header UPDDATTIM moves
-        whenever the header or any line actually changed."""
+        number (or `$uuid`), `"$delete": true` removes one. A changed line gets a new
+        UPDDATTIM; the header's UPDDATTIM moves when a header field changed, and on a
+        line-only change only if `line_change_moves_header()` (undocumented; off)."""
         self._require_writable(cls)
         rec = self.get(cls, key)
-        header, lines_body = self._split_body(cls, body)
+        header, lines_body, members = self._split_body(cls, body)
         values = _clean(cls.fields, header, cls.name)
         for name in cls.keys:
             if name in values and str(values[name]) != str(rec.get(name)):
@@ -323,12 +451,15 @@ class X3State:
             if work.get(name) != value:
                 work[name] = value
                 changed = True
+        lines_changed = False
         if lines_body is not None:
-            changed = self._apply_lines(cls, work, lines_body, now) or changed
-        if changed:
+            lines_changed = self._apply_lines(cls, work, lines_body, now)
+        lines_changed = self._apply_members(cls, work, members, now) or lines_changed
+        if changed or lines_changed:
             if cls.total_field:
                 self._recompute_total(cls, work)
-            work["UPDDATTIM"] = now
+            if changed or self.line_change_moves_header():
+                work["UPDDATTIM"] = now
             rec.clear()
             rec.update(work)
         return rec
@@ -348,14 +479,58 @@ class X3State:
                                "available on this representation")
 
     @staticmethod
-    def _split_body(cls: X3Class, body: Any) -> tuple[dict, Any]:
+    def _split_body(cls: X3Class, body: Any) -> tuple[dict, Any, dict[str, list]]:
         if not isinstance(body, dict):
             raise X3Error(400, "The request body must be a JSON object")
         header = dict(body)
         lines = header.pop(cls.lines_member, None) if cls.lines_member else None
         if lines is not None and not isinstance(lines, list):
             raise X3Error(400, f"{cls.lines_member} must be an array of lines")
-        return header, lines
+        members = {}
+        for member in cls.line_members:
+            entries = header.pop(member.name, None)
+            if entries is not None:
+                if not isinstance(entries, list):
+                    raise X3Error(400, f"{member.name} must be an array")
+                members[member.name] = entries
+        return header, lines, members
+
+    def _apply_members(self, cls: X3Class, rec: dict, members: dict[str, list], now: str
+                       ) -> bool:
+        """Set per-line child arrays (PORDERC accounts, CPTANALIN dimensions) on the lines
+        they name. Returns True if a line changed (its UPDDATTIM then moves: ASSUMPTION,
+        X3 saves the line with its analytics)."""
+        changed = False
+        for member in cls.line_members:
+            for index, entry in enumerate(members.get(member.name, [])):
+                where = f"{member.name}[{index}]"
+                if not isinstance(entry, dict):
+                    raise X3Error(400, f"{where} must be an object")
+                unknown = [k for k in entry if not k.startswith("$") and k != member.line_key
+                           and k not in member.arrays]
+                if unknown:
+                    raise X3Error(400, f"{where}: unknown property {unknown[0]}")
+                try:
+                    number = int(entry.get(member.line_key))
+                except (TypeError, ValueError):
+                    raise X3Error(400, f"{where}: {member.line_key} must be a line number") \
+                        from None
+                line = next((ln for ln in rec.get("lines", []) if ln.get(cls.line_key) == number),
+                            None)
+                if line is None:
+                    raise X3Error(400, f"{where}: line {number} does not exist")
+                for served, internal in member.arrays.items():
+                    if served not in entry:
+                        continue
+                    values = entry[served]
+                    if not isinstance(values, list) or not all(
+                            isinstance(v, str) and len(v) <= 15 for v in values):
+                        raise X3Error(400, f"{where}: {served} must be an array of codes")
+                    if line.get(internal) != values:
+                        line[internal] = list(values)
+                        line["UPDDATTIM"] = now
+                        changed = True
+        return changed
 
     def _fill_defaults(self, cls: X3Class, rec: dict) -> None:
         """Defaults X3 itself would propose on a new record."""
@@ -410,8 +585,7 @@ class X3State:
                                       // 1000 + 1) * 1000
                 if line[key_name] in seen:
                     raise X3Error(400, f"{where}: duplicate line number {line[key_name]}")
-                if cls.line_amount not in values:
-                    line[cls.line_amount] = _line_amount(line)
+                line[cls.line_amount] = _line_amount(line)  # computed, never taken from the body
                 line["UPDDATTIM"] = now
                 lines.append(line)
                 changed = True
@@ -421,7 +595,7 @@ class X3State:
                 diff = {k: v for k, v in values.items() if existing.get(k) != v}
                 if diff:
                     existing.update(diff)
-                    if cls.line_amount not in values and {"QTYUOM", "NETPRI"} & diff.keys():
+                    if {"QTYUOM", "NETPRI"} & diff.keys():
                         existing[cls.line_amount] = _line_amount(existing)
                     existing["UPDDATTIM"] = now
                     changed = True
@@ -534,19 +708,29 @@ def _diagnoses(status: int, message: str, sdata_code: str | None = None,
     return JSONResponse({"$diagnoses": [diagnosis]}, status_code=status, headers=headers)
 
 
-def _rest_row(cls: X3Class, rec: dict, with_lines: bool) -> dict:
+def _rest_row(cls: X3Class, rec: dict, with_lines: bool, query: bool = False) -> dict:
+    """A record as the web API serves it: `$query` rows carry only the facet's properties;
+    `$details` rows carry every property, the lines and the per-line child members."""
     key = X3State.key_of(cls, rec)
     row: dict[str, Any] = {"$uuid": _uuid(f"{cls.name}:{key}"), "$key": key,
                            "$etag": rec.get("UPDDATTIM")}
-    for name in cls.fields:
+    for name in (cls.query_facet if query else cls.fields):
         if name in rec:
             row[name] = rec[name]
     if with_lines and cls.lines_member:
+        lines = rec.get("lines", [])
         row[cls.lines_member] = [
             {"$uuid": _uuid(f"{cls.name}:{key}:{line.get(cls.line_key)}"),
              **{name: line[name] for name in cls.line_fields if name in line}}
-            for line in rec.get("lines", [])
+            for line in lines
         ]
+        for member in cls.line_members:
+            row[member.name] = [
+                {member.line_key: line.get(cls.line_key),
+                 **{served: list(line.get(internal) or []) for served, internal in
+                    member.arrays.items()}}
+                for line in lines
+            ]
     return row
 
 
@@ -638,6 +822,9 @@ class RestApi:
         if method != "GET" and not cls.writable:
             raise X3Error(405, f"{cls.name} is read-only: create, update and delete are not "
                                "available on this representation")
+        if method != "GET" and cls.name in WEB_API_READ_ONLY \
+                and cls.name not in self.state.writable_classes:
+            raise X3Error(405, _read_only_message(cls.name))
         if key is None:
             if method == "GET":
                 self._facet(request, cls, "$query")
@@ -653,6 +840,9 @@ class RestApi:
                                     headers={"Location": location})
             raise X3Error(405, f"{method} is not allowed on the {cls.name} collection")
         if method == "GET":
+            if not cls.details:
+                self._facet(request, cls, "$query")
+                raise X3Error(400, f"{cls.name} has only a $query facet", "BadQueryParameter")
             self._facet(request, cls, "$details", "$edit")
             return JSONResponse(_rest_row(cls, self.state.get(cls, key), True))
         if method == "PUT":
@@ -699,41 +889,52 @@ class RestApi:
         keyed = [(_sort_tuple(rec, order, kinds), rec) for rec in rows]
         x3_where.sort_keyed(keyed, descending)
 
-        start, stop = 0, len(keyed)
+        # The `key=` cursor is a condition on the class key (integration-guide ws-query:
+        # "key=gt.<value>", composite keys joined with `~`), applied to the rows in the
+        # requested order. Ordered by the key it pages exactly; ordered by anything else
+        # the server's own `$next` links skip or repeat rows, as the real cursor would.
         key_param = params.get("key")
+        # Forward in the key's own direction: gt/ge when the key is sorted ascending.
+        key_desc = dict(order).get(cls.keys[0], False)
+        forward_op, backward_op = ("lt", "gt") if key_desc else ("gt", "lt")
+        previous = False
         if key_param:
-            op, values = _parse_key(key_param, order, kinds)
-            cmp = [x3_where.compare_keys(k, values, descending) for k, _rec in keyed]
-            if op in ("gt", "ge"):
-                start = next((i for i, c in enumerate(cmp) if c > 0 or (op == "ge" and c == 0)),
-                             len(keyed))
-            else:  # lt / le: the page just before the key
-                stop = next((i for i, c in enumerate(cmp) if c > 0 or (op == "lt" and c == 0)),
-                            len(keyed))
-                start = max(0, stop - page_size)
-        page = keyed[start:min(stop, start + page_size)]
+            op, values = _parse_key(key_param, cls)
+            class_key = [(name, False) for name in cls.keys]
+
+            def keep(rec: dict) -> bool:
+                c = x3_where.compare_keys(_sort_tuple(rec, class_key, kinds), values,
+                                          (False,) * len(cls.keys))
+                return {"gt": c > 0, "ge": c >= 0, "lt": c < 0, "le": c <= 0}[op]
+
+            keyed = [(k, rec) for k, rec in keyed if keep(rec)]
+            if op[0] != forward_op[0]:  # a `$previous` link: the page just before the key
+                keyed = keyed[-page_size:]
+            else:
+                previous = True
+        page = keyed[:page_size]
         links: dict[str, Any] = {}
-        if page and start + len(page) < len(keyed):
-            links["$next"] = self._link(request, cls, page[-1][1], order, "gt")
-        if page and start > 0:
-            links["$previous"] = self._link(request, cls, page[0][1], order, "lt")
+        if page and len(keyed) > len(page):
+            links["$next"] = self._link(request, cls, page[-1][1], forward_op)
+        if page and previous:
+            links["$previous"] = self._link(request, cls, page[0][1], backward_op)
         return JSONResponse({
             "$itemsPerPage": page_size,
-            "$resources": [_rest_row(cls, rec, False) for _k, rec in page],
+            "$resources": [_rest_row(cls, rec, False, query=True) for _k, rec in page],
             "$links": links,
         })
 
     @staticmethod
-    def _link(request: Request, cls: X3Class, rec: dict, order: list, op: str) -> dict:
+    def _link(request: Request, cls: X3Class, rec: dict, op: str) -> dict:
         """Absolute next/previous URL: same where/orderBy/count plus a key cursor made of
-        the row's sort values (orderBy fields, then any key field not already in it)."""
+        the row's class key (`key=gt.<key>`, parts joined with `~`)."""
         params = request.query_params
         query = [("representation", f"{cls.name}.$query")]
         for name in ("where", "orderBy", "count"):
             if params.get(name) is not None:
                 query.append((name, params[name]))
         values = "~".join("" if rec.get(name) is None else str(rec.get(name))
-                          for name, _desc in order)
+                          for name in cls.keys)
         query.append(("key", f"{op}.{values}"))
         url = request.url.replace(query=urlencode(query, quote_via=quote, safe="$'~,:@()"))
         return {"$url": str(url), "$type": "application/json", "$method": "GET"}
@@ -766,6 +967,11 @@ def _parse_order_by(raw: str | None, cls: X3Class) -> list[tuple[str, bool]]:
                 raise X3Error(400, f"Invalid orderBy direction {parts[1]!r}", "BadQueryParameter")
             if name not in cls.fields:
                 raise X3Error(400, f"orderBy: unknown property {name}", "BadQueryParameter")
+            if name not in cls.query_facet:
+                # integration-guide ws-query: only properties of the $query facet can be
+                # sorted on.
+                raise X3Error(400, f"orderBy: {name} is not a property of the $query facet "
+                                   f"of {cls.name}", "BadQueryParameter")
             if any(existing == name for existing, _d in order):
                 raise X3Error(400, f"orderBy: {name} given twice", "BadQueryParameter")
             order.append((name, direction == "desc"))
@@ -779,21 +985,21 @@ def _sort_tuple(rec: dict, order: list[tuple[str, bool]], kinds: dict[str, str])
     return tuple(x3_where.stored_value(kinds[name], rec.get(name)) for name, _desc in order)
 
 
-def _parse_key(raw: str, order: list[tuple[str, bool]], kinds: dict[str, str]) -> tuple[str, tuple]:
-    """`gt.2026-01-05T08:00:07Z~PO26000001` -> ("gt", typed values). Fewer values than
-    sort fields compare on the prefix (a client may page on the orderBy fields only)."""
+def _parse_key(raw: str, cls: X3Class) -> tuple[str, tuple]:
+    """`gt.PO26000001` (or `gt.DIE~CCE` for a composite key) -> ("gt", typed key values).
+    Fewer values than key fields compare on the key prefix."""
     op, dot, rest = raw.partition(".")
     if not dot or op not in ("gt", "ge", "lt", "le"):
         raise X3Error(400, f"Invalid key parameter {raw!r} (expected gt./ge./lt./le.<values>)",
                       "BadQueryParameter")
     parts = rest.split("~")
-    if len(parts) > len(order):
-        raise X3Error(400, f"Invalid key parameter {raw!r}: {len(parts)} values for "
-                           f"{len(order)} sort fields", "BadQueryParameter")
+    if len(parts) > len(cls.keys):
+        raise X3Error(400, f"Invalid key parameter {raw!r}: {len(parts)} values for the "
+                           f"{len(cls.keys)}-part key of {cls.name}", "BadQueryParameter")
     values = []
-    for (name, _desc), text in zip(order, parts, strict=False):
+    for name, text in zip(cls.keys, parts, strict=False):
         try:
-            values.append(x3_where.coerce_literal(kinds[name], text, name)
+            values.append(x3_where.coerce_literal(cls.kinds[name], text, name)
                           if text != "" else None)
         except InvalidValueError as exc:
             raise X3Error(400, f"Invalid key parameter: {exc}", "BadQueryParameter") from None
@@ -839,6 +1045,8 @@ scalar Decimal
 
 enum YesNo { no yes }
 enum InvoiceCategory { invoice creditMemo }
+# ASSUMPTION: purchase invoice status property and values (no reference page found).
+enum PurchaseInvoiceStatus { notPosted posted }
 
 type PageInfo {
   startCursor: String
@@ -897,11 +1105,19 @@ type Dimension {
   isActive: Boolean
 }
 
+# Names from developer.sage.com/x3/graphql/reference/x3Purchasing/purchaseOrderLine
+# (_id, purchaseOrder, lineNumber, sequenceNumber, product,
+# productDescriptionInUserLanguage) and examples/purchasing (quantityInOrderUnitOrdered,
+# orderUnit). ASSUMPTION (not on the part of the reference read): _updateStamp, account,
+# project, netPrice, lineAmountExcludingTax, isClosed.
 type PurchaseOrderLine {
   _id: String!
   _updateStamp: Datetime
+  purchaseOrder: PurchaseOrder
   lineNumber: Int!
+  sequenceNumber: Int
   product: Product
+  productDescriptionInUserLanguage: String
   account: Account
   project: ProjectLink
   quantityInOrderUnitOrdered: Decimal
@@ -911,6 +1127,26 @@ type PurchaseOrderLine {
   isClosed: YesNo
 }
 
+# Node purchaseOrderLineDimensionDimensions is listed in the x3Purchasing package
+# (developer.sage.com/x3/graphql/reference/x3Purchasing); its properties as on
+# .../x3Purchasing/purchaseRequestLineDimensionDimensions and
+# .../x3Sales/salesOrderLineDimensionDimensions: one row per line and dimension type.
+type PurchaseOrderLineDimensionDimensions {
+  _id: String!
+  _updateStamp: Datetime
+  _createStamp: Datetime
+  denormalizedIndex: Int
+  purchaseOrder: String
+  purchaseOrderLine: Int
+  dimensionType: DimensionType
+  dimension: Dimension
+}
+
+# developer.sage.com/x3/graphql/reference/x3Purchasing/purchaseOrder (_id, id,
+# revisionNumber, orderDate, internalOrderReference, project, orderFromSupplier,
+# purchaseSite), examples/purchasing (isClosed, purchaseOrderLines), Sage sample
+# PurchaseOrder_read.graphql (_createStamp, _updateStamp). ASSUMPTION: currency,
+# totalAmountExcludingTax.
 type PurchaseOrder {
   _id: String!
   id: String!
@@ -928,20 +1164,28 @@ type PurchaseOrder {
   purchaseOrderLines: PurchaseOrderLineCollection
 }
 
+# developer.sage.com/x3/graphql/reference/x3Purchasing/purchaseInvoiceLine (_id, lineNumber,
+# sourceDocument, sourceDocumentLineNumber, product, productDescriptionInUserLanguage,
+# purchaseUnit, quantityInPurchaseUnitInvoiced). ASSUMPTION: _updateStamp, netPrice,
+# lineAmountExcludingTax; sourceDocument is the PO when the line comes from an order.
 type PurchaseInvoiceLine {
   _id: String!
   _updateStamp: Datetime
   lineNumber: Int!
-  purchaseOrder: PurchaseOrder
-  purchaseOrderLine: Int
+  sourceDocument: String
+  sourceDocumentLineNumber: Int
   product: Product
-  account: Account
-  quantityInPurchaseUnit: Decimal
+  productDescriptionInUserLanguage: String
+  quantityInPurchaseUnitInvoiced: Decimal
   purchaseUnit: UnitOfMeasure
   netPrice: Decimal
   lineAmountExcludingTax: Decimal
 }
 
+# developer.sage.com/x3/graphql/reference/x3Purchasing/purchaseInvoice (_id, id, category,
+# billBySupplier, currency, amountOfLinesExcludingTax, accountingDate, purchaseInvoiceLines)
+# and .../xtremX3Purchasing/purchaseInvoice (sourceDocument, sourceDocumentDate).
+# ASSUMPTION: _createStamp/_updateStamp (system properties of X3 nodes), status.
 type PurchaseInvoice {
   _id: String!
   id: String!
@@ -949,12 +1193,12 @@ type PurchaseInvoice {
   _createStamp: Datetime
   category: InvoiceCategory
   billBySupplier: Supplier
-  supplierDocumentNumber: String
-  documentDate: Date
+  sourceDocument: String
+  sourceDocumentDate: Date
   accountingDate: Date
   currency: Currency
-  project: ProjectLink
   amountOfLinesExcludingTax: Decimal
+  status: PurchaseInvoiceStatus
   purchaseInvoiceLines: PurchaseInvoiceLineCollection
 }
 
@@ -964,7 +1208,7 @@ type {name}Edge {{ cursor: String! node: {name}! }}
 type {name}Connection {{ edges: [{name}Edge!]! pageInfo: PageInfo! totalCount: Int! }}
 """
     for name in ("PurchaseOrder", "PurchaseOrderLine", "PurchaseInvoice", "PurchaseInvoiceLine",
-                 "Supplier", "Account", "Dimension")
+                 "Supplier", "Account", "Dimension", "PurchaseOrderLineDimensionDimensions")
 ) + "".join(
     f"""
 type {name}Collection {{
@@ -979,10 +1223,13 @@ type {name}Operations {{
   read(_id: String!): {name}
 }}
 """
-    for name in ("PurchaseOrder", "PurchaseInvoice", "Supplier", "Account", "Dimension")
+    for name in ("PurchaseOrder", "PurchaseInvoice", "Supplier", "Account", "Dimension",
+                 "PurchaseOrderLine", "PurchaseOrderLineDimensionDimensions")
 ) + """
 type X3Purchasing {
   purchaseOrder: PurchaseOrderOperations!
+  purchaseOrderLine: PurchaseOrderLineOperations!
+  purchaseOrderLineDimensionDimensions: PurchaseOrderLineDimensionDimensionsOperations!
   purchaseInvoice: PurchaseInvoiceOperations!
 }
 type X3MasterData { supplier: SupplierOperations! }
@@ -997,17 +1244,31 @@ type Query {
   xtremX3FinanceData: X3FinanceData!
 }
 
-# Not standard X3: these are the "configured API operations" (GESAPIOPE) a customer sets
-# up so cost codes can be written back and Procore-only vendors created. There is
-# deliberately no mutation for GL accounts or any journal / GL entry.
-input Dimension_Input {
+"""
+
+
+def _format_datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+# Mutations. Standard X3 nodes are read-only: the reference pages show every property of
+# x3FinanceData.dimension and x3MasterData.supplier as `isWritable: no` and no mutation
+# (developer.sage.com/x3/graphql/reference/...); "Active operations are exposed as GraphQL
+# mutations" (online-help.sagex3.com/erp/12/en-us/Content/FCT/GESAPIOPE.htm), one create
+# and one update per node (developer.sage.com/x3/x3-builder/.../operations/mutations). So
+# the schema has a mutation for a node only when the sandbox setting `api_operations` says
+# the customer set one up; otherwise a mutation fails GraphQL validation like any unknown
+# field. There is never a mutation for GL accounts or any journal / GL entry.
+_MUTATION_NODES = {  # node -> (package, GraphQL type, input fields)
+    "dimension": ("FinanceData", "Dimension", """
   dimensionType: String!
   dimension: String!
   localizedDescription: String
   localizedShortDescription: String
-  isActive: Boolean
-}
-input Supplier_Input {
+  isActive: Boolean"""),
+    "supplier": ("MasterData", "Supplier", """
   code: String!
   companyName1: String
   shortCompanyName: String
@@ -1019,38 +1280,33 @@ input Supplier_Input {
   zipCode: String
   addressLine1: String
   phone: String
-  email: String
+  email: String"""),
 }
-type DimensionMutations {
-  create(data: Dimension_Input!): Dimension
-  update(data: Dimension_Input!): Dimension
-}
-type SupplierMutations {
-  create(data: Supplier_Input!): Supplier
-  update(data: Supplier_Input!): Supplier
-}
-type X3FinanceDataMutations { dimension: DimensionMutations! }
-type X3MasterDataMutations { supplier: SupplierMutations! }
-
-type Mutation {
-  x3FinanceData: X3FinanceDataMutations!
-  x3MasterData: X3MasterDataMutations!
-  xtremX3FinanceData: X3FinanceDataMutations!
-  xtremX3MasterData: X3MasterDataMutations!
-}
-"""
 
 
-def _format_datetime(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(value)
+def _mutation_sdl(operations: frozenset[str]) -> str:
+    packages: dict[str, list[str]] = {}
+    parts = []
+    for node in sorted(operations & set(_MUTATION_NODES)):
+        package, type_name, inputs = _MUTATION_NODES[node]
+        parts.append(f"input {type_name}_Input {{{inputs}\n}}\n"
+                     f"type {type_name}Mutations {{\n  create(data: {type_name}_Input!): "
+                     f"{type_name}\n  update(data: {type_name}_Input!): {type_name}\n}}")
+        packages.setdefault(package, []).append(f"{node}: {type_name}Mutations!")
+    if not packages:
+        return ""
+    for package, fields in sorted(packages.items()):
+        parts.append(f"type X3{package}Mutations {{ {' '.join(fields)} }}")
+    roots = [f"{prefix}{package}: X3{package}Mutations!"
+             for package in sorted(packages) for prefix in ("x3", "xtremX3")]
+    parts.append("type Mutation {\n  " + "\n  ".join(roots) + "\n}")
+    return "\n".join(parts) + "\n"
 
 
 @functools.cache
-def _build_graphql_schema():
-    """Built once per process: the schema is immutable and takes ~0.1 s to build."""
-    schema = build_schema(SDL)
+def _build_graphql_schema(operations: frozenset[str] = frozenset()):
+    """Built once per process and set of API operations: immutable, ~0.1 s to build."""
+    schema = build_schema(SDL + _mutation_sdl(operations))
     datetime_type = schema.type_map["Datetime"]
     datetime_type.serialize = _format_datetime
     datetime_type.parse_value = lambda value: x3_where.parse_datetime(str(value))
@@ -1151,8 +1407,11 @@ class GraphQLNodes:
         self.purchase_order_line_fields = {
             "_id": lambda ln: f"{ln.get('POHNUM')}~{ln.get('POPLIN')}",
             "_updateStamp": lambda ln: _dt(ln.get("UPDDATTIM")),
+            "purchaseOrder": lambda ln: self.order_by_number(ln.get("POHNUM")),
             "lineNumber": lambda ln: ln.get("POPLIN"),
-            "product": _product, "account": lambda ln: self.account_by_code(ln.get("ACC")),
+            "sequenceNumber": lambda ln: ln.get("POQSEQ"),
+            "product": _product, "productDescriptionInUserLanguage": lambda ln: ln.get("ITMDES"),
+            "account": lambda ln: self.account_by_code(_first(ln.get("LINACC"))),
             "project": lambda ln: _ref(ln.get("PJT")),
             "quantityInOrderUnitOrdered": lambda ln: _dec(ln.get("QTYUOM")),
             "orderUnit": lambda ln: _ref(ln.get("UOM")),
@@ -1166,11 +1425,12 @@ class GraphQLNodes:
             "_createStamp": lambda r: _dt(r.get("CREDATTIM")),
             "category": lambda r: "creditMemo" if r.get("PIHTYP") in (3, 4) else "invoice",
             "billBySupplier": lambda r: self.supplier_by_code(r.get("BPSNUM")),
-            "supplierDocumentNumber": lambda r: r.get("BPSINV"),
-            "documentDate": lambda r: _day(r.get("INVDAT")),
+            "sourceDocument": lambda r: r.get("BPSINV"),
+            "sourceDocumentDate": lambda r: _day(r.get("INVDAT")),
             "accountingDate": lambda r: _day(r.get("ACCDAT")),
-            "currency": lambda r: _ref(r.get("CUR")), "project": lambda r: _ref(r.get("PJT")),
+            "currency": lambda r: _ref(r.get("CUR")),
             "amountOfLinesExcludingTax": lambda r: _dec(r.get("AMTNOT")),
+            "status": lambda r: "posted" if r.get("STA") == INVOICE_POSTED else "notPosted",
             "purchaseInvoiceLines": lambda r: self._lines(r, "PurchaseInvoiceLine",
                                                           self.purchase_invoice_line_fields),
         }
@@ -1178,10 +1438,10 @@ class GraphQLNodes:
             "_id": lambda ln: f"{ln.get('NUM')}~{ln.get('PIDLIN')}",
             "_updateStamp": lambda ln: _dt(ln.get("UPDDATTIM")),
             "lineNumber": lambda ln: ln.get("PIDLIN"),
-            "purchaseOrder": lambda ln: self.order_by_number(ln.get("POHNUM")),
-            "purchaseOrderLine": lambda ln: ln.get("POPLIN"),
-            "product": _product, "account": lambda ln: self.account_by_code(ln.get("ACC")),
-            "quantityInPurchaseUnit": lambda ln: _dec(ln.get("QTYUOM")),
+            "sourceDocument": lambda ln: ln.get("POHNUM"),
+            "sourceDocumentLineNumber": lambda ln: ln.get("POPLIN"),
+            "product": _product, "productDescriptionInUserLanguage": lambda ln: ln.get("ITMDES"),
+            "quantityInPurchaseUnitInvoiced": lambda ln: _dec(ln.get("QTYUOM")),
             "purchaseUnit": lambda ln: _ref(ln.get("UOM")),
             "netPrice": lambda ln: _dec(ln.get("NETPRI")),
             "lineAmountExcludingTax": lambda ln: _dec(ln.get("AMTNOTLIN")),
@@ -1218,7 +1478,23 @@ class GraphQLNodes:
             "isActive": lambda r: r.get("ENAFLG") == 2,
         }
 
+        self.line_dimension_fields = {
+            "_id": lambda d: f"{d['POHNUM']}~{d['POPLIN']}~{d['index']}",
+            "_updateStamp": lambda d: _dt(d.get("UPDDATTIM")),
+            "_createStamp": lambda d: _dt(d.get("UPDDATTIM")),
+            "denormalizedIndex": lambda d: d["index"] + 1,
+            "purchaseOrder": lambda d: d["POHNUM"], "purchaseOrderLine": lambda d: d["POPLIN"],
+            "dimensionType": lambda d: _ref(d["DIE"]),
+            "dimension": lambda d: self.dimension_by_key(d["DIE"], d["CCE"]),
+        }
+
     # --- nodes ---------------------------------------------------------------------------
+
+    def purchase_order_line(self, rec: dict) -> Node:
+        return Node(rec, self.purchase_order_line_fields)
+
+    def line_dimension(self, rec: dict) -> Node:
+        return Node(rec, self.line_dimension_fields)
 
     def purchase_order(self, rec: dict) -> Node:
         return Node(rec, self.purchase_order_fields)
@@ -1268,11 +1544,37 @@ class GraphQLNodes:
         rec = self._lookup("account", self.state.x3_gl_accounts, "ACC").get(acc)
         return self.account(rec) if rec else {"_id": acc, "code": acc}
 
+    def dimension_by_key(self, dimension_type: Any, code: Any) -> Node | dict | None:
+        if code in (None, ""):
+            return None
+        rec = next((c for c in self.state.x3_dimensions
+                    if c.get("DIE") == dimension_type and c.get("CCE") == code), None)
+        return self.dimension(rec) if rec else {"_id": f"{dimension_type}~{code}",
+                                               "dimensionType": _ref(dimension_type),
+                                               "dimension": code}
+
     def order_by_number(self, number: Any) -> Node | dict | None:
         if number in (None, ""):
             return None
         rec = self._lookup("order", self.state.x3_purchase_orders, "POHNUM").get(number)
         return self.purchase_order(rec) if rec else {"_id": number, "id": number}
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and values else None
+
+
+def line_dimension_rows(state: X3State) -> list[dict]:
+    """One row per PO line and dimension type (the line's DIE/CCE arrays, flattened)."""
+    rows = []
+    for line in state.x3_purchase_order_lines:
+        for index, (die, cce) in enumerate(zip(line.get("DIE") or [], line.get("CCE") or [],
+                                               strict=False)):
+            if die and cce:
+                rows.append({"POHNUM": line.get("POHNUM"), "POPLIN": line.get("POPLIN"),
+                             "index": index, "DIE": die, "CCE": cce,
+                             "UPDDATTIM": line.get("UPDDATTIM")})
+    return rows
 
 
 def _product(line: dict) -> dict:
@@ -1283,6 +1585,9 @@ def _product(line: dict) -> dict:
 # GraphQL node -> (X3 class, GraphQL type, builder name)
 _NODES = {
     "purchaseOrder": (PORDER, "PurchaseOrder", "purchase_order"),
+    "purchaseOrderLine": (PORDERQ, "PurchaseOrderLine", "purchase_order_line"),
+    "purchaseOrderLineDimensionDimensions": (None, "PurchaseOrderLineDimensionDimensions",
+                                             "line_dimension"),
     "purchaseInvoice": (PINVOICE, "PurchaseInvoice", "purchase_invoice"),
     "supplier": (BPSUPPLIER, "Supplier", "supplier"),
     "account": (GACCOUNT, "Account", "account"),
@@ -1302,8 +1607,12 @@ class GraphQLApi:
 
     def __init__(self, state: X3State) -> None:
         self.state = state
-        self.schema = _build_graphql_schema()
         self.endpoint = SANDBOX_CREDENTIALS["x3_endpoint"]
+
+    @property
+    def schema(self):
+        """Queries, plus mutations for the API operations this X3 has (sandbox setting)."""
+        return _build_graphql_schema(frozenset(self.state.api_operations))
 
     # --- HTTP --------------------------------------------------------------------------
 
@@ -1329,11 +1638,12 @@ class GraphQLApi:
             document = parse(payload["query"])
         except GraphQLError as exc:
             return JSONResponse({"errors": [exc.formatted]}, status_code=400)
-        errors = validate(self.schema, document)
+        schema = self.schema  # one schema for the request, even if the settings change
+        errors = validate(schema, document)
         if errors:
             return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
         with self.state.lock:
-            result = execute(self.schema, document, root_value=self._root(),
+            result = execute(schema, document, root_value=self._root(),
                              variable_values=variables,
                              operation_name=payload.get("operationName"))
         body: dict[str, Any] = {"data": result.data}
@@ -1392,6 +1702,9 @@ class GraphQLApi:
         ops["supplier"].update(create=self._mutation(nodes, BPSUPPLIER, _SUPPLIER_INPUT, True),
                                update=self._mutation(nodes, BPSUPPLIER, _SUPPLIER_INPUT, False))
         purchasing = {"purchaseOrder": ops["purchaseOrder"],
+                      "purchaseOrderLine": ops["purchaseOrderLine"],
+                      "purchaseOrderLineDimensionDimensions":
+                          ops["purchaseOrderLineDimensionDimensions"],
                       "purchaseInvoice": ops["purchaseInvoice"]}
         master = {"supplier": ops["supplier"]}
         finance = {"account": ops["account"], "dimension": ops["dimension"]}
@@ -1403,20 +1716,30 @@ class GraphQLApi:
         cls, type_name, builder = _NODES[name]
         build = getattr(nodes, builder)
 
+        def records() -> list[dict]:
+            return line_dimension_rows(self.state) if cls is None else self.state.records(cls)
+
         def query(_info=None, filter=None, orderBy=None, first=None, after=None):  # noqa: A002
-            return self.connection([build(rec) for rec in self.state.records(cls)], type_name,
+            return self.connection([build(rec) for rec in records()], type_name,
                                    filter=filter, order_by=orderBy, first=first, after=after)
 
         def read(_info=None, _id=None):
-            rec = self.state.find(cls, str(_id))
-            return build(rec) if rec is not None else None
+            node = next((n for n in map(build, records()) if str(n["_id"]) == str(_id)), None) \
+                if cls is None or cls is PORDERQ else None
+            if cls is not None and cls is not PORDERQ:
+                rec = self.state.find(cls, str(_id))
+                node = build(rec) if rec is not None else None
+            return node
 
         return {"query": query, "read": read}
 
     def _mutation(self, nodes: GraphQLNodes, cls: X3Class, mapping: dict[str, str], create: bool):
         build = nodes.dimension if cls is CACCE else nodes.supplier
+        node = "dimension" if cls is CACCE else "supplier"
 
         def run(_info=None, data=None):
+            if node not in self.state.api_operations:  # the schema already lacks it
+                raise GraphQLError(f"No API operation is set up for node {node} (GESAPIOPE)")
             body = {}
             for gql_name, value in (data or {}).items():
                 column = mapping[gql_name]
@@ -1479,6 +1802,188 @@ def _gql_error(status: int, message: str) -> JSONResponse:
 
 
 # ======================================================================================
+# Sandbox-only: what an X3 administrator does (import a file, set up writable objects)
+# ======================================================================================
+
+# How the sandbox imports a file, as X3's Imports function (GIMPOBJ, batch task IMPORT)
+# does with a delimited template (GESAOE). Sources: GESAOE and GIMPOBJ
+# (online-help.sagex3.com/erp/12/en-us/Content/FCT/GESAOE.htm, .../GIMPOBJ.htm: the
+# template must exist and allow imports, "Import not allowed with this template"); the SEED
+# template pages on developer.sage.com/x3/import-export-guide/examples (records separated by
+# CR + LF, fields by `;`, a record type first on each line of a multi-level template); the
+# BPS template (online-help.sagex3.com/erp/11/en-US/OBJ/AOE_BPS.htm: on import of a supplier
+# the compulsory fields are language, statistical group, account code, tax rule, payment
+# condition and at least one address code; company name, currency and other BP fields are
+# changed by importing the business partner, not the supplier). ASSUMPTIONS (stricter
+# readings, docs/api-assumptions.md): a record whose key exists is modified, otherwise
+# created; each object instance is all-or-nothing and the others still import; a bare LF,
+# a wrong field count or an undecodable file is refused; an empty field blanks the column.
+_BPS_HEADER = {"BPSNUM": "BPSNUM", "BPRNAM": "BPSNAM", "BPRSHO": "BPSSHO", "ENAFLG": "ENAFLG",
+               "CUR": "CUR", "EECNUM": "EECNUM"}
+_BPS_ADDRESS = {"BPAADDLIG(0)": "ADDLIG", "POSCOD": "POSCOD", "CTY": "CTY", "CRY": "CRY",
+                "TEL(0)": "TEL", "WEB(0)": "WEB"}
+_BPS_CREATE_MANDATORY = ("BSGCOD", "LAN", "TSSCOD(0)", "ACCCOD", "VACBPR", "PTE", "BPAADD")
+_BP_OWN_FIELDS = ("BPRNAM", "BPRSHO", "CUR")
+
+
+def import_file(state: X3State, template_code: str, data: bytes, file_name: str = "") -> dict:
+    """Import one file with one template; the log lists what was created, updated, refused."""
+    template = state.import_templates.get(template_code)
+    if template is None:
+        raise X3Error(400, f"Template {template_code}: Import not allowed with this template "
+                           "(no such import/export template in GESAOE)")
+    try:
+        text = data.decode(template.encoding)
+    except UnicodeDecodeError as exc:
+        raise X3Error(400, f"The file is not in the template's character set "
+                           f"({template.encoding}): {exc}") from None
+    separator = template.record_separator
+    if "\r" in text.replace(separator, "") or "\n" in text.replace(separator, ""):
+        raise X3Error(400, "Record separator: the template expects CR+LF between records")
+    lines = text.split(separator)
+    if lines and lines[-1] == "":
+        lines.pop()
+    log: dict[str, Any] = {"template": template.code, "file": file_name, "records": 0,
+                           "created": [], "updated": [], "unchanged": [], "errors": []}
+    instances: list[list[tuple[int, str | None, dict]]] = []
+    broken: set[int] = set()
+    multi_level = template.records[0].indicator is not None
+    for number, line in enumerate(lines, start=1):
+        cells = line.split(template.field_separator)
+        indicator = cells.pop(0) if multi_level else None
+        layout = next((r for r in template.records if r.indicator == indicator), None)
+        if layout is None:
+            log["errors"].append({"line": number, "message": f"Unknown record type {indicator!r}"})
+            broken.add(len(instances) - 1)
+            continue
+        if layout is template.records[0]:
+            instances.append([])
+        elif not instances:
+            log["errors"].append({"line": number, "message": f"Record type {indicator!r} "
+                                  "before any header record"})
+            continue
+        if len(cells) != len(layout.fields):
+            log["errors"].append({"line": number, "message": f"{len(cells)} fields, record "
+                                  f"type {indicator or '-'} of {template.code} has "
+                                  f"{len(layout.fields)}"})
+            broken.add(len(instances) - 1)
+        instances[-1].append((number, indicator, dict(zip(layout.names, cells, strict=False))))
+    log["records"] = len(instances)
+    apply = {"CCE": _import_dimension, "BPS": _import_supplier}.get(template.object)
+    if apply is None:
+        raise X3Error(400, f"Template {template.code}: object {template.object} is not "
+                           "imported by this sandbox")
+    with state.lock:
+        for index, records in enumerate(instances):
+            if index in broken:
+                continue
+            try:
+                key, outcome = apply(state, records)
+                log[outcome].append(key)
+            except X3Error as exc:
+                log["errors"].append({"line": records[0][0], "message": exc.message})
+    return log
+
+
+def _import_dimension(state: X3State, records: list) -> tuple[str, str]:
+    values = records[0][2]
+    body = {name: value for name, value in values.items() if name in CACCE.fields}
+    return _create_or_modify(state, CACCE, body)
+
+
+def _import_supplier(state: X3State, records: list) -> tuple[str, str]:
+    header = records[0][2]
+    addresses = [values for _n, indicator, values in records[1:] if indicator == "A"]
+    code = header.get("BPSNUM", "")
+    existing = state.find(BPSUPPLIER, code) if code else None
+    body = {column: header[name] for name, column in _BPS_HEADER.items() if name in header}
+    if existing is None:
+        missing = [f for f in _BPS_CREATE_MANDATORY if not header.get(f)]
+        if missing:
+            raise X3Error(400, f"Supplier {code}: mandatory on creation: {', '.join(missing)}")
+        default = next((a for a in addresses if a.get("BPAADD") == header["BPAADD"]), None)
+        if default is None:
+            raise X3Error(400, f"Supplier {code}: address {header['BPAADD']} is not in the file")
+        body.update({column: default[name] for name, column in _BPS_ADDRESS.items()
+                     if name in default})
+        return _create_or_modify(state, BPSUPPLIER, body)
+    changed_bp = [f for f in _BP_OWN_FIELDS if f in header
+                  and header[f] != str(existing.get(_BPS_HEADER[f]) or "")]
+    if changed_bp:
+        raise X3Error(400, f"Supplier {code}: {', '.join(changed_bp)} belong to the business "
+                           "partner; import them with the BPR template")
+    for address in addresses:
+        body.update({column: address[name] for name, column in _BPS_ADDRESS.items()
+                     if name in address})
+    return _create_or_modify(state, BPSUPPLIER, body)
+
+
+def _create_or_modify(state: X3State, cls: X3Class, body: dict) -> tuple[str, str]:
+    key = X3State.key_of(cls, body)
+    existing = state.find(cls, key)
+    if existing is None:
+        state.create(cls, body)
+        return key, "created"
+    before = _copy_json(existing)
+    state.update(cls, key, body)
+    return key, "updated" if existing != before else "unchanged"
+
+
+class X3Administration:
+    """ASGI wrapper serving `/_sandbox/x3/*` (never part of X3's APIs, not in the call log):
+
+    - `POST /_sandbox/x3/import?template=CODE&file=NAME`, body = the file's bytes: imports it
+      like X3's Imports function; answers the import log (200 even when records failed).
+    - `GET/POST /_sandbox/x3/settings` `{"writable_classes": [...], "api_operations": [...]}`:
+      what this customer's X3 has been set up with (none, as standard X3).
+    """
+
+    PREFIX = "/_sandbox/x3/"
+
+    def __init__(self, app, state: X3State) -> None:
+        self.app = app
+        self.state = state
+        self.state_obj = state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except X3Error as exc:
+            response = JSONResponse({"error": exc.message}, status_code=exc.status)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> Response:
+        path, method = request.url.path, request.method
+        if path == self.PREFIX + "import" and method == "POST":
+            log = import_file(self.state, request.query_params.get("template", ""),
+                              await request.body(), request.query_params.get("file", ""))
+            return JSONResponse(log)
+        if path == self.PREFIX + "settings" and method in ("GET", "POST"):
+            if method == "POST":
+                self._configure(await RestApi._json_body(request))
+            return JSONResponse({"writable_classes": sorted(self.state.writable_classes),
+                                 "api_operations": sorted(self.state.api_operations),
+                                 "import_templates": sorted(self.state.import_templates)})
+        return JSONResponse({"error": f"no sandbox control {method} {path}"}, status_code=404)
+
+    def _configure(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise X3Error(400, "settings must be a JSON object")
+        allowed = {"writable_classes": set(WEB_API_READ_ONLY),
+                   "api_operations": set(_MUTATION_NODES)}
+        for name, value in body.items():
+            if name not in allowed or not isinstance(value, list) \
+                    or not set(value) <= allowed[name]:
+                raise X3Error(400, f"{name}: a list drawn from {sorted(allowed.get(name, []))}")
+        with self.state.lock:
+            for name, value in body.items():
+                setattr(self.state, name, set(value))
+
+
+# ======================================================================================
 # App
 # ======================================================================================
 
@@ -1491,7 +1996,7 @@ async def _not_found_handler(request: Request, exc: Exception) -> Response:
 
 def build_app(seed_data: SeedData, controls: SandboxControls):
     """The Sage X3 sandbox as an ASGI app, wrapped in the `/_sandbox/` controls."""
-    state = X3State(seed_data)
+    state = X3State(seed_data, controls)
     rest = RestApi(state)
     graphql_api = GraphQLApi(state)
     app = Starlette(
@@ -1502,6 +2007,4 @@ def build_app(seed_data: SeedData, controls: SandboxControls):
         ],
         exception_handlers={404: _not_found_handler, 405: _not_found_handler},
     )
-    wrapped = ControlsMiddleware(app, controls, "sage_x3")
-    wrapped.state_obj = state
-    return wrapped
+    return X3Administration(ControlsMiddleware(app, controls, "sage_x3"), state)

@@ -19,7 +19,7 @@ import io
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 # Ids above 2**32, as Procore's multi-region ids are.
 COMPANY_ID = 562949953421312
@@ -118,6 +118,15 @@ GL_ACCOUNTS = [
 ]
 UNMAPPED_GL_ACCOUNTS = [acc for acc, _d, code, _t in GL_ACCOUNTS if code is None]
 
+X3_CHART = "SEED"  # the chart of accounts (COA) of the demo folder
+# The analytical dimension type on PO lines whose values a contractor maps to cost codes
+# (MLC_MAPPING_KEY=dimension:CST); one value per GL account, so both keys map alike.
+LINE_DIMENSION_TYPE = "CST"
+
+
+def line_dimension_value(account: str) -> str:
+    return f"C{account}"
+
 CITIES = [
     ("London", "EC1A 1BB", "GB"), ("Manchester", "M1 1AE", "GB"), ("Leeds", "LS1 4AP", "GB"),
     ("Bristol", "BS1 4ST", "GB"), ("Birmingham", "B1 1BB", "GB"), ("Lyon", "69002", "FR"),
@@ -149,7 +158,8 @@ def stamp(dt: datetime) -> str:
 
 
 def money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
+    """Two decimals, halves rounded up (commercial rounding; ASSUMPTION for X3 amounts)."""
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 @dataclass
@@ -174,6 +184,10 @@ class SeedData:
     x3_purchase_invoices: list[dict]  # PINVOICE headers with "lines"
     mapping_csv: str = ""
     ids: dict = field(default_factory=dict)
+    # Procore project id -> change-order tier (1, 2 or 3); projects not listed are single-tier.
+    change_order_tiers: dict[int, int] = field(default_factory=dict)
+    # PO numbers whose Procore commitment has subcontractor invoicing disabled once created.
+    requisitions_disabled_pos: list[str] = field(default_factory=list)
 
 
 class _Ids:
@@ -196,6 +210,24 @@ def gl_mapping_csv() -> str:
         if code is not None:
             writer.writerow([acc, code, ctype or ""])
     return out.getvalue()
+
+
+def dimension_mapping_csv() -> str:
+    """The same table keyed by the line dimension (MLC_MAPPING_KEY=dimension:CST)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dimension", "cost_code", "cost_type"])
+    for acc, _des, code, ctype in GL_ACCOUNTS:
+        if code is not None:
+            writer.writerow([line_dimension_value(acc), code, ctype or ""])
+    return out.getvalue()
+
+
+def change_order_tiers(projects: list[dict]) -> dict[int, int]:
+    """Most projects single-tier; the last one three-tier and the one before it two-tier."""
+    if len(projects) < 3:
+        return {}
+    return {projects[-2]["id"]: 2, projects[-1]["id"]: 3}
 
 
 def build_seed(
@@ -269,7 +301,10 @@ def build_seed(
             end = (datetime(2026 + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).date()
             billing_periods[project["id"]].append({
                 "id": new_id(), "start_date": start.isoformat(), "end_date": end.isoformat(),
-                "due_date": end.isoformat(), "status": "open", "position": month,
+                # Only one billing period can be Open at any given time (Procore support,
+                # "Edit a Billing Period"): the most recent one, invoices go into it.
+                "due_date": end.isoformat(), "status": "open" if month == 12 else "closed",
+                "position": month,
             })
 
     line_item_types = [
@@ -318,13 +353,18 @@ def build_seed(
 
     # --- X3 GL accounts and dimensions ---------------------------------------------
     x3_gl_accounts = [
-        {"COA": "SEED", "ACC": acc, "DES": des, "UPDDATTIM": stamp(base_time - timedelta(days=60))}
+        {"COA": X3_CHART, "ACC": acc, "DES": des, "UPDDATTIM": stamp(base_time - timedelta(days=60))}
         for acc, des, _c, _t in GL_ACCOUNTS
     ]
     x3_dimensions = [
         {"DIE": "PRJ", "CCE": p["PJTNUM"], "DES": p["DES"][:30], "DESSHO": p["PJTNUM"], "ENAFLG": 2,
          "UPDDATTIM": stamp(base_time - timedelta(days=60))}
         for p in x3_projects
+    ] + [
+        {"DIE": LINE_DIMENSION_TYPE, "CCE": line_dimension_value(acc), "DES": des[:30],
+         "DESSHO": line_dimension_value(acc), "ENAFLG": 2,
+         "UPDDATTIM": stamp(base_time - timedelta(days=60))}
+        for acc, des, _c, _t in GL_ACCOUNTS
     ]
 
     # --- X3 purchase orders ----------------------------------------------------------
@@ -350,9 +390,15 @@ def build_seed(
                     acc = UNMAPPED_GL_ACCOUNTS[rng.randrange(len(UNMAPPED_GL_ACCOUNTS))]
                 qty = Decimal(rng.randint(1, 400)) if uom != "LS" else Decimal(1)
                 price = Decimal(rng.randint(500, 500000)) / 100
+                # X3 keeps a line's accounts in PORDERC.LINACC (by chart, COA) and its
+                # dimensions in CPTANALIN.CCE (by type, DIE); "ACC" is a seed-only shortcut
+                # for LINACC[0] that the sandbox never serves.
                 lines.append({
                     "POHNUM": number, "POPLIN": (n + 1) * 1000, "POQSEQ": 1, "ITMREF": item,
-                    "ITMDES": desc, "ACC": acc, "PJT": project["PJTNUM"], "QTYUOM": str(qty), "UOM": uom,
+                    "ITMDES": desc, "ACC": acc, "COA": [X3_CHART], "LINACC": [acc],
+                    "DIE": ["PRJ", LINE_DIMENSION_TYPE],
+                    "CCE": [project["PJTNUM"], line_dimension_value(acc)],
+                    "PJT": project["PJTNUM"], "QTYUOM": str(qty), "UOM": uom,
                     "NETPRI": money(price), "LINAMT": money(qty * price), "LINCLEFLG": 1,
                     "LINSTA": 1, "LINREVNUM": 0, "UPDDATTIM": stamp_at,
                 })
@@ -385,7 +431,7 @@ def build_seed(
             lines.append({
                 "NUM": number, "PIDLIN": (n + 1) * 1000, "POHNUM": po["POHNUM"],
                 "POPLIN": po_line["POPLIN"], "POQSEQ": 1, "ITMREF": po_line["ITMREF"],
-                "ITMDES": po_line["ITMDES"], "ACC": po_line["ACC"], "QTYUOM": str(qty),
+                "ITMDES": po_line["ITMDES"], "QTYUOM": str(qty),
                 "UOM": po_line["UOM"], "NETPRI": po_line["NETPRI"], "AMTNOTLIN": money(amount),
                 "UPDDATTIM": stamp_at,
             })
@@ -393,6 +439,8 @@ def build_seed(
             "NUM": number, "PIHTYP": 1, "BPSNUM": po["BPSNUM"], "BPSINV": f"INV-{inv_seq:05d}",
             "INVDAT": inv_day.date().isoformat(), "ACCDAT": inv_day.date().isoformat(),
             "CUR": po["CUR"], "PJT": po["PJTH"],
+            # Most invoices are posted (final); every 8th one is still being entered.
+            "STA": 1 if inv_seq % 8 == 0 else 2,
             "AMTNOT": money(sum(Decimal(line["AMTNOTLIN"]) for line in lines)),
             "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
         })
@@ -405,4 +453,6 @@ def build_seed(
         billing_periods=billing_periods, x3_suppliers=x3_suppliers, x3_gl_accounts=x3_gl_accounts,
         x3_dimensions=x3_dimensions, x3_purchase_orders=x3_pos, x3_purchase_invoices=x3_invoices,
         mapping_csv=gl_mapping_csv(), ids={"next": new_id.next},
+        change_order_tiers=change_order_tiers(procore_projects),
+        requisitions_disabled_pos=[po["POHNUM"] for po in x3_pos[12::13]],
     )

@@ -78,10 +78,12 @@ def test_amend_and_close_update_exactly_those_commitments(sandboxes, sync_env):
     new_line = {k: v for k, v in first.items() if not k.startswith("$")}
     new_line.update({"POPLIN": 99000, "QTYUOM": "3", "NETPRI": "10.00", "LINAMT": "30.00"})
     removal = [] if len(po["PORDERQ"]) == 1 else [{"POPLIN": last["POPLIN"], "$delete": True}]
+    # The new line's account and dimensions go where X3 keeps them (PORDERC, CPTANALIN).
+    analytics = {member: [{**next(e for e in po[member] if e[key] == first["POPLIN"]), key: 99000}]
+                 for member, key in (("PORDERC", "POPLIN"), ("CPTANALIN", "VCRLIN"))}
     x3.edit_po(amended, {"REVNUM": po["REVNUM"] + 1, "PORDERQ": [
-        {"POPLIN": first["POPLIN"], "QTYUOM": new_qty,
-         "LINAMT": str((Decimal(new_qty) * Decimal(first["NETPRI"])).quantize(Decimal("0.01")))},
-        new_line, *removal]})
+        {"POPLIN": first["POPLIN"], "QTYUOM": new_qty},  # X3 recomputes LINAMT
+        new_line, *removal], **analytics})
     x3.edit_po(closed, {"CLEFLG": 2})
 
     httpx.delete(f"{sandboxes['procore'].url}/_sandbox/calls")
@@ -204,7 +206,12 @@ def test_graphql_api_gives_the_same_procore_state_as_rest(sandboxes, sync_env, m
     writes = [c for c in sandbox_calls(sandboxes["procore"]) if c["method"] in WRITE_METHODS
               and c["path"].startswith("/rest/")]
     # A fresh ledger re-sends, but everything is matched by origin_id: updates, never creates.
-    assert writes and {c["method"] for c in writes} == {"PATCH"}
+    # The only POSTs are invoices on commitments with invoicing disabled, which a fresh ledger
+    # does not know yet: Procore refuses them (nothing is created) and they are held again.
+    accepted = [c for c in writes if c["status"] < 400]
+    assert accepted and {c["method"] for c in accepted} == {"PATCH"}
+    assert {(c["method"], c["path"], c["status"]) for c in writes if c["status"] >= 400} \
+        <= {("POST", "/rest/v1.1/requisitions", 422)}
     assert max(Counter(c["origin_id"] for c in Procore(sandboxes["procore"].url).contracts()
                        ).values()) == 1
 

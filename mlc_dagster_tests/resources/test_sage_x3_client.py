@@ -29,6 +29,7 @@ from mlc_dagster.resources.sage_x3_client import (
     X3WriteForbidden,
     filter_literal,
     graphql_literal,
+    names_from_env,
     parse_stamp,
     where_literal,
 )
@@ -48,9 +49,13 @@ PORDER_ROW = {
     "BPSNUM": "SUP001", "PJTH": "P1001", "CUR": "GBP", "REVNUM": 2, "CLEFLG": 1,
     "ORDREF": "Ref 1", "TOTORD": "150.50", "UPDDATTIM": "2026-01-05T08:00:07Z",
 }
-PORDERQ_LINE = {"POPLIN": 1000, "ITMREF": "CONC", "ITMDES": "Concrete", "ACC": "602300",
+PORDERQ_LINE = {"POPLIN": 1000, "ITMREF": "CONC", "ITMDES": "Concrete",
                 "PJT": "P1001", "QTYUOM": "10.000", "UOM": "M3", "NETPRI": "15.05",
                 "LINAMT": "150.50", "LINCLEFLG": 2, "UPDDATTIM": "2026-01-05T08:00:07Z"}
+# The line's accounts (PORDERC.LINACC by chart) and dimensions (CPTANALIN.CCE by type).
+PORDER_DETAILS = {**PORDER_ROW, "PORDERQ": [PORDERQ_LINE],
+                  "PORDERC": [{"POPLIN": 1000, "COA": ["SEED"], "LINACC": ["602300"]}],
+                  "CPTANALIN": [{"VCRLIN": 1000, "DIE": ["PRJ", "CST"], "CCE": ["P1001", "C602300"]}]}
 PO_NODE = {
     "_id": "PO1", "_updateStamp": "2026-01-05T08:00:07Z", "revisionNumber": 2,
     "orderDate": "2026-02-03", "isClosed": "no",
@@ -58,7 +63,8 @@ PO_NODE = {
     "purchaseSite": {"code": "GB011"}, "currency": {"code": "GBP"},
     "internalOrderReference": "Ref 1", "totalAmountExcludingTax": "150.5",
     "purchaseOrderLines": {"query": {"edges": [{"node": {
-        "lineNumber": 1000, "product": {"code": "CONC", "description1": "Concrete"},
+        "lineNumber": 1000, "product": {"code": "CONC"},
+        "productDescriptionInUserLanguage": "Concrete", "_updateStamp": "2026-01-05T08:00:07Z",
         "account": {"code": "602300"}, "project": {"code": "P1001"},
         "quantityInOrderUnitOrdered": "10", "orderUnit": {"code": "M3"}, "netPrice": 15.05,
         "lineAmountExcludingTax": "150.50", "isClosed": "yes"}}]}},
@@ -193,7 +199,8 @@ def test_rest_changed_filters_orders_and_follows_next_links():
     assert first.params["representation"] == "PORDER.$query"
     assert first.params["count"] == "1"
     assert first.params["where"] == "UPDDATTIM ge @2026-01-05T08:00:07Z@"
-    assert first.params["orderBy"] == "UPDDATTIM asc,POHNUM asc"
+    # Ordered by the class key only: `$next` pages with a key cursor over it.
+    assert first.params["orderBy"] == "POHNUM asc"
     assert seen[1].url.params["key"] == "gt.x"
     assert base64.b64decode(seen[0].headers["Authorization"][6:]).decode() == f"MLCAPI:{PASSWORD}"
     assert pages[0][0] == {
@@ -213,7 +220,7 @@ def test_rest_changed_with_composite_keys_and_no_since():
 
     assert list(rest_client(handler).changed("gl_account", None)) == []
     assert "where" not in seen[0].url.params
-    assert seen[0].url.params["orderBy"] == "UPDDATTIM asc,COA asc,ACC asc"
+    assert seen[0].url.params["orderBy"] == "COA asc,ACC asc"
 
 
 def test_rest_changed_refuses_an_injected_stamp_without_calling_x3():
@@ -240,7 +247,7 @@ def test_rest_read_purchase_orders_reads_details_with_bounded_concurrency():
         if key == "GONE":
             return httpx.Response(404, json={"$diagnoses": [{"$severity": "error",
                                                              "$message": "721 : Record does not exist"}]})
-        return httpx.Response(200, json={**PORDER_ROW, "POHNUM": key, "PORDERQ": [PORDERQ_LINE]})
+        return httpx.Response(200, json={**PORDER_DETAILS, "POHNUM": key})
 
     numbers = [f"PO{i}" for i in range(12)] + ["GONE", "PO3"]
     records = rest_client(handler).read_purchase_orders(numbers, max_concurrency=3)
@@ -249,8 +256,12 @@ def test_rest_read_purchase_orders_reads_details_with_bounded_concurrency():
     assert records[0]["lines"] == [{
         "line_number": 1000, "item_code": "CONC", "description": "Concrete", "gl_account": "602300",
         "project_code": "P1001", "quantity": "10", "uom": "M3", "unit_price": "15.05",
-        "amount": "150.5", "closed": True,
+        "amount": "150.5", "closed": True, "mapping_key": "602300",
+        "update_stamp": "2026-01-05T08:00:07Z",
     }]
+
+
+MISSING = {"$diagnoses": [{"$severity": "error", "$message": "721 : Record does not exist"}]}
 
 
 def test_rest_key_segment_escapes_quotes_and_path_characters():
@@ -258,10 +269,34 @@ def test_rest_key_segment_escapes_quotes_and_path_characters():
 
     def handler(request):
         seen.append(request.url.raw_path.decode())
-        return httpx.Response(404, json={})
+        return httpx.Response(400, json=MISSING)
 
-    rest_client(handler).read_purchase_orders(["A'B/C?D"])
+    assert rest_client(handler).read_purchase_orders(["A'B/C?D"]) == []
     assert seen[0].startswith("/api1/x3/erp/SEED/PORDER('A%27%27B%2FC%3FD')?")
+
+
+@pytest.mark.parametrize("status", [400, 404, 500])
+def test_a_missing_record_is_recognised_by_its_diagnosis_whatever_the_status(status):
+    """Sage promises only "4xx or 5xx": the diagnosis says the record is missing, and such
+    an answer is not retried even as a 500."""
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(status, json=MISSING)
+
+    assert rest_client(handler).read_purchase_orders(["GONE"]) == []
+    assert len(calls) == 1
+
+
+def test_a_404_without_the_missing_record_diagnosis_is_an_error():
+    """A 404 also answers an unknown class or endpoint: that must not read as "no record"."""
+    body = {"$diagnoses": [{"$severity": "error", "$message": "Class PORDER does not exist"}]}
+    with pytest.raises(SageX3Error) as info:
+        rest_client(lambda r: httpx.Response(404, json=body)).read_purchase_orders(["PO1"])
+    assert info.value.status == 404 and not info.value.record_missing
+    with pytest.raises(SageX3Error):
+        rest_client(lambda r: httpx.Response(404, json={})).read_purchase_orders(["PO1"])
 
 
 def test_malformed_records_never_crash_the_read():
@@ -359,7 +394,8 @@ def test_rest_upsert_dimension_edits_or_creates():
         seen.append(request)
         if request.method == "PUT":
             key = request.url.path.split("('")[1][:-2]
-            return httpx.Response(200 if exists.get(key) else 404, json={})
+            return httpx.Response(200, json={}) if exists.get(key) else httpx.Response(
+                500, json=MISSING)
         return httpx.Response(201, json={})
 
     client = rest_client(handler)
@@ -426,7 +462,8 @@ def test_graphql_changed_pages_with_cursors_and_builds_the_query_from_config():
     query = bodies[0]["query"]
     assert "x3Purchasing { purchaseOrder { query(filter: $filter" in query
     assert "orderFromSupplier { code { code } }" in query
-    assert "purchaseOrderLines { query { edges { node { lineNumber product { code description1 }" in query
+    assert ("purchaseOrderLines { query { edges { node { lineNumber product { code } "
+            "productDescriptionInUserLanguage account { code }") in query
 
 
 def test_changing_a_configured_path_changes_the_query():
@@ -448,7 +485,7 @@ def test_changing_a_configured_path_changes_the_query():
 
 
 def test_rest_and_graphql_yield_identical_canonical_records():
-    rest = rest_client(lambda r: httpx.Response(200, json={**PORDER_ROW, "PORDERQ": [PORDERQ_LINE]}))
+    rest = rest_client(lambda r: httpx.Response(200, json=PORDER_DETAILS))
     graphql = graphql_client(lambda r: httpx.Response(200, json={"data": {"x3Purchasing": {
         "purchaseOrder": {"query": connection([PO_NODE])}}}}))
     [from_rest] = rest.read_purchase_orders(["PO1"])
@@ -763,14 +800,25 @@ def test_sandbox_detail_reads_match_between_apis(sandboxes):
     asked = numbers + ["NOPE", "PO'X", "PO\\Y"]
     assert without_po_type(rest.read_purchase_orders(asked)) == without_po_type(graphql.read_purchase_orders(asked))
     assert len(rest.read_purchase_orders(asked)) == 40
-    assert rest.read_purchase_invoices(invoices) == graphql.read_purchase_invoices(invoices)
+    # The status is X3's own value on each API (REST local menu, GraphQL enum); is_final agrees.
+    # No documented GraphQL invoice property holds the project (REST PJT).
+    from_rest, from_graphql = (
+        [{k: v for k, v in r.items() if k not in ("status", "project_code")} for r in records]
+        for records in (rest.read_purchase_invoices(invoices), graphql.read_purchase_invoices(invoices)))
+    assert from_rest == from_graphql
+    assert {r["is_final"] for r in from_rest} == {True, False}
     for page_rest, page_graphql in zip(rest.read_all("supplier"), graphql.read_all("supplier"), strict=True):
         assert page_rest == page_graphql
 
 
 @short_demo_jwt_secret
 def test_sandbox_writes_round_trip_on_both_apis_and_escape_quotes(sandboxes):
+    """The API write path, on an X3 whose customer built writable classes and GraphQL
+    operations for suppliers and dimensions (a standard X3 refuses both: import files)."""
     handle = sandboxes["sage_x3"]
+    httpx.post(f"{handle.url}/_sandbox/x3/settings",
+               json={"writable_classes": ["BPSUPPLIER", "CACCE"],
+                     "api_operations": ["supplier", "dimension"]}).raise_for_status()
     rest, graphql = both_apis(handle)
     tricky = "O'Brien \\ 'x' or 1 eq 1"
     assert rest.create_supplier({"supplier_code": "SUP900", "name": tricky, "active": True,
@@ -836,3 +884,125 @@ def test_sandbox_short_lived_jwts_are_reminted_and_a_skewed_clock_is_explained(s
     handle.state.clock = lambda: datetime.now(UTC) - timedelta(minutes=5)  # X3 server 5 min behind
     with pytest.raises(SageX3AuthError, match="issued in the future"):
         list(sandbox_graphql(handle).read_all("gl_account"))
+
+
+# --- mapping key, invoice finality, line stamps (issue 13) ----------------------------------
+
+def test_rest_mapping_key_reads_line_accounts_and_dimensions_from_their_own_members():
+    handler = lambda r: httpx.Response(200, json=PORDER_DETAILS)  # noqa: E731
+    by_account = rest_client(handler).read_purchase_orders(["PO1"])[0]["lines"][0]
+    assert (by_account["gl_account"], by_account["mapping_key"]) == ("602300", "602300")
+    names = names_from_env({"MLC_MAPPING_KEY": "dimension:CST"})
+    by_dimension = rest_client(handler, names=names).read_purchase_orders(["PO1"])[0]["lines"][0]
+    assert (by_dimension["gl_account"], by_dimension["mapping_key"]) == ("602300", "C602300")
+    names = names_from_env({"MLC_MAPPING_KEY": "dimension:NOPE"})
+    assert rest_client(handler, names=names).read_purchase_orders(["PO1"])[0]["lines"][0][
+        "mapping_key"] is None
+    # A chart picks the account of that chart; an unknown chart gives no account.
+    two_charts = {**PORDER_DETAILS, "PORDERC": [{"POPLIN": 1000, "COA": ["IFRS", "LOCAL"],
+                                                 "LINACC": ["602300", "6023"]}]}
+    names = names_from_env({"MLC_X3_CHART": "LOCAL"})
+    line = rest_client(lambda r: httpx.Response(200, json=two_charts), names=names
+                       ).read_purchase_orders(["PO1"])[0]["lines"][0]
+    assert line["mapping_key"] == "6023"
+    # A line account on the quantity line itself is not where X3 keeps it: not read.
+    on_line = {**PORDER_ROW, "PORDERQ": [{**PORDERQ_LINE, "ACC": "602300"}]}
+    line = rest_client(lambda r: httpx.Response(200, json=on_line)).read_purchase_orders(["PO1"])[0]
+    assert line["lines"][0]["mapping_key"] is None
+
+
+def test_a_customer_representation_can_keep_the_account_on_the_line():
+    names = names_from_env({"MLC_X3_REST_LINE_ACCOUNT": "ACC"})
+    on_line = {**PORDER_ROW, "PORDERQ": [{**PORDERQ_LINE, "ACC": "602300"}]}
+    record = rest_client(lambda r: httpx.Response(200, json=on_line), names=names
+                         ).read_purchase_orders(["PO1"])[0]
+    assert record["lines"][0]["mapping_key"] == "602300"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MLC_MAPPING_KEY": "cost_centre"}, "MLC_MAPPING_KEY must be gl_account or dimension"),
+    ({"MLC_MAPPING_KEY": "dimension"}, "needs a dimension type"),
+    ({"MLC_MAPPING_KEY": "dimension:C C"}, "not an X3 code"),
+    ({"MLC_X3_REST_LINE_ACCOUNT": "A:B"}, "MLC_X3_REST_LINE_ACCOUNT must be"),
+    ({"MLC_X3_REST_LINE_DIMENSION": "CPT;DROP:VCRLIN:CCE"}, "MLC_X3_REST_LINE_DIMENSION"),
+    ({"MLC_X3_INVOICE_STATUS_FIELD": "STA or 1"}, "not an X3 class/column name"),
+    ({"MLC_X3_GRAPHQL_LINE_ACCOUNT": "account.code }"}, "not a GraphQL name"),
+])
+def test_name_settings_are_validated_naming_the_setting(env, message):
+    with pytest.raises(ValueError, match=message):
+        names_from_env(env)
+
+
+def test_invoice_finality_follows_the_configured_status_values():
+    row = {"NUM": "PI1", "BPSNUM": "SUP001", "STA": 2, "PINVOICED": []}
+    assert rest_client(lambda r: httpx.Response(200, json=row)).read_purchase_invoices(["PI1"])[0][
+        "is_final"] is True
+    for status in (1, None, "posted"):
+        body = {**row, "STA": status}
+        assert rest_client(lambda r, b=body: httpx.Response(200, json=b)
+                           ).read_purchase_invoices(["PI1"])[0]["is_final"] is False
+    names = names_from_env({"MLC_X3_INVOICE_STATUS_FIELD": "ZSTATUS",
+                            "MLC_X3_INVOICE_FINAL_VALUES": "3, 4"})
+    body = {**row, "ZSTATUS": 4}
+    assert rest_client(lambda r: httpx.Response(200, json=body), names=names
+                       ).read_purchase_invoices(["PI1"])[0]["is_final"] is True
+    node = {"_id": "PI1", "status": "posted", "purchaseInvoiceLines": {"query": {"edges": []}}}
+    graphql = graphql_client(lambda r: httpx.Response(200, json={"data": {"x3Purchasing": {
+        "purchaseInvoice": {"query": connection([node])}}}}))
+    assert graphql.read_purchase_invoices(["PI1"])[0]["is_final"] is True
+
+
+@short_demo_jwt_secret
+def test_sandbox_mapping_keys_agree_between_apis(sandboxes):
+    handle = sandboxes["sage_x3"]
+    numbers = [po["POHNUM"] for po in handle.state.x3_purchase_orders[:25]]
+    for env in ({}, {"MLC_MAPPING_KEY": "dimension:CST"}):
+        rest, graphql = both_apis(handle, names=names_from_env(env))
+        from_rest, from_graphql = rest.read_purchase_orders(numbers), graphql.read_purchase_orders(numbers)
+        keys = [[ln["mapping_key"] for ln in po["lines"]] for po in from_rest]
+        assert keys == [[ln["mapping_key"] for ln in po["lines"]] for po in from_graphql]
+        seeded = [[(f"C{ln['ACC']}" if env else ln["ACC"]) for ln in po["lines"]]
+                  for po in handle.state.x3_purchase_orders[:25]]
+        assert keys == seeded
+        assert without_po_type(from_rest) == without_po_type(from_graphql)
+
+
+@short_demo_jwt_secret
+def test_sandbox_line_only_changes_are_seen_by_line_stamps_on_both_apis(sandboxes):
+    handle = sandboxes["sage_x3"]
+    po = handle.state.x3_purchase_orders[7]
+    header_stamp = po["UPDDATTIM"]
+    high_water = (parse_stamp(max(p["UPDDATTIM"] for p in handle.state.x3_purchase_orders))
+                  + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rest, graphql = both_apis(handle)
+    line = rest._get(rest._class_url("PORDER") + f"('{po['POHNUM']}')",
+                     {"representation": "PORDER.$details"})["PORDERQ"][0]
+    edit = httpx.put(f"{handle.url}/api1/x3/erp/SEED/PORDER('{po['POHNUM']}')",
+                     params={"representation": "PORDER.$edit"},
+                     auth=(SANDBOX_CREDENTIALS["x3_user"], SANDBOX_CREDENTIALS["x3_password"]),
+                     json={"PORDERQ": [{"POPLIN": line["POPLIN"], "QTYUOM": "77"}]})
+    assert edit.status_code == 200 and edit.json()["UPDDATTIM"] == header_stamp
+    for client in (rest, graphql):
+        assert not any(r["po_number"] == po["POHNUM"]
+                       for page in client.changed("purchase_order", high_water) for r in page)
+        rows = [r for page in client.changed_line_documents("purchase_order", high_water)
+                for r in page]
+        assert [r["po_number"] for r in rows] == [po["POHNUM"]]
+        [record] = client.read_purchase_orders([po["POHNUM"]])
+        assert record["update_stamp"] > header_stamp  # newest of header and line stamps
+
+
+@short_demo_jwt_secret
+def test_sandbox_delta_reads_page_over_the_class_key_and_miss_nothing(sandboxes):
+    """Stamps running against the key order: a client ordering by UPDDATTIM would lose rows
+    through the key cursor; ordering by the class key reads each PO exactly once."""
+    handle = sandboxes["sage_x3"]
+    orders = handle.state.x3_purchase_orders
+    base = datetime(2026, 2, 1, 9, 0, 0, tzinfo=UTC)
+    with handle.state.lock:
+        for i, po in enumerate(reversed(orders)):
+            po["UPDDATTIM"] = (base + timedelta(seconds=i // 3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with sandbox_rest(handle) as client:
+        records = [r for page in client.changed("purchase_order", "2026-01-01T00:00:00Z",
+                                                page_size=7) for r in page]
+    assert len(records) == len({r["po_number"] for r in records}) == len(orders)

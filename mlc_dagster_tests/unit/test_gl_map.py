@@ -17,6 +17,7 @@ from mlc_dagster.mapping.gl_map import (
     parse_project_map,
     validate_against_procore,
 )
+from mlc_dagster.resources.sage_x3_client import MappingKey
 
 BASIC = (
     "gl_account,cost_code,cost_type\n"
@@ -450,3 +451,48 @@ def test_every_seed_project_matches_by_number(seed, seed_frames):
     result = match_projects(codes, seed_frames.projects, "project_number")
     assert result.notna().all()
     assert _ids(result) == [p["id"] for p in seed.projects]
+
+
+# --- MLC_MAPPING_KEY: GL account or dimension value -------------------------------------------
+
+DIMENSION_KEY = MappingKey.parse("dimension:CST")
+
+
+def test_a_dimension_keyed_table_is_read_with_a_dimension_key():
+    mapping = parse_gl_mapping("dimension,cost_code,cost_type\nC601100,01-100,O\nC602300,03-300,\n",
+                               key=DIMENSION_KEY)
+    assert mapping.problems == []
+    assert mapping.table["gl_account"].tolist() == ["C601100", "C602300"]  # the key column
+    assert mapping.key == DIMENSION_KEY and mapping.key.label == "dimension CST"
+
+
+@pytest.mark.parametrize("text, key, fix", [
+    ("gl_account,cost_code\n601100,01-100\n", DIMENSION_KEY, "MLC_MAPPING_KEY=gl_account"),
+    ("dimension,cost_code\nC601100,01-100\n", MappingKey(), "MLC_MAPPING_KEY=dimension:<TYPE>"),
+])
+def test_a_table_keyed_the_other_way_is_refused_naming_the_setting(text, key, fix):
+    with pytest.raises(MappingError, match="MLC_MAPPING_KEY") as info:
+        parse_gl_mapping(text, source="map.csv", key=key)
+    assert fix in str(info.value)
+
+
+def test_dimension_problems_name_the_dimension():
+    mapping = parse_gl_mapping("dimension,cost_code\nC1,01-100\nC1,02-200\n,03-300\n",
+                               key=DIMENSION_KEY)
+    assert any("duplicate dimension CST C1" in p for p in mapping.problems)
+    assert any("dimension is blank" in p for p in mapping.problems)
+
+
+def test_the_key_is_part_of_the_fingerprint_but_gl_fingerprints_do_not_change():
+    gl = parse_gl_mapping("gl_account,cost_code\nC1,01-100\n", key=MappingKey())
+    dim = parse_gl_mapping("dimension,cost_code\nC1,01-100\n", key=DIMENSION_KEY)
+    assert gl.fingerprint != dim.fingerprint
+    assert gl.fingerprint == parse_gl_mapping("gl_account,cost_code\nC1,01-100\n").fingerprint
+
+
+def test_the_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLC_MAPPING_KEY", "dimension:CST")
+    assert parse_gl_mapping("dimension,cost_code\nC1,01-100\n").key == DIMENSION_KEY
+    monkeypatch.setenv("MLC_MAPPING_KEY", "dimension")
+    with pytest.raises(ValueError, match="dimension type"):
+        parse_gl_mapping("dimension,cost_code\nC1,01-100\n")

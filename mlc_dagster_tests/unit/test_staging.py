@@ -103,10 +103,12 @@ HEADER = None
 
 BAD_INPUTS = [
     # id, mutation, field, where, reason wording
-    ("gl-blank", _first_line("gl_account", ""), "gl_account", LINE, "gl_account is blank"),
-    ("gl-none", _first_line("gl_account", None), "gl_account", LINE, "gl_account is blank"),
-    ("gl-missing-key", _drop_line_key("gl_account"), "gl_account", LINE, "gl_account is blank"),
-    ("gl-spaces", _first_line("gl_account", "   "), "gl_account", LINE, "gl_account is blank"),
+    # Legacy records carry only gl_account: it is their mapping key.
+    ("gl-blank", _first_line("gl_account", ""), "mapping_key", LINE, "mapping_key is blank"),
+    ("gl-none", _first_line("gl_account", None), "mapping_key", LINE, "mapping_key is blank"),
+    ("gl-missing-key", _drop_line_key("gl_account"), "mapping_key", LINE, "mapping_key is blank"),
+    ("gl-spaces", _first_line("gl_account", "   "), "mapping_key", LINE, "mapping_key is blank"),
+    ("key-blank", _first_line("mapping_key", ""), "mapping_key", LINE, "mapping_key is blank"),
     ("qty-negative", _first_line("quantity", "-5"), "quantity", LINE,
      "quantity must be greater than 0"),
     ("qty-zero", _first_line("quantity", "0"), "quantity", LINE,
@@ -250,7 +252,7 @@ def test_every_problem_of_a_po_is_reported(sample):
     assert set(q["po_number"]) == {po}
     got = {(None if pd.isna(n) else int(n), f) for n, f in zip(q["line_number"], q["field"],
                                                               strict=True)}
-    assert got == {(lines[0]["line_number"], "quantity"), (lines[1]["line_number"], "gl_account"),
+    assert got == {(lines[0]["line_number"], "quantity"), (lines[1]["line_number"], "mapping_key"),
                    (lines[2]["line_number"], "amount"), (None, "currency")}
 
 

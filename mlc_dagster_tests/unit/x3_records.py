@@ -13,7 +13,8 @@ def canonical_invoice(inv: dict) -> dict:
         "currency": inv["CUR"], "project_code": inv["PJT"], "total_amount": inv["AMTNOT"],
         "update_stamp": inv["UPDDATTIM"],
         "lines": [{"line_number": ln["PIDLIN"], "po_number": ln["POHNUM"], "po_line": ln["POPLIN"],
-                   "item_code": ln["ITMREF"], "description": ln["ITMDES"], "gl_account": ln["ACC"],
+                   "item_code": ln["ITMREF"], "description": ln["ITMDES"],
+                   "gl_account": ln.get("ACC"),
                    "quantity": ln["QTYUOM"], "uom": ln["UOM"], "unit_price": ln["NETPRI"],
                    "amount": ln["AMTNOTLIN"]} for ln in inv["lines"]],
     }
