@@ -4,13 +4,19 @@ Project cost codes and cost types come from the procore_reference assets (the sa
 the PO sync uses); the standard cost code list and sub jobs are read here.
 """
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import dagster as dg
 import pandas as pd
 
 from mlc_dagster.dimensions.plan import (
     ENTITY,
     DesiredDimensions,
+    confirm_exports,
     desired_dimensions,
+    dimension_key,
+    matches_x3,
     plan_dimension_writes,
 )
 from mlc_dagster.ledger.batch import ChangeBatch
@@ -23,6 +29,10 @@ from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.resources.sage_x3_client import SageX3Error
 from mlc_dagster.utils import table_metadata
+from mlc_dagster.x3_import.assets import import_file_asset
+from mlc_dagster.x3_import.files import PENDING, ExportBatch, ExportItem
+from mlc_dagster.x3_import.settings import X3WriteSettings
+from mlc_dagster.x3_import.templates import problems, yes_no
 
 GROUP = {"group_name": "dimensions"}
 
@@ -69,38 +79,80 @@ def desired_dimension_values(procore_standard_cost_codes: pd.DataFrame,
 @dg.asset(**GROUP, kinds={"sage_x3"})
 def x3_dimension_values(context: dg.AssetExecutionContext,
                         desired_dimension_values: DesiredDimensions, sage_x3: SageX3Resource,
-                        ledger: LedgerResource) -> dg.MaterializeResult:
+                        ledger: LedgerResource) -> dg.Output[list[ExportBatch]]:
     """Create/update the X3 dimension values that differ from the ledger; deactivate removed
-    ones. Values this connector never created are never touched."""
+    ones. Values this connector never created are never touched.
+
+    MLC_X3_DIMENSION_WRITE=import_file (default): the values go to an X3 import file (the
+    `x3_dimension_import_file` asset writes it) and stay `exported` until a read of X3 shows
+    them; `api`: written through the web API (needs a writable CACCE class or a GESAPIOPE
+    operation on the dimension node: standard X3 has neither)."""
     store = ledger.get_ledger()
-    plan = plan_dimension_writes(desired_dimension_values, store.states(ENTITY),
-                                 ReferenceSettings.from_env().dimension_types)
-    context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged")
-    for why in plan.refused:
-        context.log.warning(why)
+    settings = X3WriteSettings.from_env()
+    by_file = settings.dimension_write == "import_file"
     client = sage_x3.get_client()
     batch, rows = ChangeBatch(store, context.run.run_id), []
+    x3_values: dict[str, dict] = {}
+    if by_file:  # what X3 holds now: confirms earlier exports, skips values already there
+        x3_values = {dimension_key(r["dimension_type"], r["code"]): r
+                     for page in client.read_all("dimension") for r in page}
+        confirmed = confirm_exports(store.states(ENTITY), x3_values, datetime.now(UTC),
+                                    settings.pending_hours)
+        batch.add(*confirmed)
+        batch.flush()
+        rows += [{"value": c.key, "action": c.action, "status": c.status, "detail": c.reason}
+                 for c in confirmed]
+    plan = plan_dimension_writes(desired_dimension_values, store.states(ENTITY),
+                                 ReferenceSettings.from_env().dimension_types)
+    context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
+                     f"{len(plan.pending)} waiting for X3 to import")
+    for why in plan.refused:
+        context.log.warning(why)
+    exports = ExportBatch(settings.dimension_template)
     for write in plan.writes:
         value = write.value
-        try:
-            outcome = client.upsert_dimension(value["dimension_type"], value["code"],
-                                              value["description"], value["active"])
-            action = "create" if write.action == "create" and outcome == "created" else write.action
-            change = Change(entity=ENTITY, key=write.key, status="synced", action=action,
-                            reason="; ".join(write.changes), content_hash=content_hash(value),
-                            summary=value, changes={"summary": write.changes})
-        except SageX3Error as exc:
-            change = Change(entity=ENTITY, key=write.key, status="failed", action="fail",
-                            reason=f"X3 dimension write failed: {exc}", payload=value,
-                            changes={"summary": write.changes})
+        change = Change(entity=ENTITY, key=write.key, status="synced", action=write.action,
+                        reason="; ".join(write.changes), content_hash=content_hash(value),
+                        summary=value, changes={"summary": write.changes})
+        if by_file and matches_x3(value, x3_values.get(write.key)):
+            change.reason += "; X3 already holds it"
+        elif by_file:
+            records = [(None, {"DIE": value["dimension_type"], "CCE": value["code"],
+                               "DES": value["description"], "ENAFLG": yes_no(value["active"])})]
+            found = problems(exports.template, records)
+            if found:
+                change = replace(change, status="failed", action="fail", content_hash=None,
+                                 reason="cannot be written to an X3 import file: "
+                                        + "; ".join(found))
+            else:
+                exports.items.append(ExportItem(ENTITY, write.key, records, change))
+                rows.append({"value": write.key, "action": "export", "status": PENDING,
+                             "detail": change.reason})
+                continue
+        else:
+            try:
+                outcome = client.upsert_dimension(value["dimension_type"], value["code"],
+                                                  value["description"], value["active"])
+                if write.action == "create" and outcome != "created":
+                    change.action = "update"
+            except SageX3Error as exc:
+                change = Change(entity=ENTITY, key=write.key, status="failed", action="fail",
+                                reason=f"X3 dimension write failed: {exc}", payload=value,
+                                changes={"summary": write.changes})
         batch.add(change)
         rows.append({"value": write.key, "action": change.action, "status": change.status,
                      "detail": change.reason})
     batch.flush()
     table = pd.DataFrame(rows, columns=["value", "action", "status", "detail"])
     count = table[table["status"] == "synced"].groupby("action").size()
-    return dg.MaterializeResult(metadata={
+    return dg.Output([exports], metadata={
+        "write_mode": settings.dimension_write,
         **{action: int(count.get(action, 0)) for action in
-           ("create", "update", "reactivate", "deactivate")},
+           ("create", "update", "reactivate", "deactivate", "confirm")},
+        "to_export": len(exports.items), "waiting_for_x3_import": len(plan.pending),
         "unchanged": len(plan.unchanged), "failed": int((table["status"] == "failed").sum()),
         "deactivation_refused": len(plan.refused), "touched": table_metadata(table)})
+
+
+x3_dimension_import_file = import_file_asset(
+    "x3_dimension_import_file", "dimensions", "x3_dimension_values", "dimension values (CACCE)")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 
-from mlc_dagster.ledger.store import RecordState
+from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import clean_text, content_hash
+from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, is_stale
 
 ENTITY = "dimension"
 CODE_LIMIT, DESCRIPTION_LIMIT = 15, 30  # CACCE: CCE 15, DES 30 characters
@@ -105,16 +107,20 @@ class DimensionPlan:
     writes: list[DimensionWrite]
     unchanged: list[str]
     refused: list[str]  # why a deactivation was not planned
+    pending: list[str] = field(default_factory=list)  # exported, X3 has not imported it yet
 
 
 def plan_dimension_writes(desired: DesiredDimensions, states: dict[str, RecordState],
                           types: DimensionTypes) -> DimensionPlan:
-    writes, unchanged, refused = [], [], []
+    """Writes for what differs from the ledger. A value already exported with the same
+    content is pending, never exported twice."""
+    writes, unchanged, refused, pending = [], [], [], []
     for key, value in sorted(desired.values.items()):
         state = states.get(key)
         before = (state.summary or {}) if state else {}
-        if state and state.status == "synced" and state.content_hash == content_hash(value):
-            unchanged.append(key)
+        if state and state.content_hash == content_hash(value) \
+                and state.status in ("synced", PENDING):
+            (unchanged if state.status == "synced" else pending).append(key)
             continue
         if not before:
             writes.append(DimensionWrite(key, value, "create", [f"{key}: {value['description']!r}"]))
@@ -136,4 +142,33 @@ def plan_dimension_writes(desired: DesiredDimensions, states: dict[str, RecordSt
             continue
         writes.append(DimensionWrite(key, dict(state.summary, active=False), "deactivate",
                                      ["no longer in Procore: deactivated (not deleted)"]))
-    return DimensionPlan(writes, unchanged, refused)
+    return DimensionPlan(writes, unchanged, refused, pending)
+
+
+def matches_x3(value: dict, x3: dict | None) -> bool:
+    """X3 holds this value as we want it (what the connector writes: description, active)."""
+    return x3 is not None and (x3.get("description") or "") == value["description"] \
+        and bool(x3.get("active")) == bool(value["active"])
+
+
+def confirm_exports(states: dict[str, RecordState], x3_values: dict[str, dict], now: datetime,
+                    pending_hours: float) -> list[Change]:
+    """Exported values X3 now shows become synced; ones X3 still does not show after the
+    pending window become failed (so the next plan exports them again), naming the file."""
+    changes = []
+    for key, state in sorted(states.items()):
+        if state.status != PENDING or not isinstance(state.summary, dict):
+            continue
+        file = export_file(state.payload)
+        if matches_x3(state.summary, x3_values.get(key)):
+            changes.append(Change(
+                entity=ENTITY, key=key, status="synced", action=CONFIRM_ACTION,
+                reason=f"seen in X3 after the import of {file}", content_hash=state.content_hash,
+                summary=state.summary))
+        elif is_stale(state.payload, now, pending_hours):
+            changes.append(Change(
+                entity=ENTITY, key=key, status="failed", action="fail",
+                reason=f"not seen in X3 {pending_hours:g} h after export to {file}: check the "
+                       "X3 import log (Usage > Imports, GIMPOBJ); exported again next run",
+                content_hash=state.content_hash, summary=state.summary, payload=state.payload))
+    return changes

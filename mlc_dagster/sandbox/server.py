@@ -144,6 +144,9 @@ def sandbox_env(procore_url: str, x3_url: str, x3_api: str = "rest") -> dict[str
         "SAGE_X3_JWT_USER": c["x3_jwt_user"],
         # The sandboxes speak plain HTTP on loopback; real hosts always verify TLS.
         "MLC_ALLOW_INSECURE_LOOPBACK": "1",
+        # What a new X3 supplier needs that Procore has not (sandbox values; see README).
+        "MLC_X3_NEW_SUPPLIER_DEFAULTS":
+            "BSGCOD=SUP,LAN=ENG,TSSCOD(0)=CON,ACCCOD=STD,VACBPR=NOR,PTE=30NET,BPAADD=MAIN",
     }
 
 

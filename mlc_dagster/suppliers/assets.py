@@ -1,8 +1,11 @@
 """Suppliers <-> vendors, in the `sync_reference_data` job.
 
 x3_suppliers (staged X3 suppliers) + procore_vendor_directory (every Procore vendor, active
-and inactive) -> supplier_vendor_sync (plan against the ledger, write X3 then Procore).
+and inactive) -> supplier_vendor_sync (plan against the ledger, write X3 then Procore)
+-> x3_supplier_import_file (MLC_X3_SUPPLIER_WRITE=import_file: the X3 side as import files).
 """
+
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
@@ -14,10 +17,14 @@ from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.sage_x3.assets import StagingConfig
 from mlc_dagster.sage_x3.snapshot import cursor_name, refresh_snapshot
 from mlc_dagster.settings import Settings
+from mlc_dagster.suppliers.exports import SupplierExports
 from mlc_dagster.suppliers.plan import SUPPLIER, VENDOR, plan_supplier_sync
 from mlc_dagster.suppliers.staging import StagedSuppliers, stage_suppliers
 from mlc_dagster.suppliers.writer import SupplierWriter
 from mlc_dagster.utils import table_metadata
+from mlc_dagster.x3_import.assets import import_file_asset
+from mlc_dagster.x3_import.files import EXPORT_ACTION, PENDING, ExportBatch
+from mlc_dagster.x3_import.settings import X3WriteSettings
 
 GROUP = {"group_name": "suppliers"}
 
@@ -48,10 +55,15 @@ def x3_suppliers(context: dg.AssetExecutionContext, config: StagingConfig,
 
 @dg.asset(**GROUP, kinds={"procore"})
 def procore_vendor_directory(procore: ProcoreResource) -> dg.Output[list[dict]]:
-    """Every company vendor, active and inactive (the PO sync's procore_vendors is active only)."""
+    """Every company vendor, active and inactive, once each.
+
+    The OAS says `GET /vendors` returns "all Vendors associated with a Company"; the inactive
+    listing is read as well in case a company's `/vendors` leaves them out, and merged by id.
+    """
     client = procore.get_client()
-    vendors = client.vendors() + client.list_all(
+    listed = client.vendors() + client.list_all(
         f"/rest/v1.0/companies/{client.company_id}/vendors/inactive")
+    vendors = list({int(v["id"]): v for v in reversed(listed)}.values())
     return dg.Output(vendors, metadata={
         "vendors": len(vendors), "inactive": sum(v.get("is_active") is False for v in vendors),
         "linked_to_x3": sum(bool(v.get("origin_id")) for v in vendors)})
@@ -68,27 +80,47 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
 
     X3 suppliers become vendors (vendors/sync keyed by origin_id = supplier code); Procore-only
     vendors become X3 suppliers and are linked back; pre-existing look-alikes are linked, and
-    ambiguous ones listed, never merged.
+    ambiguous ones listed, never merged. The X3 side goes to an import file by default
+    (MLC_X3_SUPPLIER_WRITE=import_file; output for x3_supplier_import_file) and is `exported`
+    until X3 shows it; `api` writes it through the web API (needs a writable class or a
+    GESAPIOPE operation: standard X3 suppliers, function GESBPS, are read-only there).
     """
     store = ledger.get_ledger()
+    settings = X3WriteSettings.from_env()
+    by_file = settings.supplier_write == "import_file"
+    rules = ReferenceSettings.from_env().supplier_rules
+    exports = None
+    if by_file:
+        missing = settings.missing_supplier_defaults
+        rules = replace(rules, x3_contact_writable=False, pending_hours=settings.pending_hours,
+                        x3_create_problem=(
+                            f"set MLC_X3_NEW_SUPPLIER_DEFAULTS ({', '.join(missing)} missing): X3 "
+                            "needs them to create a supplier by import (template BPS)"
+                            if missing else ""))
+        exports = SupplierExports(settings.supplier_template, settings.supplier_update_template,
+                                  settings.new_supplier_defaults)
     plan = plan_supplier_sync(x3_suppliers.suppliers, x3_suppliers.reasons(),
                               procore_vendor_directory, store.states(SUPPLIER),
-                              store.states(VENDOR), ReferenceSettings.from_env().supplier_rules,
-                              x3_suppliers.stamps)
+                              store.states(VENDOR), rules, x3_suppliers.stamps)
     context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
                      f"suppliers to create, {len(plan.unchanged)} unchanged, "
-                     f"{len(plan.holds)} newly held")
+                     f"{len(plan.holds)} newly held, {len(plan.pending)} waiting for X3 import")
     outcomes = SupplierWriter(procore.get_client(), sage_x3.get_client(), store,
-                              context.run.run_id, log=context.log.info).run(plan)
+                              context.run.run_id, log=context.log.info, exports=exports).run(plan)
     rows = pd.DataFrame([vars(o) for o in outcomes],
                         columns=["entity", "key", "action", "status", "detail"])
     synced = rows[rows["status"] == "synced"]
     count = synced.groupby(["entity", "action"]).size()
-    yield dg.MaterializeResult(metadata={
+    batches: list[ExportBatch] = exports.batches() if exports is not None else []
+    yield dg.Output(batches, metadata={
+        "write_mode": settings.supplier_write,
         "vendors_created": int(count.get((SUPPLIER, "create"), 0)),
         "x3_suppliers_created": int(count.get((VENDOR, "create"), 0)),
         "linked": int(count.get((SUPPLIER, "link"), 0)),
         "updated": int(count.get((SUPPLIER, "update"), 0)),
+        "confirmed_in_x3": len(plan.confirms),
+        "to_export": int(((rows["status"] == PENDING) & (rows["action"] == EXPORT_ACTION)).sum()),
+        "waiting_for_x3_import": len(plan.pending),
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()),
         "failed": int((rows["status"] == "failed").sum()),
@@ -98,3 +130,8 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"ambiguous_groups": len(plan.ambiguous),
                   "to_decide": table_metadata(plan.ambiguous)})
+
+
+x3_supplier_import_file = import_file_asset(
+    "x3_supplier_import_file", "suppliers", "supplier_vendor_sync",
+    "new suppliers and supplier changes (BPS)")

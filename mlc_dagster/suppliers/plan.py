@@ -14,18 +14,29 @@ Field ownership (README "Suppliers and vendors"):
 No ping-pong: the ledger keeps a hash of both sides as they were after our last write
 (Procore's side as Procore returned it). When both sides still hash the same on the next
 poll, nothing is compared and nothing is written, however recently X3 stamped the record.
+
+X3 by import file (MLC_X3_SUPPLIER_WRITE=import_file): a change for X3 is `exported`, not
+synced. Until a read of X3 shows it, the plan reasons from the state X3 *will* have (so the
+pending change is neither exported twice nor mistaken for an X3 edit); once X3 shows it the
+record is confirmed; if X3 changed the record since the export without taking our values,
+X3's values count; if X3 shows nothing for longer than the pending window, it is exported
+again. Phone and e-mail live on the business partner's address in X3, which the import file
+for existing suppliers does not address, so they are not written into existing suppliers in
+that mode (`SupplierRules.x3_contact_writable`).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import pandas as pd
 
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import content_hash
+from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, exported_at, is_stale
 
 SUPPLIER, VENDOR = "supplier", "vendor"
 FIELDS = ("name", "abbreviated_name", "address", "city", "zip", "country_code",
@@ -47,6 +58,9 @@ _LEGAL_SUFFIXES = {"ltd", "limited", "plc", "llc", "llp", "inc", "co", "corp", "
 class SupplierRules:
     contact_owner: str = "x3"  # x3 | procore
     code_prefix: str = "PC"  # X3 code of a supplier created from a Procore-only vendor
+    x3_contact_writable: bool = True  # False: phone/e-mail never written into X3 suppliers
+    x3_create_problem: str = ""  # set: Procore-only vendors are held with this reason
+    pending_hours: float = 24.0  # an export X3 has not shown after this is exported again
 
     def __post_init__(self) -> None:
         if self.contact_owner not in ("x3", "procore"):
@@ -167,6 +181,7 @@ class PairWrite:
     changes: list[str]
     x3_stamp: str | None = None
     matched: bool = False  # an unlinked vendor matched to this supplier (record the vendor too)
+    pending_export: dict | None = None  # X3 has not imported an earlier export yet (payload)
 
 
 @dataclass
@@ -185,6 +200,8 @@ class SupplierPlan:
     creates: list[SupplierCreate] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     holds: list[Change] = field(default_factory=list)
+    confirms: list[Change] = field(default_factory=list)  # exported changes X3 now shows
+    pending: list[str] = field(default_factory=list)  # exported, X3 has not imported them yet
     ambiguous: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["x3_suppliers", "procore_vendors", "why"]))
 
@@ -192,8 +209,10 @@ class SupplierPlan:
 def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, str],
                        vendors: list[dict], supplier_states: dict[str, RecordState],
                        vendor_states: dict[str, RecordState], rules: SupplierRules,
-                       stamps: dict[str, str | None] | None = None) -> SupplierPlan:
+                       stamps: dict[str, str | None] | None = None,
+                       now: datetime | None = None) -> SupplierPlan:
     stamps = stamps or {}
+    now = now or datetime.now(UTC)
     plan = SupplierPlan()
     holds: dict[tuple[str, str], str] = {(SUPPLIER, c): r for c, r in quarantine_reasons.items()}
     records = suppliers.to_dict("records")
@@ -231,7 +250,8 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
         x3 = x3_view(r)
         state = supplier_states.get(code)
         if code in by_origin:
-            pair = _plan_pair(code, x3, by_origin[code], state, rules)
+            pair = _plan_linked(code, x3, by_origin[code], state, rules, stamps.get(code),
+                                now, plan)
         elif code in links:
             pair = _plan_pair(code, x3, links[code], None, rules, linking=True)
         elif code in in_doubt_codes or not r["active"]:
@@ -239,7 +259,8 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
         else:
             pair = _create_vendor(code, x3)
         if pair is None:
-            plan.unchanged.append(code)
+            if code not in plan.pending:
+                plan.unchanged.append(code)
             continue
         pair.x3_stamp = stamps.get(code)
         too_long = _over_limits(pair.x3_fields, canonical=True)
@@ -254,10 +275,18 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
         if vid in in_doubt_vendors or vid in linked_ids:
             continue
         create = _create_supplier(vid, _own_code(v, vendor_states, rules), v)
-        if isinstance(create, str):
-            holds[(VENDOR, str(vid))] = create
-        else:
-            plan.creates.append(create)
+        if isinstance(create, str) or rules.x3_create_problem:
+            holds[(VENDOR, str(vid))] = create if isinstance(create, str) else (
+                f"Procore vendor {vid} ({v.get('name')}) cannot become an X3 supplier yet: "
+                f"{rules.x3_create_problem}")
+            continue
+        state = vendor_states.get(str(vid))
+        if state and state.status == PENDING and state.content_hash == create_hash(create):
+            if not is_stale(state.payload, now, rules.pending_hours):
+                plan.pending.append(f"vendor {vid}")  # same supplier already exported
+                continue
+            create.pair.changes.insert(0, _stale_note(state, rules))
+        plan.creates.append(create)
 
     for (entity, key), reason in sorted(holds.items()):
         state = (supplier_states if entity == SUPPLIER else vendor_states).get(key)
@@ -268,6 +297,64 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
                                  summary=state.summary if state else None,
                                  x3_stamp=stamps.get(key) if entity == SUPPLIER else None))
     return plan
+
+
+def create_hash(create: SupplierCreate) -> str:
+    """What an exported supplier creation is compared by: the X3 record it carries."""
+    return content_hash(create.record)
+
+
+def _stale_note(state: RecordState, rules: SupplierRules) -> str:
+    return (f"exported again: X3 has not shown what {export_file(state.payload)} carried "
+            f"after {rules.pending_hours:g} h (check the X3 import log, GIMPOBJ)")
+
+
+def _plan_linked(code: str, x3: dict, vendor: dict, state: RecordState | None,
+                 rules: SupplierRules, stamp: str | None, now: datetime,
+                 plan: SupplierPlan) -> PairWrite | None:
+    """`_plan_pair`, with the X3 side of an exported (pending) change resolved first."""
+    if state is None or state.status != PENDING:
+        return _plan_pair(code, x3, vendor, state, rules)
+    settled = replace(state, status="synced")
+    expected = (state.summary or {}).get("x3") or {}
+    if x3 == expected:  # X3 imported our file
+        plan.confirms.append(Change(
+            entity=SUPPLIER, key=code, status="synced", action=CONFIRM_ACTION,
+            reason=f"seen in X3 after the import of {export_file(state.payload)}",
+            procore_id=state.procore_id, content_hash=state.content_hash, x3_stamp=stamp,
+            summary=state.summary))
+        return _plan_pair(code, x3, vendor, settled, rules)
+    at = exported_at(state.payload)
+    if stamp and at and _stamp(stamp) > at:  # X3 changed the record since, without our values
+        pair = _plan_pair(code, x3, vendor, settled, rules)
+        if pair is not None:
+            pair.changes.insert(0, f"X3 changed the supplier after {export_file(state.payload)} "
+                                   "was exported; X3's values count")
+        return pair
+    pending_fields = {X3_NAMES[f]: expected[f] for f in FIELDS
+                      if f in expected and expected[f] != x3.get(f)}
+    pair = _plan_pair(code, expected, vendor, settled, rules)  # as X3 will be after the import
+    stale = is_stale(state.payload, now, rules.pending_hours)
+    if pair is None and not stale:
+        plan.pending.append(code)
+        return None
+    if pair is None:
+        pair = PairWrite(code, int(vendor["id"]), "update", None, {}, expected,
+                         state.summary.get("procore") or procore_view(vendor), [])
+    if pair.x3_fields or stale:  # a new export carries the pending values too
+        pair.x3_fields = {**pending_fields, **pair.x3_fields}
+        if stale:
+            pair.changes.insert(0, _stale_note(state, rules))
+    else:
+        pair.pending_export = state.payload  # only Procore changes: the export still stands
+    return pair
+
+
+def _stamp(value: str) -> datetime:
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)  # unreadable: treat as changed after
 
 
 def _plan_pair(code: str, x3: dict, vendor: dict, state: RecordState | None,
@@ -284,7 +371,8 @@ def _plan_pair(code: str, x3: dict, vendor: dict, state: RecordState | None,
         owner_value = x3[f] if rules.contact_owner == "x3" else pc[f]
         if first and not owner_value:  # first link: fill a blank side, never wipe
             owner_value = pc[f] or x3[f]
-        to_pc[f] = to_x3[f] = owner_value
+        to_pc[f] = owner_value
+        to_x3[f] = owner_value if rules.x3_contact_writable else x3[f]
     active = x3["is_active"]
     if last and x3["is_active"] == last.get("x3", {}).get("is_active") \
             and pc["is_active"] != last.get("procore", {}).get("is_active"):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pandas as pd
 
 from mlc_dagster.dimensions.plan import (
     DimensionTypes,
+    confirm_exports,
     desired_dimensions,
     plan_dimension_writes,
 )
@@ -22,9 +26,16 @@ def frames(standard=(("01-100", "General Requirements"),), project=(), types=(("
     return df(standard), df(project), df(types), df(jobs)
 
 
-def states_after(desired) -> dict[str, RecordState]:
-    return {k: RecordState("dimension", k, "synced", content_hash=content_hash(v), summary=v)
+def states_after(desired, status="synced") -> dict[str, RecordState]:
+    return {k: RecordState("dimension", k, status, content_hash=content_hash(v), summary=v,
+                           payload={"file": "YMLCCCE_1.txt", "at": "2026-03-01T10:00:00Z"}
+                           if status == "exported" else None)
             for k, v in desired.values.items()}
+
+
+def x3_record(value, **changes) -> dict:
+    return {"dimension_type": value["dimension_type"], "code": value["code"],
+            "description": value["description"], "active": value["active"], **changes}
 
 
 def test_each_segment_goes_to_its_configured_dimension_type():
@@ -99,3 +110,49 @@ def test_values_of_types_no_longer_configured_are_left_alone():
     other = DimensionTypes("CC2", "CTY", "SJB")
     plan = plan_dimension_writes(desired_dimensions(*frames(), other), states_after(before), other)
     assert {(w.key, w.action) for w in plan.writes} == {("CC2~01-100", "create")}
+
+
+# --- by import file: exported values are pending until X3 shows them ------------------------
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_an_exported_value_is_pending_and_never_exported_twice():
+    desired = desired_dimensions(*frames(), TYPES)
+    plan = plan_dimension_writes(desired, states_after(desired, "exported"), TYPES)
+    assert plan.writes == [] and plan.unchanged == []
+    assert sorted(plan.pending) == sorted(desired.values)
+
+
+def test_a_value_changed_again_while_pending_is_exported_with_the_new_content():
+    before = desired_dimensions(*frames(), TYPES)
+    after = desired_dimensions(*frames(standard=[("01-100", "General Conditions")]), TYPES)
+    plan = plan_dimension_writes(after, states_after(before, "exported"), TYPES)
+    assert [(w.key, w.value["description"]) for w in plan.writes] == [
+        ("CCT~01-100", "General Conditions")]
+
+
+def test_exported_values_are_confirmed_only_when_x3_shows_what_was_exported():
+    desired = desired_dimensions(*frames(), TYPES)
+    states = states_after(desired, "exported")
+    values = desired.values
+    x3 = {"CCT~01-100": x3_record(values["CCT~01-100"]),  # imported
+          "CTY~M": x3_record(values["CTY~M"], description="Old name")}  # not yet
+    changes = confirm_exports(states, x3, NOW, pending_hours=24)
+    assert [(c.key, c.status, c.action) for c in changes] == [("CCT~01-100", "synced", "confirm")]
+    assert "after the import of YMLCCCE_1.txt" in changes[0].reason
+    assert changes[0].content_hash == states["CCT~01-100"].content_hash
+    synced = {k: replace(s, status="synced") for k, s in states.items()}
+    assert confirm_exports(synced, x3, NOW, 24) == []  # only exported states are looked at
+
+
+def test_an_export_x3_never_shows_fails_after_the_pending_window_and_is_exported_again():
+    desired = desired_dimensions(*frames(), TYPES)
+    states = states_after(desired, "exported")
+    later = datetime(2026, 3, 2, 10, 1, tzinfo=UTC)  # 24 h and a minute after the export
+    changes = confirm_exports(states, {}, later, pending_hours=24)
+    assert {(c.status, c.action) for c in changes} == {("failed", "fail")}
+    assert "not seen in X3 24 h after export to YMLCCCE_1.txt" in changes[0].reason
+    failed = {c.key: RecordState("dimension", c.key, c.status, content_hash=c.content_hash,
+                                 summary=c.summary) for c in changes}
+    assert len(plan_dimension_writes(desired, failed, TYPES).writes) == 3

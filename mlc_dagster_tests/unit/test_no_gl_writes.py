@@ -8,6 +8,9 @@ sandboxes), so a new module cannot slip past it:
   REST request that is not a GET is built in `_write` and the only GraphQL mutation text in
   `_mutate`; both run the class/node guard first. The guard's allow-list is exactly the
   supplier and dimension classes (the guard itself is exercised in test_sage_x3_client).
+- X3 import files: the only connector module that writes a file is x3_import/files.py, and
+  it refuses any template whose X3 object is not suppliers (BPS) or dimensions (CCE); every
+  template the connector defines is for one of those two objects.
 - Procore: every path handed to the client is a literal (or f-string) in the source, except
   the client's own generic helpers passing their `path` parameter along, and no literal names
   an accounting-entry endpoint (ERP job costs, direct costs, payments, journals, GL...).
@@ -24,10 +27,19 @@ from pathlib import Path
 import pytest
 
 import mlc_dagster
+from mlc_dagster.ledger.store import Change, Ledger
 from mlc_dagster.resources.sage_x3_client import (
     WRITABLE_GRAPHQL_NODES,
     WRITABLE_REST_CLASSES,
     X3Names,
+)
+from mlc_dagster.x3_import import templates
+from mlc_dagster.x3_import.files import (
+    WRITABLE_IMPORT_OBJECTS,
+    ExportBatch,
+    ExportItem,
+    ImportObjectForbidden,
+    write_batches,
 )
 
 ROOT = Path(mlc_dagster.__file__).parent
@@ -35,6 +47,8 @@ X3_CLIENT = ROOT / "resources" / "sage_x3_client.py"
 PROCORE_CLIENT = ROOT / "resources" / "procore_client.py"
 X3_WRITE_METHODS = {"create_supplier", "update_supplier", "upsert_dimension"}
 X3_INTERNALS = {"_write", "_mutate", "_execute", "_send", "_http"}
+IMPORT_FILES = ROOT / "x3_import" / "files.py"
+FILE_WRITERS = {"replace", "rename", "link", "symlink", "copyfile", "copy", "copy2", "move"}
 PATH_METHODS = {"request": 1, "sync": 0, "list_all": 0, "iter_pages": 0, "get_json": 0}
 ACCOUNTING = re.compile(
     r"erp|journal|ledger|(^|[/_])gl([/_]|$)|accounting|payment|direct_cost|job_cost|"
@@ -109,6 +123,59 @@ def test_the_x3_allow_list_is_only_suppliers_and_dimensions():
     assert WRITABLE_REST_CLASSES == {names.supplier.rest_class, names.dimension.rest_class}
     assert WRITABLE_GRAPHQL_NODES == {names.supplier.graphql_node, names.dimension.graphql_node}
     assert names.gl_account.rest_class not in WRITABLE_REST_CLASSES
+
+
+def writes_a_file(call: ast.Call) -> bool:
+    """open(..., "w"/"a"/"x"/"+"), Path.write_text/bytes, os/shutil renames and copies."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name in ("write_text", "write_bytes", "symlink_to", "hardlink_to"):
+        return True
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+            and func.value.id in ("os", "shutil") and name in FILE_WRITERS:
+        return True
+    if name == "open":
+        args = call.args[1:] if isinstance(func, ast.Name) else call.args
+        mode = args[0] if args else next((k.value for k in call.keywords if k.arg == "mode"),
+                                         None)
+        return not (isinstance(mode, ast.Constant) and set(mode.value) <= set("rbt")) \
+            if mode is not None else False
+    return False
+
+
+def test_files_are_written_only_by_the_import_file_writer():
+    writers = {path.relative_to(ROOT).as_posix() for path in connector_modules()
+               for call, _fn in calls(ast.parse(path.read_text())) if writes_a_file(call)}
+    # cli.py: `mlc-dagster demo` copies dagster.yaml into its DAGSTER_HOME (no X3 data).
+    assert writers == {"x3_import/files.py", "cli.py"}
+
+
+@pytest.mark.parametrize("source", [
+    "open(p, 'wb')", "open(p, mode='a')", "Path(p).open('w')", "p.write_text('x')",
+    "os.replace(a, b)", "shutil.copy(a, b)"])
+def test_the_file_write_scan_sees_every_way_of_writing(source):
+    assert writes_a_file(ast.parse(source).body[0].value)
+
+
+@pytest.mark.parametrize("source", ["open(p)", "open(p, 'rb')", "replace(state, status='x')",
+                                    "text.replace('a', 'b')"])
+def test_the_file_write_scan_ignores_reads_and_other_replaces(source):
+    assert not writes_a_file(ast.parse(source).body[0].value)
+
+
+def test_import_templates_load_only_suppliers_and_dimensions(tmp_path):
+    assert WRITABLE_IMPORT_OBJECTS == {"BPS", "CCE"}
+    built = [getattr(templates, name)() for name in dir(templates) if name.endswith("_template")]
+    assert {t.object for t in built} == {"BPS", "CCE"}
+    journal = templates.ImportTemplate("GAS", "GAS", "journal entries", (
+        templates.RecordLayout(None, (templates.TemplateField("GACCENTRY", "NUM"),)),))
+    item = ExportItem("journal", "1", [(None, {"NUM": "1"})],
+                      Change(entity="journal", key="1", status="synced", action="create"))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    with pytest.raises(ImportObjectForbidden, match="object 'GAS'"):
+        write_batches([ExportBatch(journal, [item])], tmp_path / "out", "r", ledger)
+    assert not (tmp_path / "out").exists() and ledger.states("journal") == {}
+    ledger.dispose()
 
 
 def procore_paths() -> tuple[set[str], list[str]]:

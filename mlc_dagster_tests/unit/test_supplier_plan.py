@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import pytest
 
 from mlc_dagster.ledger.store import RecordState
 from mlc_dagster.suppliers.plan import (
     SupplierRules,
+    create_hash,
     match_unlinked,
     norm_name,
     pair_hash,
@@ -232,3 +235,106 @@ def test_empty_inputs_plan_nothing():
     result = plan_supplier_sync(pd.DataFrame(columns=["supplier_code", "active"]), {}, [], {}, {},
                                 SupplierRules())
     assert (result.pairs, result.creates, result.holds) == ([], [], [])
+
+
+# --- X3 by import file: exported changes are pending until X3 shows them ------------------------
+
+FILE_RULES = SupplierRules(x3_contact_writable=False)
+EXPORTED_AT = "2026-03-01T10:00:00Z"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def file_plan(suppliers, vendors, states=None, vendor_states=None, rules=FILE_RULES, now=NOW):
+    s = staged(*suppliers)
+    return plan_supplier_sync(s.suppliers, s.reasons(), vendors, states or {},
+                              vendor_states or {}, rules, s.stamps, now=now)
+
+
+def exported_state(code, x3_after, procore_after) -> RecordState:
+    """What the import-file asset records: the X3 side as it will be once X3 imports it."""
+    return RecordState("supplier", code, "exported", procore_id=1,
+                       content_hash=pair_hash(x3_after, procore_after),
+                       summary={"x3": x3_after, "procore": procore_after},
+                       payload={"file": "YMLCBPSU_1.txt", "at": EXPORTED_AT})
+
+
+def deactivated_in_procore():
+    """Procore deactivated the vendor; ENAFLG=1 went to an import file X3 has not run yet."""
+    x3_before = x3_view(supplier(update_stamp="2026-03-01T09:00:00Z"))
+    pc = procore_view(vendor(origin_id="SUP900", is_active=False))
+    return {"SUP900": exported_state("SUP900", dict(x3_before, is_active=False), pc)}
+
+
+def test_contact_fields_are_not_written_into_x3_suppliers_by_import_file():
+    x3 = x3_view(supplier())
+    state = {"SUP900": synced_state("SUP900", x3, procore_view(vendor(origin_id="SUP900")))}
+    edited = vendor(origin_id="SUP900", business_phone="+44 999")
+    result = file_plan([supplier()], [edited], state,
+                       rules=SupplierRules(contact_owner="procore", x3_contact_writable=False))
+    (pair,) = result.pairs
+    assert pair.x3_fields == {} and pair.vendor_item is None and pair.action == "baseline"
+
+
+def test_a_pending_export_is_neither_exported_again_nor_taken_for_an_x3_edit():
+    # X3 still shows the supplier active (not imported yet, stamp older than the export):
+    # nothing goes back to Procore and nothing is exported twice.
+    result = file_plan([supplier(update_stamp="2026-03-01T09:00:00Z")],
+                       [vendor(origin_id="SUP900", is_active=False)], deactivated_in_procore())
+    assert result.pairs == [] and result.confirms == []
+    assert result.pending == ["SUP900"] and result.unchanged == []
+
+
+def test_the_export_is_confirmed_when_x3_shows_it():
+    result = file_plan([supplier(active=False, update_stamp="2026-03-01T11:00:00Z")],
+                       [vendor(origin_id="SUP900", is_active=False)], deactivated_in_procore())
+    (confirm,) = result.confirms
+    assert (confirm.key, confirm.status, confirm.action) == ("SUP900", "synced", "confirm")
+    assert "after the import of YMLCBPSU_1.txt" in confirm.reason
+    assert result.pairs == [] and result.pending == []
+
+
+def test_procore_changes_while_pending_are_written_and_the_export_still_stands():
+    result = file_plan([supplier(update_stamp="2026-03-01T09:00:00Z")],
+                       [vendor(origin_id="SUP900", is_active=False, name="Renamed")],
+                       deactivated_in_procore())
+    (pair,) = result.pairs
+    assert pair.vendor_item == {"id": 1, "name": "Granite Aggregates Ltd"}  # X3 owns the name
+    assert pair.x3_fields == {} and pair.pending_export["file"] == "YMLCBPSU_1.txt"
+
+
+def test_x3_changing_the_supplier_after_the_export_without_our_values_wins():
+    result = file_plan([supplier(update_stamp="2026-03-01T11:00:00Z", name="New Name")],
+                       [vendor(origin_id="SUP900", is_active=False)], deactivated_in_procore())
+    (pair,) = result.pairs
+    assert pair.vendor_item == {"id": 1, "name": "New Name", "is_active": True}
+    assert pair.changes[0].startswith("X3 changed the supplier after YMLCBPSU_1.txt")
+
+
+def test_an_export_x3_never_shows_is_exported_again_after_the_pending_window():
+    later = datetime(2026, 3, 2, 10, 1, tzinfo=UTC)
+    result = file_plan([supplier(update_stamp="2026-03-01T09:00:00Z")],
+                       [vendor(origin_id="SUP900", is_active=False)], deactivated_in_procore(),
+                       now=later)
+    (pair,) = result.pairs
+    assert pair.x3_fields == {"active": False} and pair.vendor_item is None
+    assert pair.changes[0].startswith("exported again: X3 has not shown what YMLCBPSU_1.txt")
+
+
+def test_a_supplier_already_exported_for_a_procore_only_vendor_is_not_exported_twice():
+    first = file_plan([], [vendor(77, name="Harbor Crane")])
+    (create,) = first.creates
+    state = RecordState("vendor", "77", "exported", content_hash=create_hash(create),
+                        summary={"supplier_code": create.code},
+                        payload={"file": "YMLCBPS_1.txt", "at": EXPORTED_AT})
+    again = file_plan([], [vendor(77, name="Harbor Crane")], vendor_states={"77": state})
+    assert again.creates == [] and again.pending == ["vendor 77"]
+    renamed = file_plan([], [vendor(77, name="Harbor Cranes")], vendor_states={"77": state})
+    assert [c.record["name"] for c in renamed.creates] == ["Harbor Cranes"]
+
+
+def test_procore_only_vendors_are_held_while_x3_cannot_take_new_suppliers():
+    result = file_plan([], [vendor(77)], rules=SupplierRules(x3_create_problem="set DEFAULTS"))
+    assert result.creates == []
+    (hold,) = result.holds
+    assert hold.key == "77" and hold.reason.endswith("cannot become an X3 supplier yet: set "
+                                                     "DEFAULTS")
