@@ -81,7 +81,7 @@ TARGETS = {
 PO_FLOW = re.compile(
     r"^(POST /oauth/token|GET /rest/v1\.0/(projects|vendors|cost_codes|line_item_types)$"
     r"|[A-Z]+ /rest/v1\.0/purchase_order_contracts"
-    r"|[A-Z]+ /rest/v1\.0/projects/\{id\}/commitment_change_orders)")
+    r"|[A-Z]+ /rest/v1\.0/(change_order_packages|potential_change_orders))")
 OTHER_FLOW_STEP = re.compile(r"invoice|requisition|supplier|dimension")
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SCALES = {  # name: (projects, POs per project, lines per PO); mirrors sandbox/seed.py

@@ -4,7 +4,8 @@
 `CommitmentWriter` executes a plan with a ProcoreClient and records every
 outcome in the ledger. Everything is keyed by `origin_id` and sent through
 Procore's create-or-update `sync` endpoints, so a re-run after any crash
-updates what exists instead of creating a duplicate.
+updates what exists instead of creating a duplicate. Amendments to Approved
+commitments become change orders (`mlc_dagster.procore.change_orders`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,27 @@ from mlc_dagster.ledger.store import Change, Ledger, RecordState
 from mlc_dagster.mapping.commitments import (
     DesiredCommitment,
     DesiredCommitments,
+    clean_text,
     contract_origin_id,
+)
+from mlc_dagster.procore.change_orders import (
+    CO_MARK,
+    NOT_COUNTED_PACKAGE_STATUSES,
+    HeldLine,
+    change_order_line_payloads,
+    change_order_tier,
+    delta_lines,
+    delta_texts,
+    held_lines,
+    is_locked_status,
+    line_origin_of,
+    money_text,
+    package_title,
+    pco_package_id,
+    target_key,
+    title_key,
+    total_amount,
+    unrepresentable_changes,
 )
 from mlc_dagster.resources.procore_client import ProcoreError
 
@@ -192,15 +213,23 @@ def _line_changes(line: dict, before: dict) -> list[str]:
             for key in LINE_FIELDS if fields.get(key) != line.get(key)]
 
 
-def _summary(c: DesiredCommitment, line_ids: dict[str, int | None], deleted: bool = False) -> dict:
+def _summary(c: DesiredCommitment, line_ids: dict[str, int | None], deleted: bool = False,
+             change_orders: bool = False) -> dict:
     hashes = c.line_hashes
-    return {
+    summary = {
         "header_hash": c.header_hash, "closed": c.closed, "header": c.header, "deleted": deleted,
         "lines": {line["origin_id"]: {"hash": hashes[line["origin_id"]],
                                       "id": line_ids.get(line["origin_id"]),
                                       "fields": {k: line.get(k) for k in LINE_FIELDS}}
                   for line in c.lines},
     }
+    if change_orders:  # Procore holds change order lines of ours on top of the SOV
+        summary["change_orders"] = True
+    return summary
+
+
+def _has_change_orders(state: RecordState | None) -> bool:
+    return bool(state and (state.summary or {}).get("change_orders"))
 
 
 def _error_text(errors) -> str:
@@ -210,9 +239,10 @@ def _error_text(errors) -> str:
     return str(errors)
 
 
-def _is_lock(text: str) -> bool:
-    """Procore's refusal to edit an Approved commitment's schedule of values."""
-    return "locked" in text.lower()
+def _names_a_field(errors) -> bool:
+    """True when Procore's errors point at fields we sent (a validation error), not at the
+    record as a whole (`base`): decided from the error's structure, never its wording."""
+    return isinstance(errors, dict) and any(key != "base" for key in errors)
 
 
 @dataclass
@@ -226,12 +256,18 @@ class WriteOutcome:
     changes: list[str] = field(default_factory=list)
 
 
+LOCKED = "approved commitment locked"
+
+
 class CommitmentWriter:
     """Executes a plan against Procore; records each PO's outcome in the ledger as it goes.
 
-    `approved_policy` decides what happens when Procore refuses a schedule-of-values edit
-    because the commitment is Approved: `change_order` sends the delta as a commitment
-    change order, `hold` holds the PO with that reason.
+    When Procore refuses a schedule-of-values edit, the commitment's status decides (from the
+    header-sync entity Procore returned, else a show GET), never the wording of the error:
+    Approved or Complete with every line refused as a whole record -> `approved_policy`:
+    `change_order` sends the amendment as a change order package + potential change order
+    (single-tier projects; see `change_orders`), `hold` holds the PO with the reason. Any
+    other refusal is an ordinary failure carrying Procore's message.
     """
 
     def __init__(self, client, ledger: Ledger, run_id: str | None,
@@ -248,6 +284,7 @@ class CommitmentWriter:
         self.outcomes: list[WriteOutcome] = []
         self.batch = ChangeBatch(ledger, run_id, every=flush_every)
         self._request_ids: dict[str, str] = {}
+        self._statuses: dict[str, str | None] = {}  # PO -> contract status Procore returned
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
         recorded = plan.new_holds + plan.superseded
@@ -288,7 +325,8 @@ class CommitmentWriter:
         for project_id, group in by_project.items():
             for start in range(0, len(group), SYNC_BATCH):
                 chunk = group[start:start + SYNC_BATCH]
-                updates = [dict(w.desired.header, **({"status": w.status} if w.status else {}))
+                updates = [dict(w.desired.header, **({"status": w.status}
+                                                     if w.status and not _status_after(w) else {}))
                            for w in chunk]
                 try:
                     result = self.client.sync_purchase_order_contracts(project_id, updates)
@@ -305,20 +343,80 @@ class CommitmentWriter:
                     if item is None:
                         self._fail(w, "contract sync returned no result for this PO")
                     elif "errors" in item and "id" not in item:
-                        text = _error_text(item["errors"])
-                        if _is_lock(text):
-                            self._hold_locked(w, text)
-                        else:
-                            self._fail(w, f"Procore rejected the contract: {text}")
+                        self._header_refused(w, _error_text(item["errors"]))
                     else:
                         ids[w.po_number] = int(item["id"])
+                        self._statuses[w.po_number] = item.get("status")
+                self._set_new_statuses(project_id, [w for w in chunk if w.po_number in ids
+                                                    and _status_after(w)], ids)
         return ids
+
+    def _set_new_statuses(self, project_id: int, writes: list[CommitmentWrite],
+                          ids: dict[str, int]) -> None:
+        """Status of a contract the ledger did not know, set only once Procore said what it is.
+
+        The ledger may have been lost: the contract may already exist, Approved by a project
+        manager. Sending our new-commitment status with the create would undo that approval.
+        Procore answers the create-or-update with the contract's status; a locked one keeps it,
+        any other gets ours. New contracts already in our status (Procore's default Draft) cost
+        no second call.
+        """
+        updates, pending = [], []
+        for w in writes:
+            current = self._statuses.get(w.po_number)
+            if current == w.status:
+                continue
+            if is_locked_status(current):
+                w.changes.append(f"commitment already {current} in Procore: status kept")
+                continue
+            updates.append({"origin_id": w.desired.header["origin_id"], "status": w.status})
+            pending.append(w)
+        if not updates:
+            return
+        try:
+            result = self.client.sync_purchase_order_contracts(project_id, updates)
+        except ProcoreError as exc:
+            for w in pending:
+                ids.pop(w.po_number, None)
+                self._fail(w, f"contract status sync failed: {exc}", request_id=exc.request_id)
+            return
+        outcome = result.by_origin_id()
+        for w in pending:
+            item = outcome.get(w.desired.header["origin_id"]) or {"errors": "no result"}
+            if "errors" in item and "id" not in item:
+                ids.pop(w.po_number, None)
+                self._fail(w, f"Procore rejected the contract status: {_error_text(item['errors'])}")
+            else:
+                self._statuses[w.po_number] = item.get("status")
+
+    def _header_refused(self, write: CommitmentWrite, text: str) -> None:
+        """A refused header: held when the commitment is locked (Approved / Complete), since
+        a change order cannot carry a header change such as the vendor; else a failure."""
+        procore_id = write.state.procore_id if write.state else None
+        status = None
+        if procore_id:
+            try:
+                status = self.client.purchase_order_contract(write.desired.project_id,
+                                                             procore_id).get("status")
+            except ProcoreError as exc:
+                self._fail(write, f"Procore rejected the contract: {text}; reading it failed: "
+                                  f"{exc}", request_id=exc.request_id)
+                return
+        if is_locked_status(status):
+            self._hold(write, f"{LOCKED}: the commitment is {status} in Procore and Procore "
+                              f"refused the contract update ({text}); change it in Procore by "
+                              "hand or unlock the commitment; the X3 change is kept", procore_id)
+        else:
+            self._fail(write, f"Procore rejected the contract: {text}")
 
     # --- lines: one sync call per PO, deletes only for removed lines --------------------
     def _sync_lines(self, write: CommitmentWrite, contract_id: int | None) -> None:
         c = write.desired
         if contract_id is None:
             self._fail(write, "no Procore contract id known for this PO")
+            return
+        if (write.line_updates or write.line_deletes) and _has_change_orders(write.state):
+            self._amend_with_change_orders(write, contract_id)
             return
         line_ids = {o: info.get("id") for o, info in
                     ((write.state.summary or {}).get("lines", {}) if write.state else {}).items()}
@@ -328,14 +426,18 @@ class CommitmentWriter:
                                                               write.line_updates)
                 if result.request_ids:
                     self._request_ids[c.po_number] = result.request_ids[-1]
-                problems = []
+                refused = {}
                 for origin, item in result.by_origin_id().items():
                     if "errors" in item and "id" not in item:
-                        problems.append(f"line {_line_no(origin)}: {_error_text(item['errors'])}")
+                        refused[origin] = item["errors"]
                     else:
                         line_ids[origin] = int(item["id"])
-                if problems:
-                    self._refused(write, contract_id, "; ".join(problems))
+                if refused:
+                    whole = (len(refused) == len(write.line_updates)
+                             and not any(map(_names_a_field, refused.values())))
+                    text = "; ".join(f"line {_line_no(origin)}: {_error_text(errors)}"
+                                     for origin, errors in refused.items())
+                    self._refused(write, contract_id, text, whole)
                     return
             for origin, line_id in write.line_deletes:
                 if line_id is None:
@@ -344,61 +446,180 @@ class CommitmentWriter:
                     self._delete_line(c.project_id, contract_id, line_id)
                 line_ids.pop(origin, None)
         except ProcoreError as exc:
-            if exc.status == 422 and _is_lock(str(exc)):
-                self._refused(write, contract_id, str(exc))
+            if exc.refused:
+                self._refused(write, contract_id, str(exc), not _names_a_field(exc.errors))
             else:
                 self._fail(write, f"line item write failed: {exc}", contract_id, exc.request_id)
             return
         self._synced(write, contract_id, line_ids)
 
-    def _refused(self, write: CommitmentWrite, contract_id: int, text: str) -> None:
-        if not _is_lock(text):
+    def _refused(self, write: CommitmentWrite, contract_id: int, text: str,
+                 whole_record: bool) -> None:
+        """Procore refused a line write: the approved policy if the commitment is locked."""
+        status = self._statuses.get(write.po_number)
+        contract = None
+        if whole_record and (status is None or (is_locked_status(status)
+                                                and self.approved_policy == "change_order")):
+            try:
+                contract = self.client.purchase_order_contract(write.desired.project_id,
+                                                               contract_id)
+            except ProcoreError as exc:
+                self._fail(write, f"Procore rejected line items: {text}; reading the commitment "
+                                  f"failed: {exc}", contract_id, exc.request_id)
+                return
+            status = contract.get("status")
+        if not (whole_record and is_locked_status(status)):
             self._fail(write, f"Procore rejected line items: {text}", contract_id)
-        elif self.approved_policy == "change_order":
-            self._change_order(write, contract_id)
+        elif self.approved_policy == "hold":
+            self._hold(write, f"{LOCKED}: the commitment is {status} in Procore, which locks its "
+                              "schedule of values; the X3 change is kept "
+                              f"(MLC_APPROVED_POLICY=hold). Procore said: {text}", contract_id)
         else:
-            self._hold_locked(write, text, contract_id)
+            self._change_order(write, contract_id, contract, f"the commitment is {status}")
+
+    def _amend_with_change_orders(self, write: CommitmentWrite, contract_id: int) -> None:
+        """A commitment that already carries our change orders keeps getting its amendments
+        as change orders, even once unlocked: writing its SOV lines to the X3 values would
+        count the earlier change order lines twice."""
+        lead = "the commitment carries change orders from Sage X3"
+        if self.approved_policy == "hold":
+            self._hold(write, f"{LOCKED}: {lead}; the X3 change is kept "
+                              "(MLC_APPROVED_POLICY=hold)", contract_id)
+            return
+        try:
+            contract = self.client.purchase_order_contract(write.desired.project_id, contract_id)
+        except ProcoreError as exc:
+            self._fail(write, f"reading the commitment failed: {exc}", contract_id, exc.request_id)
+            return
+        self._change_order(write, contract_id, contract, lead)
 
     def _synced(self, write: CommitmentWrite, contract_id: int, line_ids: dict,
-                action: str | None = None, extra: list[str] | None = None) -> None:
+                action: str | None = None, extra: list[str] | None = None,
+                details: dict | None = None, change_orders: bool | None = None) -> None:
         c = write.desired
         changes = write.changes + (extra or [])
+        if change_orders is None:
+            change_orders = _has_change_orders(write.state)
         self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="synced", action=action or write.action,
             reason="; ".join(changes), procore_id=contract_id, project_id=c.project_id,
             content_hash=c.hash, x3_stamp=c.x3_stamp,
-            summary=_summary(c, line_ids, deleted=write.deleted),
-            changes={"summary": changes, "revision": c.revision},
+            summary=_summary(c, line_ids, deleted=write.deleted, change_orders=change_orders),
+            changes={"summary": changes, "revision": c.revision, **(details or {})},
             request_id=self._request_ids.get(c.po_number),
         ))
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, action or write.action,
                                           "synced", contract_id, None, changes))
 
-    # --- approved commitments: the delta becomes a commitment change order -------------
-    def _change_order(self, write: CommitmentWrite, contract_id: int) -> None:
+    # --- approved commitments: the amendment becomes a change order ---------------------
+    def _change_order(self, write: CommitmentWrite, contract_id: int, contract: dict,
+                      lead: str) -> None:
+        """Package + PCO line items holding the deltas (single tier), idempotent without the
+        ledger: the delta is computed from what Procore holds, and our own package is found
+        again by its title key (see `mlc_dagster.procore.change_orders`)."""
         c = write.desired
-        before = ((write.state.summary or {}).get("lines", {}) if write.state else {})
-        lines = change_order_lines(c, before)
-        if not lines:
-            self._synced(write, contract_id, {o: i.get("id") for o, i in before.items()})
+        tier = change_order_tier(contract)
+        if tier != 1:
+            where = (f"project {c.project_id} uses {tier}-tier change orders" if tier else
+                     "Procore's commitment shows no change order packages, so the project's "
+                     "change-order tier is unknown")
+            self._hold(write, f"{LOCKED}: {lead} and {where}; the connector "
+                              "creates change orders only on single-tier projects. Enter this "
+                              "change as a change order in Procore by hand, or set "
+                              "MLC_APPROVED_POLICY=hold; the X3 change is kept", contract_id)
             return
-        origin_id = f"{c.header['origin_id']}:CO:{c.revision}:{c.hash[:10]}"
         try:
-            existing = [co for co in self.client.commitment_change_orders(c.project_id)
-                        if co.get("origin_id") == origin_id]
-            if not existing:  # a re-run after a crash must not create it twice
-                self.client.create_commitment_change_order(c.project_id, {"change_order": {
-                    "contract_id": contract_id, "origin_id": origin_id,
-                    "title": f"Sage X3 revision {c.revision} of PO {c.po_number}",
-                    "description": "; ".join(write.changes)[:1000], "line_items": lines}})
+            procore = self._procore_change_orders(c.project_id, contract_id)
         except ProcoreError as exc:
-            self._fail(write, f"change order for approved commitment failed: {exc}", contract_id,
-                       exc.request_id)
+            self._fail(write, f"reading the change orders of the approved commitment failed: "
+                              f"{exc}", contract_id, exc.request_id)
             return
-        line_ids = {o: i.get("id") for o, i in before.items()}
-        total = sum(float(line["amount"]) for line in lines)
-        self._synced(write, contract_id, line_ids, action="change_order",
-                     extra=[f"commitment Approved: change order {origin_id} for {total:+.2f}"])
+        held = procore.held(c)
+        problems = unrepresentable_changes(c.lines, held)
+        if problems:
+            unlock = "" if _has_change_orders(write.state) else " (or unlock it)"
+            self._hold(write, f"{LOCKED}: {lead} and a change order cannot carry these changes "
+                              f"faithfully: {'; '.join(problems)}. Change the commitment in "
+                              f"Procore by hand{unlock}, or revert them in Sage X3; the X3 change "
+                              "is kept", contract_id)
+            return
+        line_ids = procore.sov_line_ids()
+        deltas = delta_lines(c.lines, held)
+        if not deltas:
+            self._synced(write, contract_id, line_ids, action="change_order", extra=[
+                f"{lead}: Procore already holds this version (its line items and change "
+                "orders); nothing sent"], change_orders=procore.has_ours(c))
+            return
+        package, key = procore.own_package(c)
+        if package is not None:
+            if str(package.get("status") or "").lower() in NOT_COUNTED_PACKAGE_STATUSES:
+                self._hold(write, f"{LOCKED}: change order package #{package.get('number')} "
+                                  f"'{package.get('title')}' for this X3 version is "
+                                  f"{package.get('status')} in Procore, so it is not created "
+                                  "again; a person decides (change it in Procore by hand or "
+                                  "amend the PO in Sage X3)", contract_id)
+                return
+            deltas = delta_lines(c.lines, procore.held(c, without=package["id"]))
+        try:
+            if package is None:
+                key = target_key(c.lines, held)
+                package = self.client.create_change_order_package(
+                    c.project_id, contract_id, _package_body(c, key, deltas))
+            pco = procore.pco_of(package["id"]) or self._find_pco(c.project_id, contract_id,
+                                                                 package["id"])
+            if pco is None:
+                self._fail(write, f"change order package #{package.get('number')} has no "
+                                  "potential change order to hold its line items",
+                           contract_id)
+                return
+            result = self.client.sync_potential_change_order_line_items(
+                c.project_id, int(pco["id"]), change_order_line_payloads(deltas, key))
+        except ProcoreError as exc:
+            self._fail(write, f"change order for the approved commitment failed: {exc}",
+                       contract_id, exc.request_id)
+            return
+        if result.request_ids:
+            self._request_ids[c.po_number] = result.request_ids[-1]
+        refused = [f"{origin}: {_error_text(item['errors'])}"
+                   for origin, item in result.by_origin_id().items()
+                   if "errors" in item and "id" not in item]
+        if refused:
+            self._fail(write, f"Procore rejected the change order line items of package "
+                              f"#{package.get('number')}: {'; '.join(refused)}", contract_id)
+            return
+        total = total_amount(deltas)
+        texts = delta_texts(deltas)
+        summary = (f"{lead}: change order package #{package.get('number')} "
+                   f"'{package.get('title')}' for {total:+.2f}: {'; '.join(texts)}")
+        self._synced(write, contract_id, line_ids, action="change_order", extra=[summary],
+                     change_orders=True, details={"change_order": {
+                         "package_id": package.get("id"), "package_number": package.get("number"),
+                         "title": package.get("title"), "potential_change_order_id": pco.get("id"),
+                         "total": money_text(total), "lines": texts}})
+
+    def _procore_change_orders(self, project_id: int, contract_id: int) -> ProcoreChangeOrders:
+        """One read of everything the delta depends on: SOV lines, packages, PCOs, PCO lines."""
+        sov = self.client.contract_line_items(project_id, contract_id)
+        packages = sorted(self.client.change_order_packages(project_id, contract_id),
+                          key=lambda p: int(p["id"]))
+        pcos = self.client.potential_change_orders(project_id, contract_id)
+        by_package = {pco_package_id(p): p for p in pcos if pco_package_id(p) is not None}
+        lines = {}
+        for package in packages:
+            status = str(package.get("status") or "").lower()
+            pco = by_package.get(int(package["id"]))
+            if pco is not None and status not in NOT_COUNTED_PACKAGE_STATUSES:
+                lines[int(package["id"])] = sorted(
+                    self.client.potential_change_order_line_items(project_id, int(pco["id"])),
+                    key=lambda item: int(item["id"]))
+        return ProcoreChangeOrders(sov, packages, by_package, lines)
+
+    def _find_pco(self, project_id: int, contract_id: int, package_id: int) -> dict | None:
+        """The PCO Procore created with the package (tutorial_change_orders.md, single tier)."""
+        for pco in self.client.potential_change_orders(project_id, contract_id):
+            if pco_package_id(pco) == int(package_id):
+                return pco
+        return None
 
     def _delete_line(self, project_id: int, contract_id: int, line_id: int) -> None:
         """Delete a removed line; 404 means an earlier attempt already did (its answer was lost)."""
@@ -431,37 +652,76 @@ class CommitmentWriter:
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "failed",
                                           procore_id, reason, write.changes))
 
-    def _hold_locked(self, write: CommitmentWrite, detail: str,
-                     contract_id: int | None = None) -> None:
+    def _hold(self, write: CommitmentWrite, reason: str, contract_id: int | None = None) -> None:
+        """Held with the reason; the X3 change stays pending (no content hash), and the same
+        hold is not appended again on every run that retries it."""
         c = write.desired
-        reason = f"approved commitment locked: {detail}"
+        state = write.state
+        procore_id = contract_id or (state.procore_id if state else None)
+        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "held",
+                                          procore_id, reason, write.changes))
+        if state and state.status == "held" and state.reason == reason:
+            return
         self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="held", action="hold", reason=reason,
-            procore_id=contract_id or (write.state.procore_id if write.state else None),
-            project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
-            summary=write.state.summary if write.state else None,
+            procore_id=procore_id, project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
+            summary=state.summary if state else None,
             changes={"summary": write.changes}, request_id=self._request_ids.get(c.po_number),
         ))
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "held",
-                                          contract_id, reason, write.changes))
 
 
-def change_order_lines(c: DesiredCommitment, before: dict) -> list[dict]:
-    """Per-line amount deltas between what the commitment holds and the new X3 version."""
-    lines = []
-    desired = {line["origin_id"]: line for line in c.lines}
-    for origin, line in desired.items():
-        old = float((before.get(origin) or {}).get("fields", {}).get("amount") or 0)
-        delta = round(float(line["amount"]) - old, 2)
-        if delta:
-            lines.append({"amount": f"{delta:.2f}", "cost_code_id": line["cost_code_id"],
-                          "description": line["description"],
-                          **({"line_item_type_id": line["line_item_type_id"]}
-                             if line.get("line_item_type_id") else {})})
-    for origin, info in before.items():
-        if origin not in desired:
-            fields = info.get("fields", {})
-            lines.append({"amount": f"{-float(fields.get('amount') or 0):.2f}",
-                          "cost_code_id": fields.get("cost_code_id"),
-                          "description": f"removed: {fields.get('description') or origin}"})
-    return lines
+def _status_after(write: CommitmentWrite) -> bool:
+    """A contract the ledger does not know gets its new-commitment status only after Procore
+    answered (a closed PO's inactive status goes at once: X3 closing wins over an approval,
+    as it does for a known contract)."""
+    return (bool(write.status) and not write.desired.closed
+            and not (write.state and write.state.procore_id))
+
+
+def _package_body(c: DesiredCommitment, key: str, deltas: list[dict]) -> dict:
+    """OAS: POST /rest/v1.0/change_order_packages `change_order` (origin_code is shown to users
+    next to the change order's number: tutorial_financial_tools.md, "CCOs")."""
+    return {
+        "title": package_title(c.po_number, c.revision, key),
+        "description": clean_text(f"Sage X3 PO {c.po_number} revision {c.revision}: "
+                                  + "; ".join(delta_texts(deltas)), 1000),
+        "origin_code": f"{c.po_number} rev {c.revision}",
+        "origin_id": f"{c.header['origin_id']}{CO_MARK}{key}",
+    }
+
+
+@dataclass
+class ProcoreChangeOrders:
+    """What one commitment holds in Procore: SOV line items, packages, PCOs and PCO lines."""
+
+    sov: list[dict]
+    packages: list[dict]
+    pco_by_package: dict[int, dict]
+    lines_by_package: dict[int, list[dict]]  # counted packages only
+
+    def held(self, c: DesiredCommitment, without: int | None = None) -> dict[str, HeldLine]:
+        items = [item for package_id, lines in self.lines_by_package.items()
+                 if package_id != without for item in lines]
+        return held_lines(f"{c.header['origin_id']}:", self.sov, items)
+
+    def has_ours(self, c: DesiredCommitment) -> bool:
+        """Whether any counted change order carries a line of this PO."""
+        prefix = f"{c.header['origin_id']}:"
+        return any(str(line_origin_of(item.get("origin_id")) or "").startswith(prefix)
+                   for lines in self.lines_by_package.values() for item in lines)
+
+    def sov_line_ids(self) -> dict[str, int]:
+        return {str(item["origin_id"]): int(item["id"]) for item in self.sov
+                if item.get("origin_id")}
+
+    def pco_of(self, package_id: int) -> dict | None:
+        return self.pco_by_package.get(int(package_id))
+
+    def own_package(self, c: DesiredCommitment) -> tuple[dict | None, str | None]:
+        """Our package for exactly this X3 version on top of what Procore held without it:
+        one created just before a crash, reused instead of created twice."""
+        for package in self.packages:
+            key = title_key(package, c.po_number)
+            if key is not None and key == target_key(c.lines, self.held(c, without=package["id"])):
+                return package, key
+        return None, None

@@ -50,6 +50,16 @@ class ProcoreError(Exception):
         """True for failures that may succeed later (throttling, 5xx, network)."""
         return self.status is None or self.status == 429 or self.status >= 500
 
+    @property
+    def refused(self) -> bool:
+        """Procore said no to this write (a 4xx that is not auth, missing or throttling).
+
+        Procore's generated SDK documents 400 where our notes expected 422 for most financial
+        writes, so callers must not tell a business-rule refusal by one status code.
+        """
+        return self.status is not None and 400 <= self.status < 500 \
+            and self.status not in (401, 403, 404, 429)
+
 
 class ProcoreAuthError(ProcoreError):
     """Procore refused our credentials or token; retrying will not help."""
@@ -305,6 +315,14 @@ class ProcoreClient(HttpClientBase):
     def billing_periods(self, project_id: int) -> list[dict]:
         return self.list_all(f"/rest/v1.0/projects/{project_id}/billing_periods")
 
+    def create_billing_period(self, project_id: int, start_date: str, end_date: str) -> dict:
+        """OAS: POST /rest/v1.0/projects/:project_id/billing_periods (Create billing period).
+        No status: Procore opens it, which it refuses while another period is open."""
+        return self.request("POST", f"/rest/v1.0/projects/{project_id}/billing_periods",
+                            json={"billing_period": {"start_date": start_date,
+                                                     "end_date": end_date,
+                                                     "due_date": end_date}}).json()
+
     def requisitions(self, project_id: int, commitment_id: int | None = None, *,
                      per_page: int = 100) -> list[dict]:
         """One commitment's requisitions, or (no `commitment_id`) the whole project's."""
@@ -313,24 +331,50 @@ class ProcoreClient(HttpClientBase):
             params["filters[commitment_id]"] = commitment_id
         return self.list_all("/rest/v1.1/requisitions", params, per_page=per_page)
 
+    def requisition(self, project_id: int, requisition_id: int) -> dict:
+        """OAS: GET /rest/v1.1/requisitions/:id (Show Requisition), with its items."""
+        return self.get_json(f"/rest/v1.1/requisitions/{requisition_id}",
+                             {"project_id": project_id})
+
     def create_requisition(self, project_id: int, commitment_id: int, requisition: dict) -> dict:
-        """POST is not idempotent: look the requisition up by origin_id before calling."""
+        """OAS: POST /rest/v1.1/requisitions. Not idempotent: look the requisition up by
+        origin_id before calling. There is no update: a requisition with an origin_id is
+        immutable in Procore (tutorial_financial_tools.md, "Subcontractor Invoices")."""
         return self.request("POST", "/rest/v1.1/requisitions",
                             json={"project_id": project_id, "commitment_id": commitment_id,
                                   "requisition": requisition}).json()
 
-    def update_requisition(self, project_id: int, commitment_id: int, requisition_id: int,
-                           requisition: dict) -> dict:
-        return self.request("PATCH", f"/rest/v1.1/requisitions/{requisition_id}",
-                            json={"project_id": project_id, "commitment_id": commitment_id,
-                                  "requisition": requisition}).json()
+    # Change orders on single-tier projects: a package plus its potential change order (PCO),
+    # whose line items carry the amounts (procore/documentation tutorial_change_orders.md).
+    # The commitment_change_orders create body has no line items and no origin_id: not used.
 
-    def commitment_change_orders(self, project_id: int) -> list[dict]:
-        return self.list_all(f"/rest/v1.0/projects/{project_id}/commitment_change_orders")
+    def change_order_packages(self, project_id: int, contract_id: int) -> list[dict]:
+        """OAS: GET /rest/v1.0/change_order_packages (List Change Order Packages)."""
+        return self.list_all("/rest/v1.0/change_order_packages",
+                             {"project_id": project_id, "contract_id": contract_id})
 
-    def create_commitment_change_order(self, project_id: int, body: dict) -> dict:
-        return self.request("POST", f"/rest/v1.0/projects/{project_id}/commitment_change_orders",
-                            json=body).json()
+    def create_change_order_package(self, project_id: int, contract_id: int,
+                                    change_order: dict) -> dict:
+        """OAS: POST /rest/v1.0/change_order_packages. Not idempotent: look it up first."""
+        return self.request("POST", "/rest/v1.0/change_order_packages",
+                            json={"project_id": project_id, "contract_id": contract_id,
+                                  "change_order": change_order}).json()
+
+    def potential_change_orders(self, project_id: int, contract_id: int) -> list[dict]:
+        """OAS: GET /rest/v1.0/potential_change_orders (List Potential Change Orders)."""
+        return self.list_all("/rest/v1.0/potential_change_orders",
+                             {"project_id": project_id, "filters[contract_id]": contract_id})
+
+    def potential_change_order_line_items(self, project_id: int, pco_id: int) -> list[dict]:
+        """OAS: GET /rest/v1.0/potential_change_orders/{id}/line_items."""
+        return self.list_all(f"/rest/v1.0/potential_change_orders/{pco_id}/line_items",
+                             {"project_id": project_id})
+
+    def sync_potential_change_order_line_items(self, project_id: int, pco_id: int,
+                                               updates: list[dict]) -> SyncResult:
+        """OAS: PATCH /rest/v1.0/potential_change_orders/{id}/line_items/sync, by origin_id."""
+        return self.sync(f"/rest/v1.0/potential_change_orders/{pco_id}/line_items/sync",
+                         updates, params={"project_id": project_id})
 
     # --- internals -------------------------------------------------------------------
 

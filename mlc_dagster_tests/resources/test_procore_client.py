@@ -537,3 +537,12 @@ def test_sandbox_faults_are_ridden_out(sandboxes):
             client.sync_purchase_order_contracts(project_id, [{"origin_id": "PO-F2", "title": "f"}])
     statuses = [c["status"] for c in sandbox_calls(procore) if c.get("fault")]
     assert statuses.count(500) == 3 and statuses.count(None) >= 2
+
+
+@pytest.mark.parametrize("status, refused", [
+    (400, True), (409, True), (422, True),  # the SDK documents 400 where our notes said 422
+    (401, False), (403, False), (404, False), (429, False), (500, False), (None, False),
+])
+def test_a_refusal_is_any_business_rule_4xx_not_one_status_code(status, refused):
+    exc = ProcoreError(status, "POST", "/rest/v1.1/requisitions", "refused")
+    assert exc.refused is refused
