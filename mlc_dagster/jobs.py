@@ -38,7 +38,7 @@ reconcile = dg.define_asset_job(
     name="reconcile",
     selection=PO_SYNC | dg.AssetSelection.groups("reconciliation"),
     description=("Full read of X3 POs and invoices (inactivates the commitments of deleted POs, "
-                 "zeroes the requisitions of deleted invoices), then compares every synced PO "
+                 "holds invoices deleted after they were sent), then compares every synced PO "
                  "with its Procore commitment: report + failing check."),
     config={"ops": {"x3_purchase_orders": {"config": {"full_refresh": True}},
                     "x3_purchase_invoices": {"config": {"full_refresh": True}},

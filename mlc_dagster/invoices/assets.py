@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from mlc_dagster.invoices.requisitions import (
+    AFTER_SEND,
     ENTITY,
     DesiredRequisitions,
     build_desired_requisitions,
@@ -69,7 +70,8 @@ def x3_purchase_invoices(context: dg.AssetExecutionContext, config: StagingConfi
 @dg.asset(group_name="mapping", kinds={"pandas"})
 def mapped_requisitions(context: dg.AssetExecutionContext, x3_purchase_invoices: StagedInvoices,
                         x3_purchase_orders: StagedPurchaseOrders) -> dg.Output[DesiredRequisitions]:
-    """Desired requisitions: one per (invoice, PO), amounts per PO line; credit memos held."""
+    """Desired requisitions: one per (invoice, PO), amounts per PO line; credit memos and
+    invoices not final in Sage X3 held."""
     desired = build_desired_requisitions(x3_purchase_invoices, x3_purchase_orders)
     held = desired.held_reasons()
     context.log.info(f"{len(desired.invoices)} invoices desired, {len(held)} held")
@@ -98,10 +100,12 @@ class RequisitionWriteConfig(dg.Config):
 def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionWriteConfig,
                          mapped_requisitions: DesiredRequisitions, procore: ProcoreResource,
                          ledger: LedgerResource) -> dg.MaterializeResult:
-    """Write the difference between desired requisitions and what the ledger says was written.
+    """Create the requisitions of final X3 invoices not in Procore yet; never edit one.
 
-    Runs after procore_commitments and reads each PO's commitment and line item ids from the
-    ledger, so an invoice waiting for its PO syncs in the run that syncs the PO.
+    An X3 change to an invoice already in Procore is held with the difference (Procore keeps
+    synced invoices immutable). Runs after procore_commitments and reads each PO's commitment
+    and line item ids from the ledger, so an invoice waiting for its PO syncs in the run that
+    syncs the PO.
     """
     settings = InvoiceSettings.from_env()
     store = ledger.get_ledger()
@@ -115,11 +119,11 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     if config.replay:
         only = set(config.keys) or {k for k, s in states.items() if s.status == "failed"}
         plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
-        plan.new_holds = []
+        plan.new_holds, plan.resolved = [], []
     limit = config.max_invoices or settings.max_invoices_per_run
     deferred = max(0, len(plan.writes) - limit)
     plan.writes = plan.writes[:limit]
-    context.log.info(f"requisitions: {len(plan.writes)} invoices to write, "
+    context.log.info(f"requisitions: {len(plan.writes)} invoices to create, "
                      f"{len(plan.unchanged)} unchanged, {len(plan.new_holds)} newly held, "
                      f"{deferred} deferred to the next run")
     client = procore.get_client()
@@ -138,10 +142,11 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     synced = rows[rows["status"] == "synced"]
     return dg.MaterializeResult(metadata={
         "created": int((synced["action"] == "create").sum()),
-        "updated": int((synced["action"] == "update").sum()),
-        "voided": int((synced["action"] == "void").sum()),
+        "linked": int((synced["action"] == "link").sum()),  # found by origin_id, not re-created
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()),
+        "held_after_send": int(rows["detail"].str.startswith(AFTER_SEND).sum()),
+        "resolved": int((synced["action"] == "resolve").sum()),
         "failed": int((rows["status"] == "failed").sum()),
         "deferred": deferred,
         "procore_calls": client.stats.total_calls,

@@ -1,8 +1,14 @@
 """Reconciliation: per commitment, Procore requisition totals equal Sage X3 invoice totals."""
 
 import dagster as dg
+import pandas as pd
 
-from mlc_dagster.invoices.requisitions import ENTITY, DesiredRequisitions, reconcile_totals
+from mlc_dagster.invoices.requisitions import (
+    AFTER_SEND,
+    ENTITY,
+    DesiredRequisitions,
+    reconcile_totals,
+)
 from mlc_dagster.procore.commitment_sync import ENTITY as PO_ENTITY
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.utils import table_metadata
@@ -12,7 +18,8 @@ from mlc_dagster.utils import table_metadata
     asset="procore_requisitions",
     additional_ins={"mapped_requisitions": dg.AssetIn()},
     description="For every commitment, the requisition totals Procore reported equal the "
-                "total of the X3 invoices billing its PO (credit memos are held by design)",
+                "total of the final X3 invoices billing its PO (credit memos are held by "
+                "design); invoices changed or deleted in X3 after they were sent are listed",
 )
 def requisition_totals_match_x3(mapped_requisitions: DesiredRequisitions,
                                 ledger: LedgerResource) -> dg.AssetCheckResult:
@@ -22,9 +29,15 @@ def requisition_totals_match_x3(mapped_requisitions: DesiredRequisitions,
         po for s in invoices.values() for po in ((s.summary or {}).get("parts") or {})}
     table = reconcile_totals(mapped_requisitions, invoices, store.states(PO_ENTITY, pos))
     mismatched = table[table["difference"].abs() >= 0.005]
+    # Procore keeps synced invoices immutable: these differences wait for a person.
+    after_send = pd.DataFrame(sorted((k, s.reason) for k, s in invoices.items()
+                                     if s.status == "held" and (s.reason or "").startswith(
+                                         AFTER_SEND)), columns=["invoice", "reason"])
     return dg.AssetCheckResult(
         passed=mismatched.empty, severity=dg.AssetCheckSeverity.WARN,
         metadata={"commitments_compared": len(table), "mismatched": len(mismatched),
                   "x3_total": round(float(table["x3_total"].sum()), 2),
                   "procore_total": round(float(table["procore_total"].sum()), 2),
-                  "mismatches": table_metadata(mismatched)})
+                  "mismatches": table_metadata(mismatched),
+                  "changed_after_send": len(after_send),
+                  "changed_after_send_invoices": table_metadata(after_send)})

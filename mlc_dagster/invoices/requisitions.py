@@ -4,10 +4,16 @@ An X3 purchase invoice becomes one requisition per PO it bills (almost always ex
 on that PO's commitment, with one contract item amount per PO line billed. Identity is
 `origin_id = X3:PI:<invoice>:<po>`; the ledger keys the invoice by its number.
 
-Credit memos are held, never sent (see README "Supplier invoices"). An invoice whose PO has
-no commitment in Procore yet, or bills a PO line Procore does not have yet, waits; because
-the write step runs after the commitments step and reads the PO ledger fresh, it syncs in
-the same run its PO does.
+A requisition with an origin_id is immutable in Procore ("When an origin_id exists on a
+Subcontractor Invoice, the entire object is immutable", procore/documentation
+tutorials/tutorial_financial_tools.md). So an invoice is sent only once it is final in
+Sage X3, created once, and never written again: a later X3 change to it (amounts, lines,
+status, deletion) is held with a reason naming the difference, for a person to enter by
+hand (README "Supplier invoices").
+
+Credit memos are held, never sent. An invoice whose PO has no commitment in Procore yet, or
+bills a PO line Procore does not have yet, waits; because the write step runs after the
+commitments step and reads the PO ledger fresh, it syncs in the same run its PO does.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import calendar
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pandas as pd
 
-from mlc_dagster.invoices.staging import KEY, StagedInvoices
+from mlc_dagster.invoices.staging import FINAL, KEY, StagedInvoices
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import _decimal, content_hash, line_origin_id
 from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
@@ -29,11 +36,24 @@ CREDIT_MEMO_REASON = (
     "credit memo: not sent to Procore by design. A Procore subcontractor invoice cannot be "
     "negative against an already billed period, so the credit must be applied by a person "
     "(reduce the open invoice, or bill it in the next period)")
+MANUAL_PATH = ("Procore keeps synced invoices immutable — enter the difference by hand on the "
+               "next invoice, or contact the project manager")
+CHANGED_AFTER_SEND = f"invoice changed in Sage X3 after it was sent; {MANUAL_PATH}"
+DELETED_AFTER_SEND = f"invoice deleted in Sage X3 after it was sent; {MANUAL_PATH}"
+AFTER_SEND = ("invoice changed in Sage X3 after", "invoice deleted in Sage X3 after")
+NO_FINAL_FIELD = ("not final in Sage X3 (the X3 record has no is_final field: this connector "
+                  "needs the invoice status setting, see README \"Supplier invoices\")")
 HOLD_COLUMNS = [KEY, "reason"]
+HEADER_LABELS = {"invoice_number": "supplier invoice number", "billing_date": "invoice date",
+                 "x3_status": "Sage X3 status"}
 
 
 def requisition_origin_id(invoice_number: str, po_number: str) -> str:
     return f"X3:PI:{invoice_number}:{po_number}"
+
+
+def not_final_reason(status: str) -> str:
+    return f"not final in Sage X3 (status {status or 'blank'}), sent once it is final"
 
 
 @dataclass
@@ -46,7 +66,7 @@ class RequisitionPart:
 
     @property
     def total(self) -> str:
-        return f"{sum(float(i['amount']) for i in self.items.values()):.2f}"
+        return f"{sum(Decimal(i['amount']) for i in self.items.values()):.2f}"
 
 
 @dataclass
@@ -57,14 +77,12 @@ class DesiredInvoice:
     invoice_date: str
     x3_stamp: str | None
     parts: list[RequisitionPart]
-    deleted: bool = False  # gone from X3: every requisition written for it goes to zero
+    x3_status: str = ""
+    final: bool = True
 
     @property
     def header(self) -> dict:
         """Requisition fields carried from X3 (period and items are added at write time)."""
-        if self.deleted:  # keep what Procore shows; say why the amounts went to zero
-            return {"comment": f"Sage X3 invoice {self.invoice_number} was deleted; "
-                               "amounts set to zero by ml-connector"}
         return {
             "invoice_number": self.supplier_ref or self.invoice_number,
             "billing_date": self.invoice_date,
@@ -74,6 +92,12 @@ class DesiredInvoice:
         }
 
     @property
+    def sent_header(self) -> dict:
+        """What the ledger remembers of the header, to name a later X3 change."""
+        return {"invoice_number": self.header["invoice_number"],
+                "billing_date": self.invoice_date, "x3_status": self.x3_status}
+
+    @property
     def hash(self) -> str:
         return content_hash({"header": self.header,
                              "parts": {p.origin_id: p.items for p in self.parts}})
@@ -81,10 +105,10 @@ class DesiredInvoice:
 
 @dataclass
 class DesiredRequisitions:
-    invoices: list[DesiredInvoice]
+    invoices: list[DesiredInvoice]  # valid invoices, final or not (not final ones are held)
     holds: pd.DataFrame  # invoice_number, reason
     stamps: dict[str, str | None]
-    x3_totals: pd.DataFrame  # po_number, x3_total, invoices (type "invoice", not quarantined)
+    x3_totals: pd.DataFrame  # po_number, x3_total, invoices (final, type "invoice", valid)
     invoice_pos: dict[str, list[str]] = field(default_factory=dict)  # every valid invoice
 
     def held_reasons(self) -> dict[str, str]:
@@ -116,14 +140,24 @@ def build_desired_requisitions(staged: StagedInvoices, pos: StagedPurchaseOrders
     holds.append(pd.DataFrame({KEY: no_line[KEY], "reason": [
         f"line {n}: PO {p} has no line {pl}" for n, p, pl in zip(
             no_line["line_number"], no_line["po_number"], no_line["po_line"], strict=True)]}))
+    held = set(pd.concat([h[KEY] for h in holds], ignore_index=True))
+
+    # Not final in X3: held, yet kept as a desired invoice so that a sent invoice which is
+    # no longer final shows its status change as a difference.
+    final = headers[FINAL].map(lambda v: v is True).astype(bool)
+    unfinished = headers[~final]
+    holds.append(pd.DataFrame({KEY: unfinished[KEY], "reason": [
+        NO_FINAL_FIELD if flag is None else not_final_reason(status)
+        for flag, status in zip(unfinished[FINAL], unfinished["status"], strict=True)]}))
 
     all_holds = pd.concat([h for h in holds if len(h)], ignore_index=True) if any(
         len(h) for h in holds) else pd.DataFrame(columns=HOLD_COLUMNS)
-    held = set(all_holds[KEY])
 
-    billable = lines[lines[KEY].isin(set(headers.loc[headers["invoice_type"] == "invoice", KEY]))]
+    final_keys = set(headers.loc[final & (headers["invoice_type"] == "invoice"), KEY])
+    billable = lines[lines[KEY].isin(final_keys)]
     x3_totals = (billable.groupby("po_number", as_index=False)
-                 .agg(x3_total=("amount", "sum"), invoices=(KEY, lambda s: ", ".join(sorted(set(s)))))
+                 .agg(x3_total=("amount", "sum"),
+                      invoices=(KEY, lambda s: ", ".join(sorted(set(s)))))
                  if len(billable) else pd.DataFrame(columns=["po_number", "x3_total", "invoices"]))
     invoice_pos = lines.groupby(KEY)["po_number"].agg(lambda s: sorted(set(s))).to_dict()
     return DesiredRequisitions(_invoices(headers[~headers[KEY].isin(held)],
@@ -148,8 +182,83 @@ def _invoices(headers: pd.DataFrame, lines: pd.DataFrame) -> list[DesiredInvoice
             supplier_ref=row.supplier_invoice_ref, invoice_date=row.invoice_date.date().isoformat(),
             x3_stamp=row.update_stamp or None,
             parts=[RequisitionPart(po, requisition_origin_id(number, po), items)
-                   for po, items in sorted(parts.get(number, {}).items())]))
+                   for po, items in sorted(parts.get(number, {}).items())],
+            x3_status=row.status, final=getattr(row, FINAL) is True))
     return result
+
+
+# --- what Procore holds vs what X3 says now (pure) ------------------------------------------
+
+
+def sent_parts(state: RecordState | None) -> dict[str, dict]:
+    """The requisitions Procore holds for an invoice (ledger summary parts with an id)."""
+    parts = ((state.summary or {}).get("parts") or {}) if state else {}
+    return {po: part for po, part in parts.items() if part.get("id")}
+
+
+def _money(value) -> Decimal:
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+def _line(origin: str) -> str:
+    return origin.rsplit(":", 1)[-1]
+
+
+def sent_differences(summary: dict, invoice: DesiredInvoice) -> list[str]:
+    """Each way the X3 invoice now differs from what was sent, worded `before -> after`.
+
+    Compares only what the ledger recorded (older ledgers lack quantities and the header),
+    and treats a PO part never created (a partial write) as still to be sent, not changed.
+    """
+    differences = []
+    sent_header = summary.get("sent") or {}
+    now_header = invoice.sent_header
+    for key, label in HEADER_LABELS.items():
+        if key in sent_header and str(sent_header[key]) != str(now_header[key]):
+            differences.append(f"{label} {sent_header[key] or 'blank'} -> "
+                               f"{now_header[key] or 'blank'}")
+    sent = {po: p for po, p in (summary.get("parts") or {}).items() if p.get("id")}
+    billed_then = set(summary.get("pos") or sent)
+    now = {p.po_number: p for p in invoice.parts}
+    for po in sorted(set(sent) | set(now)):
+        part, before = now.get(po), sent.get(po)
+        if before is None:
+            if po not in billed_then:
+                differences.append(f"PO {po}: newly billed by this invoice, {part.total} "
+                                   "(not sent)")
+            continue
+        if part is None:
+            differences.append(f"PO {po}: no longer billed by this invoice (requisition "
+                               f"#{before.get('number')} keeps {_money(before.get('total'))})")
+            continue
+        differences += before.get("differs") or []  # found when linked after a lost ledger
+        amounts, quantities = before.get("amounts") or {}, before.get("quantities")
+        for origin in sorted(set(amounts) | set(part.items)):
+            item = part.items.get(origin, {"amount": "0.00", "quantity": "0"})
+            old, new = _money(amounts.get(origin)), _money(item["amount"])
+            what = []
+            if old != new:
+                what.append(f"amount {old} -> {new}")
+            if quantities is not None and Decimal(str(quantities.get(origin, 0))) != Decimal(
+                    item["quantity"]):
+                what.append(f"quantity {quantities.get(origin, '0')} -> {item['quantity']}")
+            if what:
+                suffix = (" (new line)" if origin not in amounts else
+                          " (line removed)" if origin not in part.items else "")
+                differences.append(f"PO {po} line {_line(origin)}: {', '.join(what)}{suffix}")
+    if differences:
+        before_total = sum((_money(p.get("total")) for p in sent.values()), Decimal("0.00"))
+        after_total = sum((Decimal(p.total) for p in invoice.parts), Decimal("0.00"))
+        if before_total != after_total:
+            differences.append(f"total in Procore {before_total}, in Sage X3 now {after_total} "
+                               f"(difference {after_total - before_total:+.2f})")
+    return differences
+
+
+def _deleted_difference(parts: dict[str, dict]) -> str:
+    kept = ", ".join(f"requisition #{p.get('number')} on PO {po} keeps "
+                     f"{_money(p.get('total'))}" for po, p in sorted(parts.items()))
+    return f"{DELETED_AFTER_SEND}: {kept}"
 
 
 # --- planning: desired state + ledger state -> what to write -------------------------------
@@ -163,33 +272,25 @@ class ResolvedPart:
     project_id: int
     commitment_id: int
     line_ids: dict[str, int]  # PO line origin_id -> Procore commitment line item id
-    previous: dict  # this part as last written (ledger summary), {} if never
 
     def items_body(self) -> list[dict]:
-        """Contract item amounts; lines billed before but not any more go back to zero."""
-        items = [{"item_type": "contract_item", "line_item_id": self.line_ids[origin],
-                  "work_completed_this_period": v["amount"],
-                  "work_completed_this_period_quantity": v["quantity"]}
-                 for origin, v in self.part.items.items()]
-        dropped = set(self.previous.get("line_ids", {})) - set(self.part.items)
-        items += [{"item_type": "contract_item", "line_item_id": self.previous["line_ids"][o],
-                   "work_completed_this_period": "0.00",
-                   "work_completed_this_period_quantity": "0"} for o in sorted(dropped)]
-        return items
+        """Contract items as in OAS: POST /rest/v1.1/requisitions (Create Requisition),
+        `requisition.items[]`: item_type, line_item_id, work_completed_this_period(_quantity)."""
+        return [{"item_type": "contract_item", "line_item_id": self.line_ids[origin],
+                 "work_completed_this_period": v["amount"],
+                 "work_completed_this_period_quantity": v["quantity"]}
+                for origin, v in self.part.items.items()]
 
 
 @dataclass
 class RequisitionWrite:
+    """Requisitions to create for one invoice: every part not in Procore yet. Never updates."""
+
     invoice: DesiredInvoice
     state: RecordState | None
     parts: list[ResolvedPart]
     write_hash: str
-
-    @property
-    def action(self) -> str:
-        if self.invoice.deleted:
-            return "void"
-        return "update" if self.state and (self.state.summary or {}).get("parts") else "create"
+    action: str = "create"
 
 
 @dataclass
@@ -197,80 +298,104 @@ class RequisitionPlan:
     writes: list[RequisitionWrite]
     unchanged: list[str]
     new_holds: list[Change] = field(default_factory=list)
+    resolved: list[Change] = field(default_factory=list)  # held, and X3 matches Procore again
 
 
 def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, RecordState],
                             po_states: dict[str, RecordState],
                             deleted_keys: set[str] | None = None) -> RequisitionPlan:
-    """What to write: new and changed invoices, plus invoices deleted in X3 (`deleted_keys`,
-    found by a full read) whose requisitions still bill something - those are zeroed, not
-    deleted, so Procore keeps the record of what was billed and why it was withdrawn."""
-    writes, unchanged = [], []
+    """What to do with every invoice, never an edit of what Procore already holds.
+
+    Not in Procore yet: created when final and its PO is in Procore, else held with why.
+    In Procore: unchanged, or held with the difference (X3 changed, deleted by a full read,
+    no longer final), once - the same hold is not recorded again on the next poll.
+    """
+    plan = RequisitionPlan([], [])
     holds = desired.held_reasons()
-    for invoice in desired.invoices + _deleted_invoices(deleted_keys or set(), states):
-        state = states.get(invoice.invoice_number)
-        parts, waiting = [], []
-        summary_parts = ((state.summary or {}).get("parts", {}) if state else {})
-        for part in invoice.parts:
-            resolved = _resolve(part, po_states.get(part.po_number),
-                                summary_parts.get(part.po_number, {}))
-            (parts if isinstance(resolved, ResolvedPart) else waiting).append(resolved)
-        # A PO no longer billed keeps its requisition, zeroed (never deleted behind a user).
-        for po, previous in sorted(summary_parts.items()):
-            if po not in {p.po_number for p in invoice.parts} and previous.get("id"):
-                zeroed = RequisitionPart(po, previous["origin_id"], {})
-                parts.append(ResolvedPart(zeroed, previous["project_id"],
-                                          previous["commitment_id"], {}, previous))
-        if waiting:
-            holds[invoice.invoice_number] = "; ".join(waiting)
-            continue
-        write_hash = content_hash({"invoice": invoice.hash, "targets": sorted(
-            (p.part.origin_id, p.commitment_id, sorted(p.line_ids.items())) for p in parts)})
-        if state and state.status == "synced" and state.content_hash == write_hash:
-            unchanged.append(invoice.invoice_number)
-        elif state and state.status == "held" and (state.summary or {}).get(
-                "held_hash") == write_hash:
-            unchanged.append(invoice.invoice_number)  # locked in Procore: flagged, not retried
-        else:
-            writes.append(RequisitionWrite(invoice, state, parts, write_hash))
-
-    new_holds = []
-    for number, reason in sorted(holds.items()):
-        state = states.get(number)
-        if state and state.status == "held" and state.reason == reason:
-            continue  # recorded already; no event per poll
-        new_holds.append(Change(
-            entity=ENTITY, key=number, status="held", action="hold", reason=reason,
-            procore_id=state.procore_id if state else None,
-            project_id=state.project_id if state else None,
-            summary=state.summary if state else None, x3_stamp=desired.stamps.get(number)))
-    return RequisitionPlan(writes, unchanged, new_holds)
+    invoices = {i.invoice_number: i for i in desired.invoices}
+    deleted = {k for k in deleted_keys or set() if sent_parts(states.get(k))}
+    for number in sorted(set(invoices) | set(holds) | deleted):
+        state, invoice = states.get(number), invoices.get(number)
+        sent = sent_parts(state)
+        if sent:
+            _plan_sent(plan, number, state, invoice, holds.get(number), number in deleted,
+                       desired.stamps.get(number), po_states)
+        elif number in holds:
+            _hold(plan, number, state, holds[number], desired.stamps.get(number))
+        elif invoice is not None:
+            _plan_create(plan, invoice, state, invoice.parts, po_states)
+    return plan
 
 
-def _deleted_invoices(keys: set[str], states: dict[str, RecordState]) -> list[DesiredInvoice]:
-    """Invoices gone from X3 that have requisitions in Procore, as invoices billing nothing."""
-    out = []
-    for key in sorted(keys):
-        state = states.get(key)
-        parts = ((state.summary or {}).get("parts") or {}) if state else {}
-        if any(p.get("id") for p in parts.values()):
-            out.append(DesiredInvoice(key, "", "", "", state.x3_stamp, [], deleted=True))
-    return out
+def _plan_sent(plan: RequisitionPlan, number: str, state: RecordState,
+               invoice: DesiredInvoice | None, held: str | None, deleted: bool,
+               stamp: str | None, po_states: dict[str, RecordState]) -> None:
+    summary = state.summary or {}
+    if deleted:
+        _hold(plan, number, state, _deleted_difference(sent_parts(state)), stamp)
+        return
+    differences = sent_differences(summary, invoice) if invoice is not None else []
+    if held:  # quarantined, credit memo, not final (unless the status change says it already)
+        if invoice is not None and any(d.startswith(HEADER_LABELS["x3_status"])
+                                       for d in differences):
+            held = "; ".join(r for r in held.split("; ")
+                             if r != not_final_reason(invoice.x3_status))
+        differences += [held] if held else []
+    if differences:
+        _hold(plan, number, state, f"{CHANGED_AFTER_SEND}: {'; '.join(differences)}", stamp)
+        return
+    sent = sent_parts(state)
+    billed_then = set(summary.get("pos") or sent)
+    missing = [p for p in invoice.parts if p.po_number not in sent and p.po_number in billed_then]
+    if missing:  # a part not created yet (partial write): still to be sent
+        _plan_create(plan, invoice, state, missing, po_states)
+        return
+    if state.status == "synced":
+        plan.unchanged.append(number)
+    else:
+        plan.resolved.append(Change(
+            entity=ENTITY, key=number, status="synced", action="resolve",
+            reason="Sage X3 matches what Procore holds again", procore_id=state.procore_id,
+            project_id=state.project_id, summary=summary, x3_stamp=stamp))
 
 
-def _resolve(part: RequisitionPart, po_state: RecordState | None, previous: dict
-             ) -> ResolvedPart | str:
+def _hold(plan: RequisitionPlan, number: str, state: RecordState | None, reason: str,
+          stamp: str | None) -> None:
+    if state and state.status == "held" and state.reason == reason:
+        return  # recorded already; no event per poll
+    plan.new_holds.append(Change(
+        entity=ENTITY, key=number, status="held", action="hold", reason=reason,
+        procore_id=state.procore_id if state else None,
+        project_id=state.project_id if state else None,
+        summary=state.summary if state else None, x3_stamp=stamp))
+
+
+def _plan_create(plan: RequisitionPlan, invoice: DesiredInvoice, state: RecordState | None,
+                 parts: list[RequisitionPart], po_states: dict[str, RecordState]) -> None:
+    resolved, waiting = [], []
+    for part in parts:
+        found = _resolve(part, po_states.get(part.po_number))
+        (resolved if isinstance(found, ResolvedPart) else waiting).append(found)
+    if waiting:
+        _hold(plan, invoice.invoice_number, state, "; ".join(waiting), invoice.x3_stamp)
+        return
+    write_hash = content_hash({"invoice": invoice.hash, "targets": sorted(
+        (p.part.origin_id, p.commitment_id, sorted(p.line_ids.items())) for p in resolved)})
+    plan.writes.append(RequisitionWrite(invoice, state, resolved, write_hash))
+
+
+def _resolve(part: RequisitionPart, po_state: RecordState | None) -> ResolvedPart | str:
     if po_state is None or not po_state.procore_id or not po_state.project_id:
         why = (po_state.reason if po_state and po_state.reason else "not yet in Procore")
         return f"waiting for PO {part.po_number}: {why}"
     written = (po_state.summary or {}).get("lines", {})
     line_ids = {origin: (written.get(origin) or {}).get("id") for origin in part.items}
-    missing = sorted(o.rsplit(":", 1)[-1] for o, i in line_ids.items() if not i)
+    missing = sorted(_line(o) for o, i in line_ids.items() if not i)
     if missing:
         return (f"waiting for PO {part.po_number} line(s) {', '.join(missing)} to reach "
                 f"Procore (PO status {po_state.status})")
     return ResolvedPart(part, int(po_state.project_id), int(po_state.procore_id),
-                        {o: int(i) for o, i in line_ids.items()}, previous)
+                        {o: int(i) for o, i in line_ids.items()})
 
 
 # --- billing periods ---------------------------------------------------------------------------
@@ -281,6 +406,19 @@ def period_for(day: date, periods: list[dict]) -> dict | None:
     text = day.isoformat()
     return next((p for p in periods if p.get("start_date") and p.get("end_date")
                  and p["start_date"] <= text <= p["end_date"]), None)
+
+
+def open_period(day: date, periods: list[dict]) -> dict | None:
+    """The billing period a new requisition goes into: the project's open one.
+
+    "The billing period on a new invoice always corresponds to the dates on the Open billing
+    period" and "Only one (1) billing period can be Open" (Procore support, "Edit a Billing
+    Period"); the sandbox refuses any other period. Should several be open, the one covering
+    `day`, else the latest.
+    """
+    opened = [p for p in periods if str(p.get("status") or "").lower() == "open"]
+    return period_for(day, opened) or max(opened, key=lambda p: p.get("start_date") or "",
+                                          default=None)
 
 
 def new_period(day: date, periods: list[dict]) -> tuple[date, date]:
@@ -304,14 +442,15 @@ def reconcile_totals(desired: DesiredRequisitions, invoice_states: dict[str, Rec
                      po_states: dict[str, RecordState]) -> pd.DataFrame:
     """Per commitment: X3 invoice total vs the requisition totals Procore reported for it.
 
-    X3 side: every valid X3 invoice (type invoice) billing the PO. Procore side: the
-    `total_claimed_amount` Procore returned for each requisition we wrote, whatever the
-    invoice's status now (a locked requisition still counts at what it holds).
+    X3 side: every valid X3 invoice (type invoice) billing the PO that is final in X3.
+    Procore side: the `total_claimed_amount` Procore returned for each requisition we
+    created, whatever the invoice's status now: an invoice changed or deleted in X3 after
+    it was sent still counts at what Procore holds, so the difference shows, with its reason.
     """
     procore: dict[str, float] = {}
     pending: dict[str, list[str]] = {}
     for number, state in invoice_states.items():
-        for po, part in ((state.summary or {}).get("parts") or {}).items():
+        for po, part in sent_parts(state).items():
             procore[po] = procore.get(po, 0.0) + float(part.get("total") or 0)
         if state.status != "synced":
             pos = set(desired.invoice_pos.get(number, [])) | set(

@@ -4,6 +4,10 @@ Every problem becomes a quarantine row naming the invoice, the line and the fiel
 invoice with any bad line is quarantined whole. Lines must point at a PO Sage X3 knows
 (the staged PO snapshot), so an invoice for a PO read later is quarantined until then and
 comes back by itself: the quarantine is recomputed from the snapshot on every run.
+
+Whether an invoice is final in X3 is not a validation problem: staging carries the X3 client's
+`is_final` (None when the record has no such field, e.g. an older client configuration) and
+the raw `status`, and planning holds what is not final.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ KEY, LABEL = "invoice_number", "invoice"
 INVOICE_TYPES = ("invoice", "credit_memo")
 REF_LIMIT = 30  # Procore shows the supplier's invoice number; X3 BPSINV is 30 characters
 HEADER_TEXT = ["invoice_number", "invoice_type", "supplier_code", "supplier_invoice_ref",
-               "currency", "project_code", "update_stamp"]
+               "currency", "project_code", "status", "update_stamp"]
+FINAL = "is_final"  # canonical X3 field: the invoice is final (posted) in Sage X3
 LINE_TEXT = ["po_number", "item_code", "description", "gl_account", "uom"]
 LINE_NUMBERS = ["quantity", "amount"]
 
@@ -86,11 +91,17 @@ class StagedInvoices:
 
 
 def stage_purchase_invoices(records: list[dict], known_pos: set[str]) -> StagedInvoices:
-    headers = pd.DataFrame.from_records([{k: v for k, v in r.items() if k != "lines"}
+    headers = pd.DataFrame.from_records([{k: v for k, v in r.items() if k not in ("lines", FINAL)}
                                          for r in records])
     for column in HEADER_TEXT + ["invoice_date"]:
         if column not in headers:
             headers[column] = None
+    # True / False from the X3 client; None when the record has no such field (not final).
+    headers[FINAL] = pd.Series([r[FINAL] is True if FINAL in r else None for r in records],
+                               index=headers.index, dtype=object)
+    # The raw X3 status, as text per record (a column of numbers and gaps would turn 2 into 2.0).
+    headers["status"] = pd.Series(["" if r.get("status") is None else str(r["status"])
+                                   for r in records], index=headers.index, dtype=object)
     counts = np.fromiter((len(r.get("lines") or []) for r in records), dtype=np.int64,
                          count=len(records))
     lines = pd.DataFrame.from_records(chain.from_iterable(r.get("lines") or [] for r in records))

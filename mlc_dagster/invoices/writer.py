@@ -1,38 +1,48 @@
 """Execute a requisition plan against Procore; record every invoice's outcome in the ledger.
 
-Requisitions have no batch `sync` endpoint, so creation is made safe differently: before
-writing to a commitment, its requisitions are listed once and an `origin_id` already there
-is updated instead of created again. That listing also says whether ours is still the
-latest open invoice, the only one Procore lets us change. A run touching few commitments of
-a project lists each one (a filtered GET); a run touching many (a backfill) lists the whole
-project once, in pages of 1000, which halves the calls of an invoice backfill.
+Only creates: a requisition carries an origin_id, which makes it immutable in Procore
+(procore/documentation tutorials/tutorial_financial_tools.md, "Subcontractor Invoices"), so
+nothing here ever PATCHes or DELETEs one. Requisitions have no batch `sync` endpoint, so
+creation is made safe differently: before creating on a commitment, its requisitions are
+listed once, and a requisition already carrying our origin_id (created by a run whose ledger
+write was lost) is linked, never created again. A run touching few commitments of a project
+lists each one (a filtered GET); a run touching many (a backfill) lists the whole project
+once, in pages of 1000.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 
 from mlc_dagster.invoices.requisitions import (
+    CHANGED_AFTER_SEND,
     ENTITY,
     RequisitionPlan,
     RequisitionWrite,
     ResolvedPart,
     new_period,
+    open_period,
     period_for,
+    sent_differences,
+    sent_parts,
 )
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger
 from mlc_dagster.resources.procore_client import ProcoreError
 
-LOCKED_STATUSES = ("approved", "approved_as_noted")
 # From this many commitments touched in one project, one project-wide listing (usually a
 # single page of 1000) replaces a filtered listing per commitment.
 PROJECT_LISTING_MIN_COMMITMENTS = 5
 PROJECT_LISTING_PAGE = 1000
+
+
+def invoicing_disabled_reason(po_number: str) -> str:
+    return (f"invoicing is not enabled on this commitment in Procore (PO {po_number}): enable "
+            "subcontractor invoices on the commitment; the next run sends the invoice")
 
 
 @dataclass
@@ -46,15 +56,16 @@ class InvoiceOutcome:
 
 
 class _Held(Exception):
-    """This invoice cannot be written now; the reason says why and what would fix it.
+    """This invoice cannot be sent now; the reason says why and what would fix it.
 
-    `locked` holds are not retried until the X3 invoice changes again (Procore would refuse
-    the same write on every poll); others (no billing period yet) are retried every run.
+    `part`: a requisition found in Procore for it, recorded so it is never created again.
+    `disabled`: the commitment refuses invoices; the next run checks it before a POST.
     """
 
-    def __init__(self, reason: str, locked: bool = False) -> None:
+    def __init__(self, reason: str, *, part: dict | None = None, sent: dict | None = None,
+                 disabled: int | None = None) -> None:
         super().__init__(reason)
-        self.locked = locked
+        self.part, self.sent, self.disabled = part, sent, disabled
 
 
 class RequisitionWriter:
@@ -68,11 +79,12 @@ class RequisitionWriter:
         self.outcomes: list[InvoiceOutcome] = []
         self._listings: dict[int, list[dict]] = {}
         self._periods: dict[int, list[dict]] = {}
+        self._invoicing: dict[int, bool] = {}  # commitment id -> requisitions_are_enabled
 
     def run(self, plan: RequisitionPlan) -> list[InvoiceOutcome]:
-        self.batch.add(*plan.new_holds)
-        self.outcomes += [InvoiceOutcome(c.key, "hold", "held", c.procore_id, c.reason)
-                          for c in plan.new_holds]
+        self.batch.add(*plan.new_holds, *plan.resolved)
+        self.outcomes += [InvoiceOutcome(c.key, c.action, c.status, c.procore_id, c.reason)
+                          for c in plan.new_holds + plan.resolved]
         self._list_busy_projects(plan.writes)
         for done, write in enumerate(plan.writes, start=1):
             self._write_invoice(write)
@@ -84,39 +96,45 @@ class RequisitionWriter:
     # --- one invoice: every part (requisition) or none recorded as synced -----------------
 
     def _write_invoice(self, write: RequisitionWrite) -> None:
-        inv = write.invoice
-        before = (write.state.summary or {}).get("parts", {}) if write.state else {}
+        inv, state = write.invoice, write.state
+        before = sent_parts(state)
+        disabled_before = set((state.summary or {}).get("invoicing_disabled") or []) if state \
+            else set()
         parts: dict[str, dict] = dict(before)
-        changes: list[str] = ["invoice deleted in Sage X3: requisition amounts set to 0"
-                              ] if inv.deleted else []
-        status, reason, request_id, locked = "synced", None, None, False
+        sent_header = (state.summary or {}).get("sent") if before else None
+        changes: list[str] = []
+        actions: set[str] = set()
+        status, reason, request_id, disabled = "synced", None, None, []
         for resolved in write.parts:
             try:
-                parts[resolved.part.po_number] = self._write_part(inv, resolved, changes)
+                parts[resolved.part.po_number], action = self._write_part(
+                    inv, resolved, changes, resolved.commitment_id in disabled_before)
+                actions.add(action)
             except _Held as held:
-                status, reason, locked = "held", str(held), held.locked
+                status, reason = "held", str(held)
+                if held.part is not None:
+                    parts[resolved.part.po_number] = held.part
+                    sent_header = held.sent
+                if held.disabled is not None:
+                    disabled.append(held.disabled)
                 break
             except ProcoreError as exc:
-                if exc.status == 422 and _is_lock(str(exc)):
-                    status, reason, locked = "held", _locked_reason(resolved, str(exc)), True
-                else:
-                    status, reason = "failed", f"requisition write failed: {exc}"
+                status, reason = "failed", f"requisition write failed: {exc}"
                 request_id = exc.request_id
                 break
-        state = write.state
         if status == "held" and state and state.status == "held" and state.reason == reason \
                 and parts == before:
             return  # the same hold as last run: nothing new to record
+        action = "create" if "create" in actions else "link" if actions else "create"
         first = next(iter(parts.values()), {})
-        summary = {"parts": parts,
+        summary = {"parts": parts, "pos": sorted(p.po_number for p in inv.parts),
+                   "sent": inv.sent_header if sent_header is None else sent_header,
                    "total": f"{sum(Decimal(p.get('total') or 0) for p in parts.values()):.2f}"}
-        if locked:
-            summary["held_hash"] = write.write_hash
-        if inv.deleted:
-            summary["deleted"] = True
+        if disabled:
+            summary["invoicing_disabled"] = disabled
         self.batch.add(Change(
             entity=ENTITY, key=inv.invoice_number, status=status,
-            action=write.action if status == "synced" else ("hold" if status == "held" else "fail"),
+            action=action if status == "synced" else ("hold" if status == "held" else "fail"),
             reason=reason or "; ".join(changes), procore_id=first.get("id"),
             project_id=first.get("project_id"),
             content_hash=write.write_hash if status == "synced" else None,
@@ -125,43 +143,71 @@ class RequisitionWriter:
                 "header": inv.header, "parts": {p.part.po_number: p.items_body()
                                                 for p in write.parts}},
             changes={"summary": changes}, request_id=request_id))
-        self.outcomes.append(InvoiceOutcome(inv.invoice_number, write.action, status,
+        self.outcomes.append(InvoiceOutcome(inv.invoice_number, action, status,
                                             first.get("id"), reason, changes))
 
-    def _write_part(self, inv, resolved: ResolvedPart, changes: list[str]) -> dict:
-        part, previous = resolved.part, resolved.previous
+    def _write_part(self, inv, resolved: ResolvedPart, changes: list[str],
+                    was_disabled: bool) -> tuple[dict, str]:
+        """Create the requisition, or link the one a lost ledger write left in Procore."""
+        part = resolved.part
         listing = self._listing(resolved.project_id, resolved.commitment_id)
-        existing = next((r for r in listing if r.get("id") == previous.get("id")
-                         or r.get("origin_id") == part.origin_id), None)
-        body = dict(inv.header, origin_id=part.origin_id, items=resolved.items_body())
-        if existing is None and not part.items:  # nothing billed, nothing in Procore to zero
-            return dict(previous, amounts={}, line_ids={}, total="0.00")
+        existing = next((r for r in listing if r.get("origin_id") == part.origin_id), None)
         if existing is not None:
-            latest = max(listing, key=lambda r: r.get("number") or 0)
-            if latest.get("id") != existing.get("id") or existing.get("status") in LOCKED_STATUSES:
-                why = (f"status {existing.get('status')}" if existing.get("status")
-                       in LOCKED_STATUSES else f"invoice #{latest.get('number')} came after it")
-                raise _Held(_locked_reason(resolved, why), locked=True)
-        if part.items or existing is None:
-            body["period_id"] = self._period(resolved.project_id, date.fromisoformat(
-                inv.invoice_date), changes)["id"]
-        if existing is None:
+            return self._link(inv, resolved, existing, changes), "link"
+        if was_disabled and not self._invoicing_enabled(resolved):
+            raise _Held(invoicing_disabled_reason(part.po_number),
+                        disabled=resolved.commitment_id)
+        period = self._period(resolved.project_id, date.fromisoformat(inv.invoice_date),
+                              changes)
+        body = dict(inv.header, origin_id=part.origin_id, period_id=period["id"],
+                    items=resolved.items_body())
+        try:
             saved = self.client.create_requisition(resolved.project_id, resolved.commitment_id,
                                                    body)
-            listing.append(saved)
-            changes.append(f"PO {part.po_number}: requisition #{saved.get('number')} created, "
-                           f"{part.total}")
+        except ProcoreError as exc:
+            # Decided from the status and the commitment's own field, not from the words.
+            if exc.refused and not self._invoicing_enabled(resolved, fresh=True):
+                raise _Held(invoicing_disabled_reason(part.po_number),
+                            disabled=resolved.commitment_id) from None
+            raise
+        listing.append(saved)
+        changes.append(f"PO {part.po_number}: requisition #{saved.get('number')} created, "
+                       f"{part.total}")
+        return _part_record(resolved, saved, part.items), "create"
+
+    def _link(self, inv, resolved: ResolvedPart, existing: dict, changes: list[str]) -> dict:
+        """Our origin_id is already in Procore (a run whose ledger write was lost): record it.
+        If it holds other amounts than X3 says now, hold with the difference."""
+        part = resolved.part
+        detail = {**existing, **self.client.requisition(resolved.project_id, existing["id"])}
+        total = _money(detail.get("total_claimed_amount"))
+        record = dict(_part_record(resolved, detail, {}), total=f"{total}", differs=[])
+        del record["quantities"]  # Procore's are not compared: amounts are what is billed
+        if detail.get("items") is None:  # no item view: compare the totals only
+            record["amounts"] = {o: v["amount"] for o, v in part.items.items()}
+            if total != _money(part.total):
+                record["differs"].append(f"PO {part.po_number}: requisition "
+                                         f"#{detail.get('number')} holds {total} in Procore")
         else:
-            saved = self.client.update_requisition(resolved.project_id, resolved.commitment_id,
-                                                   existing["id"], body)
-            listing[listing.index(existing)] = saved
-            changes += _amount_changes(part.po_number, previous.get("amounts", {}),
-                                       {o: v["amount"] for o, v in part.items.items()})
-        return {"id": int(saved["id"]), "number": saved.get("number"), "origin_id": part.origin_id,
-                "project_id": resolved.project_id, "commitment_id": resolved.commitment_id,
-                "period_id": saved.get("period_id"), "line_ids": resolved.line_ids,
-                "amounts": {o: v["amount"] for o, v in part.items.items()},
-                "total": str(saved.get("total_claimed_amount", part.total))}
+            origin_of = {line_id: origin for origin, line_id in resolved.line_ids.items()}
+            billed = {i.get("line_item_id"): _money(i.get("work_completed_this_period"))
+                      for i in detail["items"]
+                      if i.get("item_type", "contract_item") == "contract_item"}
+            record["amounts"] = {origin_of[lid]: f"{v}" for lid, v in billed.items()
+                                 if lid in origin_of and v}
+            record["differs"] = [f"PO {part.po_number}: Procore line item {lid} holds {v}, "
+                                 "not billed by the X3 invoice" for lid, v in sorted(billed.items())
+                                 if lid not in origin_of and v]
+        sent = {"invoice_number": detail.get("invoice_number"),
+                "billing_date": detail.get("billing_date")}
+        differences = sent_differences({"parts": {part.po_number: record}, "sent": sent},
+                                       replace(inv, parts=[part]))
+        if differences:
+            raise _Held(f"{CHANGED_AFTER_SEND}: {'; '.join(differences)}", part=record,
+                        sent=sent)
+        changes.append(f"PO {part.po_number}: requisition #{detail.get('number')} already in "
+                       "Procore with this invoice's origin_id: linked, not created again")
+        return dict(record, quantities={o: v["quantity"] for o, v in part.items.items()})
 
     # --- Procore reads, once per commitment / project per run --------------------------------
 
@@ -191,40 +237,60 @@ class RequisitionWriter:
                                                                           commitment_id))
         return self._listings[commitment_id]
 
+    def _invoicing_enabled(self, resolved: ResolvedPart, fresh: bool = False) -> bool:
+        """The commitment's `requisitions_are_enabled` (show response), once per run.
+
+        A failed read counts as enabled: the caller then reports Procore's own refusal."""
+        if fresh or resolved.commitment_id not in self._invoicing:
+            try:
+                contract = self.client.purchase_order_contract(resolved.project_id,
+                                                               resolved.commitment_id)
+            except ProcoreError:
+                return True
+            self._invoicing[resolved.commitment_id] = (contract or {}).get(
+                "requisitions_are_enabled") is not False
+        return self._invoicing[resolved.commitment_id]
+
     def _period(self, project_id: int, day: date, changes: list[str]) -> dict:
+        """The project's open billing period (Procore puts new invoices there), created when
+        there is none and MLC_CREATE_BILLING_PERIODS allows it."""
         if project_id not in self._periods:
             self._periods[project_id] = list(self.client.billing_periods(project_id))
         periods = self._periods[project_id]
-        found = period_for(day, periods)
+        found = open_period(day, periods)
         if found is not None:
+            if period_for(day, [found]) is None:
+                changes.append(f"invoice date {day} is outside the open billing period "
+                               f"{found.get('start_date')}..{found.get('end_date')}, where "
+                               "Procore puts every new invoice")
             return found
-        if not self.create_periods:
-            raise _Held(f"no Procore billing period covers {day} in project {project_id}; "
-                        "create it in Procore, or set MLC_CREATE_BILLING_PERIODS=1")
+        covering = period_for(day, periods)
+        if not self.create_periods or covering is not None:
+            why = (f"; the period covering {day} ({covering.get('start_date')}.."
+                   f"{covering.get('end_date')}) is closed" if covering else "")
+            fix = ("open a billing period in Procore" if covering or self.create_periods else
+                   "open a billing period in Procore, or set MLC_CREATE_BILLING_PERIODS=1")
+            raise _Held(f"no open Procore billing period in project {project_id} (new invoices "
+                        f"go into the open period){why}; {fix}")
         start, end = new_period(day, periods)
-        created = self.client.request(
-            "POST", f"/rest/v1.0/projects/{project_id}/billing_periods",
-            json={"billing_period": {"start_date": start.isoformat(), "end_date": end.isoformat(),
-                                     "due_date": end.isoformat()}}).json()
+        created = self.client.create_billing_period(project_id, start.isoformat(),
+                                                    end.isoformat())
         periods.append(created)
-        changes.append(f"billing period {start}..{end} created in project {project_id}")
+        changes.append(f"billing period {start}..{end} created (open) in project {project_id}")
         return created
 
 
-def _is_lock(text: str) -> bool:
-    text = text.lower()
-    return "latest open" in text or "locked" in text or "approved" in text
+def _money(value) -> Decimal:
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def _locked_reason(resolved: ResolvedPart, why: str) -> str:
-    return (f"requisition locked in Procore: the requisition for PO {resolved.part.po_number} "
-            f"can no longer be changed ({why}); the X3 change is held, not lost")
-
-
-def _amount_changes(po: str, before: dict[str, str], after: dict[str, str]) -> list[str]:
-    out = []
-    for origin in sorted(set(before) | set(after)):
-        old, new = before.get(origin, "0.00"), after.get(origin, "0.00")
-        if old != new:
-            out.append(f"PO {po} line {origin.rsplit(':', 1)[-1]}: {old} -> {new}")
-    return out or [f"PO {po}: re-sent"]
+def _part_record(resolved: ResolvedPart, saved: dict, items: dict[str, dict]) -> dict:
+    """What the ledger keeps of one requisition: its ids, and what it holds, to name a later
+    X3 change (`amounts`, `quantities` per PO line origin_id)."""
+    return {"id": int(saved["id"]), "number": saved.get("number"),
+            "origin_id": resolved.part.origin_id, "project_id": resolved.project_id,
+            "commitment_id": resolved.commitment_id, "period_id": saved.get("period_id"),
+            "line_ids": resolved.line_ids,
+            "amounts": {o: v["amount"] for o, v in items.items()},
+            "quantities": {o: v["quantity"] for o, v in items.items()},
+            "total": str(saved.get("total_claimed_amount", resolved.part.total))}

@@ -77,3 +77,19 @@ def test_unicode_text_passes_and_an_unknown_po_heals_once_the_po_is_known():
     staged = stage_purchase_invoices([record], KNOWN | {"PO26000003"})
     assert staged.quarantine.empty
     assert staged.headers.loc[0, "supplier_invoice_ref"] == "Façade №7 — 東京"
+
+
+def test_final_flag_and_status_are_carried_never_quarantined_and_absent_means_unknown():
+    """Whether an invoice is final is for planning to hold, not a validation problem; a
+    record without the X3 client's `is_final` (older configuration) keeps None."""
+    posted = simple_invoice("F1", status=2, is_final=True)
+    draft = simple_invoice("F2", status=1, is_final=False)
+    older = simple_invoice("F3")
+    truthy = simple_invoice("F4", is_final="yes")  # only the boolean True means final
+    staged = stage_purchase_invoices([posted, draft, older, truthy], KNOWN)
+    assert staged.quarantine.empty
+    rows = staged.headers.set_index("invoice_number")
+    assert rows.loc["F1", "is_final"] is True and rows.loc["F1", "status"] == "2"
+    assert rows.loc["F2", "is_final"] is False and rows.loc["F2", "status"] == "1"
+    assert rows.loc["F3", "is_final"] is None and rows.loc["F3", "status"] == ""
+    assert rows.loc["F4", "is_final"] is False
