@@ -306,7 +306,7 @@ class EndState:
 
     contracts: dict[str, dict]  # contract origin_id -> fingerprint
     lines: dict[str, dict]  # line origin_id -> fingerprint (with its contract's origin_id)
-    others: dict[str, dict[str, dict]]  # vendors / requisitions / change_orders by origin_id
+    others: dict[str, dict[str, dict]]  # vendors / requisitions / change-order packages and lines by origin_id
     duplicates: list[str]  # origin_ids held by more than one live Procore record
     contract_ids: dict[str, int]  # contract origin_id -> Procore id
     ledger: dict[str, dict[str, RecordState]]  # entity -> key -> state
@@ -386,7 +386,7 @@ def take_end_state(procore_handle, ledger_url: str, x3_handle=None) -> EndState:
             }
         others: dict[str, dict[str, dict]] = {}
         ids: dict[str, dict[str, int]] = {"contracts": dict(contract_ids)}
-        for name in ("vendors", "requisitions", "change_orders"):
+        for name in ("vendors", "requisitions", "packages", "pco_lines"):
             table = getattr(st, name, None)
             rows = table.all() if table is not None else []
             others[name], ids[name] = {}, {}
