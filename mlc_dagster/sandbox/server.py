@@ -7,6 +7,7 @@ credentials and must never be reachable from another machine.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import signal
 import socket
 import threading
@@ -152,7 +153,8 @@ def sandbox_env(procore_url: str, x3_url: str, x3_api: str = "rest") -> dict[str
 
 def write_env_file(path: str, env: dict[str, str]) -> None:
     lines = ["# Written by `mlc-dagster sandbox`: points the connector at the local sandboxes."]
-    lines += [f"{key}={value}" for key, value in env.items()]
+    # Quoted for the shell (`source` it) and for python-dotenv alike, e.g. TSSCOD(0)=… .
+    lines += [f"{key}={shlex.quote(value)}" for key, value in env.items()]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 
