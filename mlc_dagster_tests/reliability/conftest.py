@@ -26,19 +26,22 @@ def world(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def fault_free(tmp_path_factory):
-    """The fault-free end state per (seed, scenario), computed once per session.
+    """The fault-free end state per (seed, scenario, job, X3 API, X3 write mode), computed
+    once per session.
 
     scenario `seed`: one sync of the seeded data; `amend`: that, then `amend_x3`, then a
-    second sync. Every fault case is compared with the matching fault-free state.
+    second sync. Every fault case is compared with the matching fault-free state (same X3
+    API: a held reason quotes X3 values as that API spells them).
     """
-    cache: dict[tuple[str, str, str], EndState] = {}
+    cache: dict[tuple[str, ...], EndState] = {}
 
-    def get(seed_kind: str = "small", scenario: str = "seed", job: str = SYNC_JOB) -> EndState:
-        key = (seed_kind, scenario, job)
+    def get(seed_kind: str = "small", scenario: str = "seed", job: str = SYNC_JOB,
+            x3_api: str = "rest", x3_writes: str = "import_file") -> EndState:
+        key = (seed_kind, scenario, job, x3_api, x3_writes)
         if key not in cache:
             with pytest.MonkeyPatch.context() as mp, open_world(
                     mp, tmp_path_factory.mktemp(f"fault-free-{seed_kind}-{scenario}"),
-                    seed_kind) as w:
+                    seed_kind, x3_api=x3_api, x3_writes=x3_writes) as w:
                 result = w.run(job)
                 assert result.success, run_errors(result)
                 get.writes[key] = len(w.procore_writes())
@@ -56,7 +59,7 @@ def fault_free(tmp_path_factory):
             cache[key] = state
         return cache[key]
 
-    get.writes = {}  # (seed, scenario, job) -> Procore writes of the fault-free first run
+    get.writes = {}  # cache key -> Procore writes of the fault-free first run
     return get
 
 

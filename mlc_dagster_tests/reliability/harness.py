@@ -190,12 +190,27 @@ class World:
         return take_end_state(self.procore, self.ledger_url, self.x3)
 
 
+# What a customer who writes suppliers and dimension values through X3's web APIs has built
+# (MLC_X3_*_WRITE=api): writable classes/representations (REST) and API operations
+# (GraphQL). Standard X3 has neither, so by default the connector writes import files.
+X3_WEB_API_WRITE_SETUP = {"writable_classes": ["BPSUPPLIER", "CACCE"],
+                          "api_operations": ["dimension", "supplier"]}
+
+
 @contextmanager
 def open_world(monkeypatch, tmp_path: Path, seed_kind: str = "small", *, x3_api: str = "rest",
-               seed: SeedData | None = None, extra_env: dict | None = None) -> Iterator[World]:
-    """Fresh sandboxes from a seed, the connector pointed at them, a scratch ledger."""
+               x3_writes: str = "import_file", seed: SeedData | None = None,
+               extra_env: dict | None = None) -> Iterator[World]:
+    """Fresh sandboxes from a seed, the connector pointed at them, a scratch ledger.
+
+    `x3_writes`: how suppliers and dimension values reach X3 (import_file | api); `api`
+    also sets the sandbox X3 up as a customer who made them writable."""
     with running_sandboxes(seed_data=seed or seed_data(seed_kind)) as handles:
         env = sandbox_env(handles["procore"].url, handles["sage_x3"].url, x3_api)
+        env.update({"MLC_X3_SUPPLIER_WRITE": x3_writes, "MLC_X3_DIMENSION_WRITE": x3_writes})
+        if x3_writes == "api":
+            httpx.post(f"{handles['sage_x3'].url}/_sandbox/x3/settings",
+                       json=X3_WEB_API_WRITE_SETUP).raise_for_status()
         ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
         mapping = tmp_path / "gl_map.csv"
         mapping.write_text(Path(sample_mapping_path()).read_text(encoding="utf-8"),
@@ -608,9 +623,15 @@ def amend_x3(world: World) -> dict[str, str]:
             {"POPLIN": last["POPLIN"], "$delete": True}]})
         done[number] = "line removed, quantity changed"
     added = single[0]
-    line = {k: v for k, v in x3.po(added)["PORDERQ"][0].items() if not k.startswith("$")}
-    line.update({"POPLIN": 99000, "QTYUOM": "2", "NETPRI": "12.50", "LINAMT": "25.00"})
-    x3.edit_po(added, {"PORDERQ": [line]})
+    po = x3.po(added)
+    first = po["PORDERQ"][0]
+    line = {k: v for k, v in first.items() if not k.startswith("$") and k != "LINAMT"}
+    line.update({"POPLIN": 99000, "QTYUOM": "2", "NETPRI": "12.50"})  # X3 computes LINAMT
+    # the new line's account and dimensions go where X3 keeps them: PORDERC, CPTANALIN
+    analytics = {member: [{**next(e for e in po[member] if e[key] == first["POPLIN"]),
+                           key: 99000}]
+                 for member, key in (("PORDERC", "POPLIN"), ("CPTANALIN", "VCRLIN"))}
+    x3.edit_po(added, {"PORDERQ": [line], **analytics})
     done[added] = "line added"
     x3.edit_po(single[1], {"CLEFLG": 2})
     done[single[1]] = "closed"

@@ -7,6 +7,10 @@ between the bad value and the outcome. The sandbox is lenient on business rules 
 quantities, far dates, unknown suppliers pass) but refuses wrong types, over-long texts
 and duplicate line numbers; those records are injected into its state instead (channel
 `state`), as a misbehaving X3 customisation or import would leave them.
+
+As on a real X3, a line's GL account is sent in PORDERC.LINACC (by chart), never on the
+PORDERQ line, and X3 computes the line amount (LINAMT = quantity x net price): a bad amount
+comes from a bad quantity or price.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from mlc_dagster.mapping.commitments import clean_text
+from mlc_dagster.sandbox.sage_x3_app import _line_amount
+from mlc_dagster.sandbox.seed import X3_CHART
 from mlc_dagster_tests.reliability.harness import (
     differences,
     inject_x3_po,
@@ -45,16 +51,23 @@ def _number(prefix: str = "PB") -> str:
 
 
 def _line(n: int = 1000, **values) -> dict:
+    """A PO line plus `ACC`, the test's shorthand for its account (`_po` moves it to
+    PORDERC; `ACC=None` leaves the line without an account)."""
     line = {"POPLIN": n, "ITMREF": ITEM, "ITMDES": "Ready-mix concrete", "ACC": GL,
-            "QTYUOM": "12", "UOM": "M3", "NETPRI": "98.50", "LINAMT": "1182.00"}
+            "QTYUOM": "12", "UOM": "M3", "NETPRI": "98.50"}
     line.update(values)
     return line
 
 
 def _po(number: str, lines: list[dict] | None = None, **values) -> dict:
+    """A PORDER $create body: the lines under PORDERQ, their accounts in PORDERC (one entry
+    per line, in the same order)."""
+    lines = lines if lines is not None else [_line()]
     po = {"POHNUM": number, "BPSNUM": SUPPLIER, "PJTH": PROJECT, "ORDDAT": "2026-11-25",
           "CUR": "GBP", "ORDREF": f"Order {number}", "REVNUM": 0,
-          "PORDERQ": lines if lines is not None else [_line()]}
+          "PORDERQ": [{k: v for k, v in line.items() if k != "ACC"} for line in lines],
+          "PORDERC": [{"POPLIN": line["POPLIN"], "COA": [X3_CHART], "LINACC": [line["ACC"]]}
+                      for line in lines if line.get("ACC") is not None]}
     po.update(values)
     return po
 
@@ -91,24 +104,30 @@ def bad_po(draw, kind: str | None = None) -> Generated:  # noqa: C901 - a branch
     n = _number()
     if kind == "quantity-negative":
         qty = draw(st.decimals(min_value=Decimal("-1e6"), max_value=Decimal("-0.001"), places=3))
-        return _held(kind, _po(n, [_line(QTYUOM=str(qty), LINAMT="0.00")]), "quantity")
+        # X3 computes a negative amount from it: the reason may name either field
+        return _held(kind, _po(n, [_line(QTYUOM=str(qty))]), "quantity", "amount")
     if kind == "quantity-zero":
-        return _held(kind, _po(n, [_line(QTYUOM=draw(st.sampled_from(["0", "0.000"])),
-                                         LINAMT="0.00")]), "quantity")
+        return _held(kind, _po(n, [_line(QTYUOM=draw(st.sampled_from(["0", "0.000"])))]),
+                     "quantity")
     if kind == "quantity-huge":
-        qty = draw(st.integers(10**9 + 1, 10**14))
-        return _held(kind, _po(n, [_line(QTYUOM=str(qty), LINAMT="10.00")]), "quantity")
+        qty = draw(st.integers(10**9 + 1, 10**14))  # a price low enough for a sane amount
+        return _held(kind, _po(n, [_line(QTYUOM=str(qty), NETPRI="0.001")]), "quantity")
     if kind == "price-negative":
         price = draw(st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("-0.01"), places=2))
-        return _held(kind, _po(n, [_line(NETPRI=str(price), LINAMT="0.00")]), "unit_price")
+        return _held(kind, _po(n, [_line(NETPRI=str(price))]), "unit_price", "amount")
     if kind == "price-huge":
         price = draw(st.integers(10**11 + 1, 10**14))
-        return _held(kind, _po(n, [_line(QTYUOM="1", NETPRI=str(price), LINAMT="10.00")]),
-                     "unit_price")
-    if kind == "amount-beyond-cents":
-        whole, cents = draw(st.integers(0, 10**7)), draw(st.integers(0, 99))
-        extra = draw(st.text("0123456789", min_size=1, max_size=4).filter(lambda t: t.strip("0")))
-        return _held(kind, _po(n, [_line(LINAMT=f"{whole}.{cents:02d}{extra}")]), "amount")
+        # a quantity low enough for the amount X3 computes to stay within bounds
+        return _held(kind, _po(n, [_line(QTYUOM="0.001", NETPRI=str(price))]), "unit_price")
+    if kind == "amount-too-large":
+        # quantity and price each within bounds; the amount X3 computes from them is not
+        qty = draw(st.integers(10**3, 10**9))
+        price = draw(st.integers(10**11 // qty + 1, min(10**11, 10**14 // qty)))
+        return _held(kind, _po(n, [_line(QTYUOM=str(qty), NETPRI=str(price))]), "amount")
+    if kind == "gl-account-missing":
+        # a line with no PORDERC account (X3 leaves LINACC empty when nothing is entered)
+        return _held(kind, _po(n, [_line(), _line(2000, ACC=None)]), "gl_account",
+                     "mapping_key")
     if kind == "date-far-past":
         day = draw(st.dates(date(1, 1, 1), date(1999, 12, 31)))
         return _held(kind, _po(n, ORDDAT=day.isoformat()), "order_date")
@@ -149,7 +168,7 @@ def bad_po(draw, kind: str | None = None) -> Generated:  # noqa: C901 - a branch
         day = draw(st.sampled_from(["2026-13-45", "31/01/2026", "yesterday", "2026-02-30", ""]))
         return _held(kind, _po(n, ORDDAT=day), "order_date", channel="state")
     if kind == "line-number-duplicate":
-        return _held(kind, _po(n, [_line(1000), _line(1000, QTYUOM="3", LINAMT="295.50")]),
+        return _held(kind, _po(n, [_line(1000), _line(1000, QTYUOM="3")]),
                      "line_number", "line number", channel="state")
     if kind == "po-number-too-long":
         long_number = n + "X" * draw(st.integers(31 - len(n), 60 - len(n)))
@@ -159,7 +178,9 @@ def bad_po(draw, kind: str | None = None) -> Generated:  # noqa: C901 - a branch
         return _held(kind, _po(n, BPSNUM=code), "supplier_code", channel="state")
     if kind == "gl-account-too-long":
         account = GL + "9" * draw(st.integers(15, 40))
-        return _held(kind, _po(n, [_line(ACC=account)]), "gl_account", channel="state")
+        # the GL account is the line's mapping key by default (MLC_MAPPING_KEY)
+        return _held(kind, _po(n, [_line(ACC=account)]), "gl_account", "mapping_key",
+                     channel="state")
     if kind == "uom-too-long":
         uom = "M" * draw(st.integers(11, 40))
         return _held(kind, _po(n, [_line(UOM=uom)]), "uom", channel="state")
@@ -176,8 +197,8 @@ def bad_po(draw, kind: str | None = None) -> Generated:  # noqa: C901 - a branch
 
 
 KINDS = ["quantity-negative", "quantity-zero", "quantity-huge", "price-negative", "price-huge",
-         "amount-beyond-cents", "date-far-past", "date-far-future", "supplier-unknown",
-         "project-unknown", "gl-account-unknown", "project-missing", "lines-missing",
+         "amount-too-large", "gl-account-missing", "date-far-past", "date-far-future",
+         "supplier-unknown", "project-unknown", "gl-account-unknown", "project-missing", "lines-missing",
          "text-unicode-control-html", "quantity-not-a-number", "revision-not-a-whole-number",
          "date-not-a-date", "line-number-duplicate", "po-number-too-long", "supplier-too-long",
          "gl-account-too-long", "uom-too-long", "currency-missing", "description-too-long"]
@@ -189,11 +210,17 @@ def _create(world, http: httpx.Client, generated: Generated) -> None:
                              json=generated.body)
         assert response.status_code == 201, (generated.kind, response.text)
         return
+    # As X3 would hold it: the line account in COA/LINACC (PORDERC, one entry per line in
+    # order, so duplicate line numbers keep their own), LINAMT computed from the line.
     record = {"POHTYP": 1, "POHFCY": "GB011", "CLEFLG": 1, "APPFLG": 3}
-    record.update({k: v for k, v in generated.body.items() if k != "PORDERQ"})
+    record.update({k: v for k, v in generated.body.items() if k not in ("PORDERQ", "PORDERC")})
+    accounts = generated.body.get("PORDERC", [])
+    assert len(accounts) == len(generated.body["PORDERQ"]), generated.kind
     record["lines"] = [dict(line, POHNUM=record["POHNUM"], PJT=record.get("PJTH", ""),
-                            POQSEQ=1, LINCLEFLG=1, LINSTA=1, LINREVNUM=0)
-                       for line in generated.body["PORDERQ"]]
+                            POQSEQ=1, LINCLEFLG=1, LINSTA=1, LINREVNUM=0,
+                            COA=account["COA"], LINACC=account["LINACC"],
+                            LINAMT=_line_amount(line))
+                       for line, account in zip(generated.body["PORDERQ"], accounts, strict=True)]
     inject_x3_po(world, record)
 
 
@@ -220,7 +247,7 @@ def test_generated_bad_pos_are_held_naming_po_and_field_and_good_pos_still_sync(
         batch = [data.draw(bad_po(kind), label=kind) for kind in KINDS]
         batch += data.draw(st.lists(bad_po(), max_size=3), label="more")
         good = Generated("good", _po(_number("PG"), [
-            _line(1000), _line(2000, ACC="601100", QTYUOM="2.5", NETPRI="10.10", LINAMT="25.25")]))
+            _line(1000), _line(2000, ACC="601100", QTYUOM="2.5", NETPRI="10.10")]))
         with x3_rest(w) as http:
             for generated in [*batch, good]:
                 _create(w, http, generated)
@@ -313,7 +340,10 @@ def test_keys_with_quotes_and_operators_are_escaped_end_to_end(world, fault_free
                     next(iter(client.changed("purchase_order", stamp)))
             assert world.calls("sage_x3")[mark:] == [], "a malformed stamp reached X3"
 
-    # codes written back to X3 (analytical dimensions) with hostile values
+    # codes written back to X3 (analytical dimensions) with hostile values, through the web
+    # APIs of a customer who made dimension values writable (standard X3 refuses both)
+    world.x3.state.writable_classes = {"CACCE"}
+    world.x3.state.api_operations = {"dimension"}
     dimensions = world.x3.state.x3_dimensions
     before = {(d["DIE"], d["CCE"]): dict(d) for d in dimensions}
     for api, code in (("rest", "C'1 or 1=1"), ("graphql", "G'}{_id:1}")):

@@ -160,7 +160,7 @@ def test_sigkill_during_writes_several_times_then_clean_run_converges(world, fau
     rng = random.Random(seed)
     # a little latency spreads the ~45 writes over a second, so kills land mid-write
     world.configure("procore", latency_ms=15)
-    total = fault_free.writes[("small", "seed", SYNC_JOB)]
+    total = fault_free.writes[("small", "seed", SYNC_JOB, "rest", "import_file")]
     # kill points: two inside the commitment writes (nothing reaches the ledger before the
     # writer's final flush, so the next run redoes them all), one anywhere in the run
     kills = []
@@ -185,8 +185,10 @@ def test_sigkill_during_writes_several_times_then_clean_run_converges(world, fau
 
 
 def _is_line_delete(call: dict) -> bool:
+    # Procore documents the line-item DELETE as 200 with an empty body (the sandbox answers
+    # that); any 2xx is a delete done
     return (call["method"] == "DELETE" and "/line_items/" in call["path"]
-            and call.get("status") == 204)
+            and 200 <= (call.get("status") or 0) < 300)
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ X3_DETAILS = r"GET /api1/x3/erp/SEED/PORDER\('"  # one PO with its lines
 X3_GRAPHQL = r"POST /xtrem/api$"
 REQUISITION_CREATE = r"POST /rest/v1.1/requisitions$"  # not idempotent: looked up first
 VENDOR_SYNC = r"PATCH /rest/v1.0/vendors/sync$"
+# X3 web-API writes: only where the customer made suppliers/dimensions writable (x3_writes=api)
 X3_SUPPLIER_CREATE = r"POST /api1/x3/erp/SEED/BPSUPPLIER$"  # not idempotent either
 X3_DIMENSION_EDIT = r"PUT /api1/x3/erp/SEED/CACCE\('"
 
@@ -70,6 +71,9 @@ class FaultCase:
     scenario: str = "seed"  # seed: the first sync; amend: the run carrying X3 amendments
     seed: str = "small"
     x3_api: str = "rest"
+    # how suppliers/dimension values reach X3: import_file (standard X3) or api (a customer
+    # who built writable classes / API operations for them; see harness.open_world)
+    x3_writes: str = "import_file"
     job: str = SYNC_JOB  # sync_reference_data for suppliers <-> vendors and dimensions
     # synced: the faulted run already equals the fault-free one;
     # recorded: some POs failed with a reason, the rest equal the fault-free run;
@@ -135,9 +139,10 @@ CASES = [
     FaultCase("reference-x3-supplier-create-response-lost", "sage_x3",
               (_f(X3_SUPPLIER_CREATE, delay=1.6, count=1),),
               resources={"sage_x3": {"timeout_seconds": 1.0}}, job=REFERENCE_JOB,
-              expect="recorded"),
+              x3_writes="api", expect="recorded"),
     FaultCase("reference-x3-dimension-write-5xx", "sage_x3",
-              (_f(X3_DIMENSION_EDIT, status=500, count=2),), job=REFERENCE_JOB),
+              (_f(X3_DIMENSION_EDIT, status=500, count=2),), job=REFERENCE_JOB,
+              x3_writes="api"),
     FaultCase("amend-procore-5xx-on-updates-and-deletes", "procore",
               (_f(PO_WRITES, status=500, count=2), _f(LINE_DELETE, status=503, count=2)),
               scenario="amend"),
@@ -213,8 +218,9 @@ class _During:
 def test_sync_under_fault_matches_fault_free_run_and_converges(case: FaultCase, monkeypatch,
                                                                 tmp_path, fault_free):
     _skip_unbuilt(case)
-    expected = fault_free(case.seed, case.scenario, case.job)
-    with open_world(monkeypatch, tmp_path, case.seed, x3_api=case.x3_api) as w:
+    expected = fault_free(case.seed, case.scenario, case.job, case.x3_api, case.x3_writes)
+    with open_world(monkeypatch, tmp_path, case.seed, x3_api=case.x3_api,
+                    x3_writes=case.x3_writes) as w:
         if case.scenario == "amend":
             w.sync()
             assert amend_x3(w)

@@ -27,6 +27,7 @@ from mlc_dagster.sandbox import sage_x3_app
 from mlc_dagster.sandbox.controls import SandboxControls
 from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, SeedData, build_seed
 from mlc_dagster.sandbox.server import free_port
+from mlc_dagster.x3_import.templates import render, supplier_template
 
 C = SANDBOX_CREDENTIALS
 API = f"/api1/x3/erp/{C['x3_endpoint']}"
@@ -130,9 +131,39 @@ def x3(_x3_server) -> X3Sandbox:
     """The small-seed sandbox, reset to fresh data, real clock and no faults for each test
     (one server per module: starting uvicorn per test would dominate the run time)."""
     _x3_server.state.reset(_SMALL_SEED)
+    _x3_server.http.post("/_sandbox/config", json={"x3_line_change_moves_header": False})
     _x3_server.http.delete("/_sandbox/faults")
     _x3_server.http.delete("/_sandbox/calls")
     return _x3_server
+
+
+@pytest.fixture
+def x3_writable(x3) -> X3Sandbox:
+    """A customer who built writable classes/representations for suppliers and dimension
+    values (standard X3 has none: sage_x3_app.WEB_API_READ_ONLY); `x3` resets it."""
+    x3.state.writable_classes = set(sage_x3_app.WEB_API_READ_ONLY)
+    return x3
+
+
+@pytest.fixture
+def x3_operations(x3) -> X3Sandbox:
+    """A customer who set up GraphQL API operations (GESAPIOPE) for the supplier and
+    dimension nodes (standard X3 has no mutation: sage_x3_app._mutation_sdl)."""
+    x3.state.api_operations = {"dimension", "supplier"}
+    return x3
+
+
+def import_supplier(x3: X3Sandbox, code: str, name: str) -> None:
+    """Add a supplier the way standard X3 takes one: an import file (template YMLCBPS)."""
+    supplier = {"BPSNUM": code, "BPRNAM": name, "BPRSHO": name[:10], "BSGCOD": "SUP",
+                "ENAFLG": 2, "LAN": "ENG", "TSSCOD(0)": "CON", "ACCCOD": "STD",
+                "VACBPR": "NOR", "PTE": "30NET", "BPAADD": "MAIN"}
+    address = {"BPAADD": "MAIN", "BPAADDLIG(0)": "1 Dock Road", "POSCOD": "L3 4AA",
+               "CTY": "Liverpool", "CRY": "GB", "TEL(0)": "", "WEB(0)": ""}
+    text = render(supplier_template(), [[("B", supplier), ("A", address)]])
+    resp = x3.http.post("/_sandbox/x3/import", params={"template": "YMLCBPS", "file": "s.txt"},
+                        content=text.encode())
+    assert resp.status_code == 200 and resp.json()["created"] == [code], resp.text
 
 
 @pytest.fixture(scope="module")
@@ -292,22 +323,31 @@ def _follow_rest(x3: X3Sandbox, first: httpx.Response) -> list[dict]:
         resp = x3.rest.get(body["$links"]["$next"]["$url"])
 
 
-def test_rest_pages_2500_pos_by_stamp_exactly_once(x3_big):
+def test_rest_pages_2500_pos_by_key_exactly_once(x3_big):
     resp = x3_big.query("PORDER", where="UPDDATTIM ge @2026-01-01T00:00:00Z@",
-                        orderBy="UPDDATTIM asc,POHNUM asc", count=200)
+                        orderBy="POHNUM asc", count=200)
     rows = _follow_rest(x3_big, resp)
     numbers = [r["POHNUM"] for r in rows]
     assert len(numbers) == 2500 and len(set(numbers)) == 2500
-    order = [(r["UPDDATTIM"], r["POHNUM"]) for r in rows]
-    assert order == sorted(order)
+    assert numbers == sorted(numbers)
+    assert all(urlsplit(link).query for link in [])  # links checked in the next test
+
+
+def test_rest_next_link_is_a_key_cursor_over_the_class_key(x3_big):
+    """integration-guide ws-query: `$next` = `key=gt.<key>`; ordered by anything but the key,
+    following the server's own links skips rows (stamps here run against the key order)."""
+    first = x3_big.query("PORDER", orderBy="UPDDATTIM asc", count=200).json()
+    last = first["$resources"][-1]["POHNUM"]
+    assert parse_qs(urlsplit(first["$links"]["$next"]["$url"]).query)["key"] == [f"gt.{last}"]
+    rows = _follow_rest(x3_big, x3_big.query("PORDER", orderBy="UPDDATTIM asc", count=200))
+    assert len({r["POHNUM"] for r in rows}) < 2500
 
 
 def test_rest_paging_respects_where_watermark_and_small_pages(x3_big):
     watermark = "2026-02-01T09:03:00Z"  # 180 s in -> stamps shared by groups of 7
     expected = {po["POHNUM"] for po in x3_big.state.x3_purchase_orders
                 if po["UPDDATTIM"] >= watermark}
-    resp = x3_big.query("PORDER", where=f"UPDDATTIM ge @{watermark}@",
-                        orderBy="UPDDATTIM;POHNUM", count=47)
+    resp = x3_big.query("PORDER", where=f"UPDDATTIM ge @{watermark}@", count=47)
     rows = _follow_rest(x3_big, resp)
     numbers = [r["POHNUM"] for r in rows]
     assert len(numbers) == len(set(numbers)) == len(expected)
@@ -320,12 +360,22 @@ def test_rest_paging_descending_order(x3):
     assert numbers == sorted((po["POHNUM"] for po in x3.state.x3_purchase_orders), reverse=True)
 
 
-def test_rest_key_cursor_on_order_fields_only(x3):
-    """A client may send key=gt.<stamp> with the orderBy value only: strictly later stamps."""
-    pos = sorted(x3.state.x3_purchase_orders, key=lambda p: (p["UPDDATTIM"], p["POHNUM"]))
-    pivot = pos[10]["UPDDATTIM"]
-    body = x3.query("PORDER", orderBy="UPDDATTIM", key=f"gt.{pivot}", count=5).json()
+def test_rest_key_cursor_is_a_condition_on_the_class_key(x3):
+    """key=gt.<POHNUM>: rows whose class key is after it, in the requested order."""
+    pos = sorted(x3.state.x3_purchase_orders, key=lambda p: p["POHNUM"])
+    pivot = pos[10]["POHNUM"]
+    body = x3.query("PORDER", key=f"gt.{pivot}", count=5).json()
     assert [r["POHNUM"] for r in body["$resources"]] == [p["POHNUM"] for p in pos[11:16]]
+
+
+def test_order_by_outside_the_query_facet_is_refused(x3):
+    """integration-guide ws-query: only properties of the $query facet can be sorted on."""
+    resp = x3.query("PORDER", orderBy="CREDATTIM asc")
+    assert resp.status_code == 400
+    assert "$query facet" in resp.json()["$diagnoses"][0]["$message"]
+    row = x3.query("PORDER", count=1).json()["$resources"][0]
+    assert "CREDATTIM" not in row and "APPFLG" not in row and "UPDDATTIM" in row
+    assert x3.query("PORDER", orderBy="UPDDATTIM desc").status_code == 200
 
 
 def test_previous_link_returns_the_page_before(x3):
@@ -402,8 +452,7 @@ def test_where_numbers_and_dates_compare_by_type(x3):
 
 
 def test_where_escaped_quote_is_data_not_syntax(x3):
-    assert x3.create("BPSUPPLIER", {"BPSNUM": "SUPQ01", "BPSNAM": "O'Brien & Sons Ltd"}
-                     ).status_code == 201
+    import_supplier(x3, "SUPQ01", "O'Brien & Sons Ltd")
     assert x3.keys("BPSUPPLIER", "BPSNAM eq 'O''Brien & Sons Ltd'") == {"SUPQ01"}
     assert x3.keys("BPSUPPLIER", "BPSNAM like '%''Brien%'") == {"SUPQ01"}
 
@@ -480,7 +529,28 @@ def test_details_has_lines_with_uuids(x3):
     lines = body["PORDERQ"]
     assert [ln["POPLIN"] for ln in lines] == [ln["POPLIN"] for ln in po["lines"]]
     assert all(ln["$uuid"] for ln in lines) and len({ln["$uuid"] for ln in lines}) == len(lines)
-    assert lines[0]["ACC"] == po["lines"][0]["ACC"]
+    assert "ACC" not in lines[0] and "CCE" not in lines[0]
+
+
+def test_details_serve_line_accounts_and_dimensions_outside_the_lines(x3):
+    """V11 dictionary: PORDERQ/PORDERP have no account or dimension column; the line's
+    accounts are PORDERC.LINACC (by COA) and its dimensions CPTANALIN.CCE (by DIE)."""
+    po = x3.state.x3_purchase_orders[0]
+    body = x3.details("PORDER", po["POHNUM"]).json()
+    accounts = {e["POPLIN"]: e for e in body["PORDERC"]}
+    dimensions = {e["VCRLIN"]: e for e in body["CPTANALIN"]}
+    for line in po["lines"]:
+        assert accounts[line["POPLIN"]] == {"POPLIN": line["POPLIN"], "COA": ["SEED"],
+                                            "LINACC": [line["ACC"]]}
+        assert dimensions[line["POPLIN"]]["DIE"] == ["PRJ", "CST"]
+        assert dimensions[line["POPLIN"]]["CCE"] == [po["PJTH"], f"C{line['ACC']}"]
+
+
+def test_line_account_on_a_quantity_line_is_refused(x3):
+    body = {**NEW_PO, "POHNUM": "PO99000010",
+            "PORDERQ": [{**NEW_PO["PORDERQ"][0], "ACC": "602300"}]}
+    resp = x3.create("PORDER", body)
+    assert resp.status_code == 400 and "unknown property ACC" in resp.text
 
 
 def test_details_invoice_and_composite_keys(x3):
@@ -497,12 +567,20 @@ def test_details_invoice_and_composite_keys(x3):
                                       ("CACCE", "PRJ~NOPE")])
 def test_details_not_found(x3, cls, key):
     resp = x3.details(cls, key)
-    assert resp.status_code == 404
+    assert resp.status_code in sage_x3_app.MISSING_RECORD_STATUSES
     assert resp.json() == {"$diagnoses": [{"$severity": "error",
                                             "$message": "721 : Record does not exist"}]}
 
 
-def test_keys_with_slash_and_quote_round_trip(x3):
+def test_missing_record_status_varies_with_the_key(x3):
+    """Sage documents only "4xx or 5xx": the status of a missing record is not a signal."""
+    statuses = {x3.details("PORDER", f"NOPE{i}").status_code for i in range(12)}
+    assert statuses == set(sage_x3_app.MISSING_RECORD_STATUSES)
+    assert x3.details("PORDER", "NOPE3").status_code == x3.details("PORDER", "NOPE3").status_code
+
+
+def test_keys_with_slash_and_quote_round_trip(x3_writable):
+    x3 = x3_writable
     resp = x3.create("CACCE", {"DIE": "CCT", "CCE": "A/B'C", "DES": "Odd code"})
     assert resp.status_code == 201, resp.text
     assert x3.rest.get(resp.headers["location"]).json()["CCE"] == "A/B'C"
@@ -531,11 +609,14 @@ NEW_PO = {
     "POHNUM": "PO99000001", "BPSNUM": "SUP001", "PJTH": "P1001", "POHFCY": "GB011",
     "ORDDAT": "2026-03-01", "ORDREF": "Test order",
     "PORDERQ": [
-        {"POPLIN": 1000, "ITMREF": "CONC-C30", "ITMDES": "Ready-mix", "ACC": "602300",
+        {"POPLIN": 1000, "ITMREF": "CONC-C30", "ITMDES": "Ready-mix",
          "QTYUOM": "10", "UOM": "M3", "NETPRI": "95.50"},
-        {"POPLIN": 2000, "ITMREF": "LAB-DAY", "ITMDES": "Labour", "ACC": "612000",
+        {"POPLIN": 2000, "ITMREF": "LAB-DAY", "ITMDES": "Labour",
          "QTYUOM": 8, "UOM": "HR", "NETPRI": 40},
     ],
+    "PORDERC": [{"POPLIN": 1000, "COA": ["SEED"], "LINACC": ["602300"]},
+                {"POPLIN": 2000, "COA": ["SEED"], "LINACC": ["612000"]}],
+    "CPTANALIN": [{"VCRLIN": 1000, "DIE": ["PRJ", "CST"], "CCE": ["P1001", "C602300"]}],
 }
 
 
@@ -546,6 +627,8 @@ def test_create_purchase_order(x3):
     assert body["POHNUM"] == "PO99000001" and body["CUR"] == "GBP"  # currency from supplier
     assert body["TOTORD"] == "1275.00"
     assert [ln["LINAMT"] for ln in body["PORDERQ"]] == ["955.00", "320.00"]
+    assert [e["LINACC"] for e in body["PORDERC"]] == [["602300"], ["612000"]]
+    assert [e["CCE"] for e in body["CPTANALIN"]] == [["P1001", "C602300"], []]
     assert body["UPDDATTIM"] == body["CREDATTIM"] and recently(body["UPDDATTIM"])
     location = resp.headers["location"]
     assert location.startswith(f"{x3.url}{API}/PORDER('PO99000001')")
@@ -579,7 +662,8 @@ def test_create_assigns_line_numbers(x3):
     ("BPSUPPLIER", {"BPSNUM": "SUPX", "BPSNAM": "N" * 36}, "BPSNAM"),
     ("CACCE", {"DIE": "CCT", "CCE": "01-100"}, "DES"),
 ])
-def test_create_validation(x3, cls, body, fragment):
+def test_create_validation(x3_writable, cls, body, fragment):
+    x3 = x3_writable  # suppliers/dimensions: a customer-built writable class validates too
     before = len(x3.state.records(sage_x3_app.CLASSES[cls]))
     resp = x3.create(cls, body)
     assert resp.status_code == 400, resp.text
@@ -587,7 +671,8 @@ def test_create_validation(x3, cls, body, fragment):
     assert len(x3.state.records(sage_x3_app.CLASSES[cls])) == before
 
 
-def test_supplier_name_of_35_characters_is_accepted(x3):
+def test_supplier_name_of_35_characters_is_accepted(x3_writable):
+    x3 = x3_writable
     resp = x3.create("BPSUPPLIER", {"BPSNUM": "SUPX", "BPSNAM": "N" * 35})
     assert resp.status_code == 201
     assert resp.json()["BPSSHO"] == "N" * 10
@@ -621,7 +706,9 @@ def test_edit_header_is_partial_and_moves_stamp(x3):
     assert {k: after[k] for k in unchanged} == unchanged
 
 
-def test_edit_of_one_line_moves_header_stamp_and_totals(x3):
+def test_edit_of_one_line_keeps_header_stamp_and_recomputes_totals(x3):
+    """Undocumented whether a line-only change moves the header UPDDATTIM: by default it
+    does not (the stricter reading); the line's own stamp moves and the totals follow."""
     po = next(p for p in x3.state.x3_purchase_orders if len(p["lines"]) >= 2)
     _age(po)
     first, second = po["lines"][0]["POPLIN"], po["lines"][1]["POPLIN"]
@@ -629,14 +716,72 @@ def test_edit_of_one_line_moves_header_stamp_and_totals(x3):
                                                          "NETPRI": "10.00"}]})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert recently(body["UPDDATTIM"])
+    assert body["UPDDATTIM"] == "2020-01-01T00:00:00Z"
     lines = {ln["POPLIN"]: ln for ln in body["PORDERQ"]}
     assert lines[first]["LINAMT"] == "20.00" and recently(lines[first]["UPDDATTIM"])
     assert lines[second]["UPDDATTIM"] == "2020-01-01T00:00:00Z"
     assert body["TOTORD"] == str(sum(Decimal(ln["LINAMT"]) for ln in body["PORDERQ"]))
-    # The query facet sees the moved header stamp.
-    assert po["POHNUM"] in x3.keys("PORDER", "UPDDATTIM gt @2025-01-01T00:00:00Z@ and "
-                                             f"POHNUM eq '{po['POHNUM']}'")
+    # The line class sees the line's new stamp; the header query does not.
+    assert x3.keys("PORDERQ", f"UPDDATTIM gt @2025-01-01T00:00:00Z@ and POHNUM eq "
+                              f"'{po['POHNUM']}'") == {f"{po['POHNUM']}~{first}~1"}
+    assert x3.keys("PORDER", "UPDDATTIM gt @2025-01-01T00:00:00Z@ and "
+                             f"POHNUM eq '{po['POHNUM']}'") == set()
+
+
+def test_line_change_moves_header_when_configured(x3):
+    po = x3.state.x3_purchase_orders[1]
+    _age(po)
+    assert x3.http.post("/_sandbox/config",
+                        json={"x3_line_change_moves_header": True}).status_code == 200
+    resp = x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [{"POPLIN": po["lines"][0]["POPLIN"],
+                                                         "QTYUOM": "3"}]})
+    assert recently(resp.json()["UPDDATTIM"])
+
+
+def test_line_amount_is_computed_never_taken_from_the_body(x3):
+    """X3 computes LINAMT from quantity and net price (ASSUMPTION: qty x NETPRI, 2 dp): a
+    client's amount is ignored, a quantity or price edit recomputes it and the totals."""
+    po = x3.state.x3_purchase_orders[2]
+    line = po["lines"][0]["POPLIN"]
+    body = x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [
+        {"POPLIN": line, "QTYUOM": "4", "NETPRI": "2.505", "LINAMT": "999.99"}]}).json()
+    got = next(ln for ln in body["PORDERQ"] if ln["POPLIN"] == line)
+    assert got["LINAMT"] == "10.02"
+    assert body["TOTORD"] == str(sum(Decimal(ln["LINAMT"]) for ln in body["PORDERQ"]))
+    body = x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [{"POPLIN": line, "QTYUOM": "1"}]}).json()
+    assert next(ln for ln in body["PORDERQ"] if ln["POPLIN"] == line)["LINAMT"] == "2.51"
+    body = x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [{"POPLIN": line, "LINAMT": "5"}]}).json()
+    assert next(ln for ln in body["PORDERQ"] if ln["POPLIN"] == line)["LINAMT"] == "2.51"
+    invoice = x3.state.x3_purchase_invoices[0]
+    inv = x3.edit("PINVOICE", invoice["NUM"], {"PINVOICED": [
+        {"PIDLIN": invoice["lines"][0]["PIDLIN"], "QTYUOM": "2", "NETPRI": "3",
+         "AMTNOTLIN": "1"}]}).json()
+    assert inv["PINVOICED"][0]["AMTNOTLIN"] == "6.00"
+    assert inv["AMTNOT"] == str(sum(Decimal(ln["AMTNOTLIN"]) for ln in inv["PINVOICED"]))
+
+
+def test_line_analytics_edit_moves_only_the_line_stamp(x3):
+    po = x3.state.x3_purchase_orders[4]
+    _age(po)
+    line = po["lines"][0]["POPLIN"]
+    resp = x3.edit("PORDER", po["POHNUM"], {"CPTANALIN": [
+        {"VCRLIN": line, "DIE": ["PRJ", "CST"], "CCE": [po["PJTH"], "C999999"]}]})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["UPDDATTIM"] == "2020-01-01T00:00:00Z"
+    assert next(e for e in body["CPTANALIN"] if e["VCRLIN"] == line)["CCE"][1] == "C999999"
+    assert recently(next(ln for ln in body["PORDERQ"] if ln["POPLIN"] == line)["UPDDATTIM"])
+    bad = x3.edit("PORDER", po["POHNUM"], {"CPTANALIN": [{"VCRLIN": 1, "CCE": []}]})
+    assert bad.status_code == 400 and "does not exist" in bad.text
+
+
+def test_line_class_is_list_only(x3):
+    resp = x3.rest.get(f"{API}/PORDERQ('PO26000001~1000~1')",
+                       params={"representation": "PORDERQ.$details"})
+    assert resp.status_code == 400
+    write = x3.rest.post(f"{API}/PORDERQ", params={"representation": "PORDERQ.$create"},
+                         json={"POHNUM": "X"})
+    assert write.status_code == 405
 
 
 def test_edit_adds_and_deletes_lines(x3):
@@ -646,12 +791,12 @@ def test_edit_adds_and_deletes_lines(x3):
     new_line = max(ln["POPLIN"] for ln in po["lines"]) + 1000
     resp = x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [
         {"POPLIN": doomed, "$delete": True},
-        {"POPLIN": new_line, "ITMREF": "NEW", "QTYUOM": 3, "NETPRI": "1.50", "ACC": "601100"},
+        {"POPLIN": new_line, "ITMREF": "NEW", "QTYUOM": 3, "NETPRI": "1.50"},
     ]})
     assert resp.status_code == 200, resp.text
     numbers = [ln["POPLIN"] for ln in resp.json()["PORDERQ"]]
     assert doomed not in numbers and numbers[-1] == new_line
-    assert recently(resp.json()["UPDDATTIM"])
+    assert resp.json()["UPDDATTIM"] == "2020-01-01T00:00:00Z"  # lines only
     stored = x3.state.find(sage_x3_app.PORDER, po["POHNUM"])
     assert [ln["POPLIN"] for ln in stored["lines"]] == numbers
 
@@ -683,7 +828,7 @@ def test_edit_refuses_key_change_and_missing_record(x3):
     resp = x3.edit("PORDER", "PO26000001", {"POHNUM": "PO26000002"})
     assert resp.status_code == 400
     resp = x3.edit("PORDER", "NOPE", {"ORDREF": "x"})
-    assert resp.status_code == 404
+    assert resp.status_code in sage_x3_app.MISSING_RECORD_STATUSES
     assert resp.json()["$diagnoses"][0]["$message"] == "721 : Record does not exist"
 
 
@@ -700,12 +845,31 @@ def test_delete_purchase_order(x3):
     number = x3.state.x3_purchase_orders[5]["POHNUM"]
     resp = x3.delete("PORDER", number)
     assert resp.status_code == 204 and resp.content == b""
-    assert x3.details("PORDER", number).status_code == 404
-    assert x3.delete("PORDER", number).status_code == 404
+    gone = x3.details("PORDER", number)
+    assert gone.json()["$diagnoses"][0]["$message"] == "721 : Record does not exist"
+    assert x3.delete("PORDER", number).status_code == gone.status_code
     assert x3.keys("PORDER", f"POHNUM eq '{number}'") == set()
 
 
-def test_dimension_create_edit_delete(x3):
+@pytest.mark.parametrize("cls, key, body", [
+    ("BPSUPPLIER", "SUP001", {"BPSNUM": "SUPX", "BPSNAM": "New supplier"}),
+    ("CACCE", "PRJ~P1001", {"DIE": "CCT", "CCE": "03-300", "DES": "Concrete"}),
+])
+def test_standard_x3_refuses_supplier_and_dimension_writes(x3, cls, key, body):
+    """Standard X3's representations of these classic objects are read-only (query and
+    details); the diagnosis points to the import template."""
+    x3_class = sage_x3_app.CLASSES[cls]
+    before = sage_x3_app._copy_json(x3.state.records(x3_class))
+    for resp in (x3.create(cls, body), x3.edit(cls, key, {"ENAFLG": 1}), x3.delete(cls, key)):
+        assert resp.status_code == 405, resp.text
+        message = resp.json()["$diagnoses"][0]["$message"]
+        assert "read-only" in message and "import template" in message
+    assert x3.state.records(x3_class) == before
+    assert x3.details(cls, key).status_code == 200
+
+
+def test_dimension_create_edit_delete(x3_writable):
+    x3 = x3_writable
     resp = x3.create("CACCE", {"DIE": "CCT", "CCE": "03-300", "DES": "Cast-in-Place Concrete",
                                "DESSHO": "03-300"})
     assert resp.status_code == 201, resp.text
@@ -879,22 +1043,66 @@ def test_graphql_purchase_invoice_fields(x3):
     invoice = x3.state.x3_purchase_invoices[0]
     invoice["PIHTYP"] = 3
     query = """query($id: String!) { x3Purchasing { purchaseInvoice { read(_id: $id) {
-      _id category billBySupplier { code { code } } supplierDocumentNumber documentDate
-      accountingDate currency { code } project { code } amountOfLinesExcludingTax
-      purchaseInvoiceLines { query { edges { node { lineNumber purchaseOrder { id }
-        purchaseOrderLine product { code } account { code } quantityInPurchaseUnit
-        purchaseUnit { code } netPrice lineAmountExcludingTax } } } } } } } }"""
+      _id category billBySupplier { code { code } } sourceDocument sourceDocumentDate
+      accountingDate currency { code } amountOfLinesExcludingTax status
+      purchaseInvoiceLines { query { edges { node { lineNumber sourceDocument
+        sourceDocumentLineNumber product { code } productDescriptionInUserLanguage
+        quantityInPurchaseUnitInvoiced purchaseUnit { code } netPrice
+        lineAmountExcludingTax } } } } } } } }"""
     node = x3.gql_data(query, {"id": invoice["NUM"]})["x3Purchasing"]["purchaseInvoice"]["read"]
     assert node["category"] == "creditMemo"
     assert node["billBySupplier"]["code"]["code"] == invoice["BPSNUM"]
-    assert node["supplierDocumentNumber"] == invoice["BPSINV"]
-    assert node["documentDate"] == invoice["INVDAT"] and node["project"]["code"] == invoice["PJT"]
+    assert node["sourceDocument"] == invoice["BPSINV"]
+    assert node["sourceDocumentDate"] == invoice["INVDAT"]
     assert node["amountOfLinesExcludingTax"] == invoice["AMTNOT"]
+    assert node["status"] == ("posted" if invoice["STA"] == 2 else "notPosted")
     line, stored = node["purchaseInvoiceLines"]["query"]["edges"][0]["node"], invoice["lines"][0]
-    assert line["purchaseOrder"] == {"id": stored["POHNUM"]}
-    assert line["purchaseOrderLine"] == stored["POPLIN"]
+    assert line["sourceDocument"] == stored["POHNUM"]
+    assert line["sourceDocumentLineNumber"] == stored["POPLIN"]
     assert line["lineAmountExcludingTax"] == stored["AMTNOTLIN"]
-    assert line["quantityInPurchaseUnit"] == stored["QTYUOM"]
+    assert line["quantityInPurchaseUnitInvoiced"] == stored["QTYUOM"]
+
+
+@pytest.mark.parametrize("field", ["supplierDocumentNumber", "documentDate", "project { code }"])
+def test_graphql_invoice_serves_no_undocumented_names(x3, field):
+    query = f'{{ x3Purchasing {{ purchaseInvoice {{ query {{ edges {{ node {{ {field} }} }} }} }} }} }}'
+    assert x3.gql(query).status_code == 400
+
+
+def test_invoices_carry_a_status_most_posted(x3):
+    statuses = [inv["STA"] for inv in x3.state.x3_purchase_invoices]
+    assert set(statuses) == {1, 2} and statuses.count(2) > statuses.count(1)
+    row = x3.query("PINVOICE", count=1).json()["$resources"][0]
+    assert row["STA"] in (1, 2)
+
+
+def test_graphql_line_dimension_node(x3):
+    po = x3.state.x3_purchase_orders[0]
+    query = """query($f: String) { x3Purchasing { purchaseOrderLineDimensionDimensions {
+      query(filter: $f, first: 500) { edges { node { purchaseOrder purchaseOrderLine
+        denormalizedIndex dimensionType { _id } dimension { dimension } } } } } } }"""
+    data = x3.gql_data(query, {"f": f"{{purchaseOrder:'{po['POHNUM']}'}}"})
+    rows = [e["node"] for e in data["x3Purchasing"]["purchaseOrderLineDimensionDimensions"]
+            ["query"]["edges"]]
+    got = {(r["purchaseOrderLine"], r["dimensionType"]["_id"]): r["dimension"]["dimension"]
+           for r in rows}
+    want = {(ln["POPLIN"], die): cce for ln in po["lines"]
+            for die, cce in zip(ln["DIE"], ln["CCE"], strict=True)}
+    assert got == want and all(r["purchaseOrder"] == po["POHNUM"] for r in rows)
+
+
+def test_graphql_purchase_order_line_node_has_stamps(x3):
+    po = x3.state.x3_purchase_orders[0]
+    _age(po)
+    x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [{"POPLIN": po["lines"][0]["POPLIN"],
+                                                  "QTYUOM": "9"}]})
+    since = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = """query($f: String) { x3Purchasing { purchaseOrderLine { query(filter: $f) {
+      edges { node { purchaseOrder { _id } lineNumber _updateStamp } } } } } }"""
+    edges = x3.gql_data(query, {"f": f"{{_updateStamp:{{_gte:'{since}'}}}}"})[
+        "x3Purchasing"]["purchaseOrderLine"]["query"]["edges"]
+    assert [(e["node"]["purchaseOrder"]["_id"], e["node"]["lineNumber"]) for e in edges] == [
+        (po["POHNUM"], po["lines"][0]["POPLIN"])]
 
 
 def test_graphql_supplier_account_dimension_nodes(x3):
@@ -980,7 +1188,7 @@ def test_graphql_filter_escaped_value_never_changes_meaning(x3, value):
 
 
 def test_graphql_filter_quote_in_data(x3):
-    x3.create("BPSUPPLIER", {"BPSNUM": "SUPQ02", "BPSNAM": "D'Arcy \\ Partners"})
+    import_supplier(x3, "SUPQ02", "D'Arcy \\ Partners")
     query = """query($f: String) { x3MasterData { supplier { query(filter: $f) {
       edges { node { _id } } } } } }"""
     data = x3.gql_data(query, {"f": "{companyName1:" + gql_filter_string("D'Arcy \\ Partners") + "}"})
@@ -1066,8 +1274,8 @@ def test_graphql_bad_cursor_is_an_error(x3):
 def test_graphql_sees_rest_writes(x3):
     po = x3.state.x3_purchase_orders[0]
     _age(po)
-    x3.edit("PORDER", po["POHNUM"], {"PORDERQ": [{"POPLIN": po["lines"][0]["POPLIN"],
-                                                  "NETPRI": "1.00"}]})
+    x3.edit("PORDER", po["POHNUM"], {"ORDREF": "seen", "PORDERQ": [
+        {"POPLIN": po["lines"][0]["POPLIN"], "NETPRI": "1.00"}]})
     query = f'{{ x3Purchasing {{ purchaseOrder {{ read(_id: "{po["POHNUM"]}") {{ _updateStamp }} }} }} }}'
     stamp = x3.gql_data(query)["x3Purchasing"]["purchaseOrder"]["read"]["_updateStamp"]
     assert recently(stamp)
@@ -1081,7 +1289,8 @@ CREATE_DIMENSION = """mutation($data: Dimension_Input!) { x3FinanceData { dimens
   create(data: $data) { _id dimension dimensionType { code } isActive _updateStamp } } } }"""
 
 
-def test_dimension_create_mutation_is_visible_over_rest(x3):
+def test_dimension_create_mutation_is_visible_over_rest(x3_operations):
+    x3 = x3_operations
     data = x3.gql_data(CREATE_DIMENSION, {"data": {
         "dimensionType": "CCT", "dimension": "03-300", "localizedDescription": "Cast-in-Place Concrete",
         "localizedShortDescription": "03-300", "isActive": True}})
@@ -1093,7 +1302,8 @@ def test_dimension_create_mutation_is_visible_over_rest(x3):
     assert rows[0]["DES"] == "Cast-in-Place Concrete" and rows[0]["ENAFLG"] == 2
 
 
-def test_dimension_mutation_errors_and_update(x3):
+def test_dimension_mutation_errors_and_update(x3_operations):
+    x3 = x3_operations
     variables = {"data": {"dimensionType": "CCT", "dimension": "01-100",
                           "localizedDescription": "General Requirements"}}
     x3.gql_data(CREATE_DIMENSION, variables)
@@ -1109,7 +1319,8 @@ def test_dimension_mutation_errors_and_update(x3):
     assert x3.details("CACCE", "CCT~01-100").json()["ENAFLG"] == 1
 
 
-def test_supplier_mutations(x3):
+def test_supplier_mutations(x3_operations):
+    x3 = x3_operations
     create = """mutation($data: Supplier_Input!) { x3MasterData { supplier { create(data: $data) {
       _id companyName1 code { vatNumber } addressByDefault { city country { code } } } } } }"""
     data = x3.gql_data(create, {"data": {
@@ -1130,7 +1341,24 @@ def test_supplier_mutations(x3):
     assert body["TEL"] == "+44 1" and body["BPSNAM"] == "Harbor Crane Services"
 
 
-def test_no_mutation_can_write_gl_accounts_or_entries(x3):
+def test_standard_x3_has_no_mutation_at_all(x3):
+    """Without API operations (GESAPIOPE) the schema has no Mutation type: supplier and
+    dimension writes are refused like any other mutation, and nothing is written."""
+    before = sage_x3_app._copy_json([x3.state.x3_dimensions, x3.state.x3_suppliers])
+    schema = x3.gql_data("""{ __schema { mutationType { name } types { name } } }""")
+    assert schema["__schema"]["mutationType"] is None
+    assert not [t["name"] for t in schema["__schema"]["types"] if t["name"].endswith("Mutations")]
+    for mutation in (CREATE_DIMENSION, """mutation { x3MasterData { supplier { update(data: {
+            code: "SUP001", isActive: false}) { _id } } } }"""):
+        body = x3.gql(mutation, {"data": {"dimensionType": "CCT", "dimension": "03-300"}}
+                      if mutation is CREATE_DIMENSION else None).json()
+        assert body["errors"] and body.get("data") is None
+    assert [x3.state.x3_dimensions, x3.state.x3_suppliers] == before
+
+
+def test_no_mutation_can_write_gl_accounts_or_entries(x3_operations):
+    """Even with every API operation the sandbox models, none writes GL accounts/entries."""
+    x3 = x3_operations
     resp = x3.gql("""mutation { x3FinanceData { account { create(data: {code: "1"}) { _id } } } }""")
     assert resp.status_code == 400
     assert "Cannot query field 'account'" in resp.json()["errors"][0]["message"]
