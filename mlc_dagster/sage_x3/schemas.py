@@ -15,8 +15,13 @@ MAX_QUANTITY = 1e9
 
 
 def _cents(series):
-    """True where a money value has at most two decimals (X3 stores more; Procore does not)."""
-    return ((series * 100).round(6) % 1).abs() < 1e-6
+    """True where a money value has at most two decimals (X3 stores more; Procore does not).
+
+    Compared in cents with a tolerance relative to the size: a float holds 1337222387.89 as
+    133722238788.99998 cents, which a fixed 1e-6 tolerance wrongly called a third decimal.
+    """
+    cents = series * 100
+    return (cents - cents.round()).abs() <= 1e-6 + 1e-14 * cents.abs()
 
 
 PO_HEADER_SCHEMA = pa.DataFrameSchema(

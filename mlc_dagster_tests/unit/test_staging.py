@@ -549,3 +549,11 @@ def test_yes_no_flags_reads_x3_menus_booleans_and_text_and_flags_the_rest():
         want = [missing if e == "missing" else e for e in expected]
         assert [None if v is pd.NA else v for v in got] == [None if w is pd.NA else w
                                                              for w in want]
+
+
+def test_cents_check_holds_for_large_amounts_and_still_catches_a_third_decimal():
+    """Found by the bad-input suite: 1337222387.89 is 133722238788.99998 cents as a float."""
+    from mlc_dagster.sage_x3.schemas import _cents
+
+    amounts = pd.Series([1337222387.89, 99999999999.99, 0.1, 12.345, 1234567.891, 1e11 + 0.005])
+    assert list(_cents(amounts)) == [True, True, True, False, False, False]
