@@ -284,7 +284,8 @@ class CommitmentWriter:
         self.outcomes: list[WriteOutcome] = []
         self.batch = ChangeBatch(ledger, run_id, every=flush_every)
         self._request_ids: dict[str, str] = {}
-        self._statuses: dict[str, str | None] = {}  # PO -> contract status Procore returned
+        # PO -> the contract as this run's header sync returned it (Procore's Show attributes)
+        self._contracts: dict[str, dict] = {}
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
         recorded = plan.new_holds + plan.superseded
@@ -346,7 +347,7 @@ class CommitmentWriter:
                         self._header_refused(w, _error_text(item["errors"]))
                     else:
                         ids[w.po_number] = int(item["id"])
-                        self._statuses[w.po_number] = item.get("status")
+                        self._contracts[w.po_number] = item
                 self._set_new_statuses(project_id, [w for w in chunk if w.po_number in ids
                                                     and _status_after(w)], ids)
         return ids
@@ -363,7 +364,7 @@ class CommitmentWriter:
         """
         updates, pending = [], []
         for w in writes:
-            current = self._statuses.get(w.po_number)
+            current = self._contracts[w.po_number].get("status")
             if current == w.status:
                 continue
             if is_locked_status(current):
@@ -387,7 +388,7 @@ class CommitmentWriter:
                 ids.pop(w.po_number, None)
                 self._fail(w, f"Procore rejected the contract status: {_error_text(item['errors'])}")
             else:
-                self._statuses[w.po_number] = item.get("status")
+                self._contracts[w.po_number] = item
 
     def _header_refused(self, write: CommitmentWrite, text: str) -> None:
         """A refused header: held when the commitment is locked (Approved / Complete), since
@@ -415,7 +416,7 @@ class CommitmentWriter:
         if contract_id is None:
             self._fail(write, "no Procore contract id known for this PO")
             return
-        if (write.line_updates or write.line_deletes) and _has_change_orders(write.state):
+        if (write.line_updates or write.line_deletes) and self._carries_change_orders(write):
             self._amend_with_change_orders(write, contract_id)
             return
         line_ids = {o: info.get("id") for o, info in
@@ -456,19 +457,17 @@ class CommitmentWriter:
     def _refused(self, write: CommitmentWrite, contract_id: int, text: str,
                  whole_record: bool) -> None:
         """Procore refused a line write: the approved policy if the commitment is locked."""
-        status = self._statuses.get(write.po_number)
-        contract = None
-        if whole_record and (status is None or (is_locked_status(status)
-                                                and self.approved_policy == "change_order")):
-            try:
-                contract = self.client.purchase_order_contract(write.desired.project_id,
-                                                               contract_id)
-            except ProcoreError as exc:
-                self._fail(write, f"Procore rejected line items: {text}; reading the commitment "
-                                  f"failed: {exc}", contract_id, exc.request_id)
-                return
-            status = contract.get("status")
-        if not (whole_record and is_locked_status(status)):
+        if not whole_record:
+            self._fail(write, f"Procore rejected line items: {text}", contract_id)
+            return
+        try:
+            contract = self._contract(write, contract_id)
+        except ProcoreError as exc:
+            self._fail(write, f"Procore rejected line items: {text}; reading the commitment "
+                              f"failed: {exc}", contract_id, exc.request_id)
+            return
+        status = contract.get("status")
+        if not is_locked_status(status):
             self._fail(write, f"Procore rejected line items: {text}", contract_id)
         elif self.approved_policy == "hold":
             self._hold(write, f"{LOCKED}: the commitment is {status} in Procore, which locks its "
@@ -476,6 +475,14 @@ class CommitmentWriter:
                               f"(MLC_APPROVED_POLICY=hold). Procore said: {text}", contract_id)
         else:
             self._change_order(write, contract_id, contract, f"the commitment is {status}")
+
+    def _carries_change_orders(self, write: CommitmentWrite) -> bool:
+        """Whether the commitment carries change orders of ours: the ledger says so, or (a lost
+        or older ledger) this run's header-sync entity shows one of our packages. No call."""
+        if _has_change_orders(write.state):
+            return True
+        packages = (self._contracts.get(write.po_number) or {}).get("change_order_packages")
+        return any(title_key(p, write.po_number) is not None for p in packages or ())
 
     def _amend_with_change_orders(self, write: CommitmentWrite, contract_id: int) -> None:
         """A commitment that already carries our change orders keeps getting its amendments
@@ -487,11 +494,23 @@ class CommitmentWriter:
                               "(MLC_APPROVED_POLICY=hold)", contract_id)
             return
         try:
-            contract = self.client.purchase_order_contract(write.desired.project_id, contract_id)
+            contract = self._contract(write, contract_id)
         except ProcoreError as exc:
             self._fail(write, f"reading the commitment failed: {exc}", contract_id, exc.request_id)
             return
         self._change_order(write, contract_id, contract, lead)
+
+    def _contract(self, write: CommitmentWrite, contract_id: int) -> dict:
+        """The contract as Procore's Show action returns it (status, change-order tier).
+
+        A header sync of this run already answered with it: sync entities "match those
+        returned by the Show action" (procore/documentation using_sync_actions.md). A GET
+        only without one, or if that entity shows none of the tier arrays after all.
+        """
+        entity = self._contracts.get(write.po_number)
+        if entity is not None and change_order_tier(entity) is not None:
+            return entity
+        return self.client.purchase_order_contract(write.desired.project_id, contract_id)
 
     def _synced(self, write: CommitmentWrite, contract_id: int, line_ids: dict,
                 action: str | None = None, extra: list[str] | None = None,

@@ -114,6 +114,20 @@ def single_tier_po(procore: Procore, tier: int = 1) -> str:
     pytest.fail(f"the seed has no project with {tier}-tier change orders")
 
 
+def approve_and_amend(procore: Procore, x3: X3Records, *, tier: int = 1,
+                      more: int = 1) -> tuple[str, dict, int, Decimal]:
+    """A synced PO of a `tier` project Approved in Procore, then its first line's quantity
+    raised by `more` in X3 (revision 1): the PO, its contract, the line and its new quantity."""
+    po = single_tier_po(procore, tier)
+    contract = procore.contract(po)
+    procore.set_status(contract, "Approved")
+    sov = procore.sov(contract)
+    line_no = min(sov)
+    quantity = dec(sov[line_no]["quantity"]) + more
+    amend_line(x3, po, line_no, revision=1, quantity=quantity)
+    return po, contract, line_no, quantity
+
+
 def ledger_of(env) -> Ledger:
     return Ledger(env["ledger_url"])
 
@@ -224,12 +238,7 @@ def test_changes_a_change_order_cannot_carry_are_held_never_synced(sandboxes, ru
 def test_a_multi_tier_project_holds_the_po_naming_the_tier(sandboxes, run, env, tier):
     procore, x3 = Procore(sandboxes["procore"].url), X3Records(sandboxes["sage_x3"].url)
     run()
-    po = single_tier_po(procore, tier)
-    contract = procore.contract(po)
-    procore.set_status(contract, "Approved")
-    line_no = min(procore.sov(contract))
-    amend_line(x3, po, line_no, revision=1,
-               quantity=dec(procore.sov(contract)[line_no]["quantity"]) + 1)
+    po, contract, _, _ = approve_and_amend(procore, x3, tier=tier)
     run()
     state = ledger_of(env).states("purchase_order", [po])[po]
     assert state.status == "held"
@@ -242,12 +251,7 @@ def test_hold_policy_holds_the_amendment(sandboxes, run, env, monkeypatch):
     monkeypatch.setenv("MLC_APPROVED_POLICY", "hold")
     procore, x3 = Procore(sandboxes["procore"].url), X3Records(sandboxes["sage_x3"].url)
     run()
-    po = single_tier_po(procore)
-    contract = procore.contract(po)
-    procore.set_status(contract, "Approved")
-    line_no = min(procore.sov(contract))
-    amend_line(x3, po, line_no, revision=1,
-               quantity=dec(procore.sov(contract)[line_no]["quantity"]) + 1)
+    po, contract, _, _ = approve_and_amend(procore, x3)
     run()
     state = ledger_of(env).states("purchase_order", [po])[po]
     assert state.status == "held"
@@ -260,12 +264,7 @@ def test_with_the_company_lock_off_approved_lines_are_simply_updated(sandboxes, 
     procore, x3 = Procore(sandboxes["procore"].url), X3Records(sandboxes["sage_x3"].url)
     set_sandbox(sandboxes["procore"], approved_lock=False)
     run()
-    po = single_tier_po(procore)
-    contract = procore.contract(po)
-    procore.set_status(contract, "Approved")
-    line_no = min(procore.sov(contract))
-    quantity = dec(procore.sov(contract)[line_no]["quantity"]) + 3
-    amend_line(x3, po, line_no, revision=1, quantity=quantity)
+    po, contract, line_no, quantity = approve_and_amend(procore, x3, more=3)
     run()
     assert dec(procore.sov(contract)[line_no]["quantity"]) == quantity
     assert procore.packages(contract) == []
@@ -315,3 +314,13 @@ def test_a_ledger_lost_mid_run_leaves_exactly_one_package_with_the_right_amount(
     assert money(shown["draft_change_orders_amount"]) == delta
     assert procore.sov(contract)[line_no]["quantity"] == old[line_no]["quantity"]
     assert ledger_of(env).states("purchase_order", [po])[po].status == "synced"
+
+    # 3. un-approved by a project manager, then the ledger is lost again: the SOV is not set
+    #    to X3's quantity (the change order already carries the +7)
+    procore.set_status(contract, "Draft")
+    delete_ledger(env)
+    clear_calls(handle)
+    run()
+    assert change_order_writes(handle) == []
+    assert procore.sov(contract)[line_no]["quantity"] == old[line_no]["quantity"]
+    assert money(procore.show(contract)["draft_change_orders_amount"]) == delta

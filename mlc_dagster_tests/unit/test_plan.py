@@ -313,11 +313,13 @@ class FakeProcore:
     for each on a single-tier project.
     """
 
-    def __init__(self, tier: int = 1, approved_lock: bool = True) -> None:
+    def __init__(self, tier: int = 1, approved_lock: bool = True,
+                 full_sync_entities: bool = True) -> None:
         self.calls: list[tuple] = []
         self._next = BIG + 10_000
         self.tier = tier
         self.approved_lock = approved_lock
+        self.full_sync_entities = full_sync_entities  # False: entities without the tier arrays
         self.contract_ids: dict[str, int] = {}
         self.statuses: dict[int, str] = {}  # contract id -> status
         self.line_ids: dict[str, int] = {}
@@ -363,16 +365,22 @@ class FakeProcore:
             else:
                 cid = self.contract_ids.setdefault(origin, self._id())
                 self.statuses[cid] = update.get("status") or self.statuses.get(cid, "Draft")
-                result.entities.append({"id": cid, "origin_id": origin,
-                                        "status": self.statuses[cid]})
+                entity = (self._shown(cid) if self.full_sync_entities else
+                          {"id": cid, "status": self.statuses[cid]})
+                result.entities.append({**entity, "origin_id": origin})
         return result
 
     def purchase_order_contract(self, project_id, contract_id):
         self.calls.append(("show_contract", project_id, contract_id))
         self._maybe_raise("show_contract")
+        return self._shown(contract_id)
+
+    def _shown(self, contract_id: int) -> dict:
+        """The Show action's attributes, which sync entities match (using_sync_actions.md)."""
         shown = {"id": contract_id, "status": self.statuses.get(contract_id)}
         if self.tier >= 1:  # tier 0: a response showing none of the arrays
-            shown["change_order_packages"] = []
+            shown["change_order_packages"] = [copy.deepcopy(p) for p in self.packages
+                                              if p["contract_id"] == contract_id]
         if self.tier >= 2:
             shown["potential_change_orders"] = []
         if self.tier == 3:
@@ -681,6 +689,15 @@ def test_status_comes_from_the_header_sync_entity(make, ledger):
     assert client.names() == ["sync_contracts", "sync_lines"]  # no show call needed
 
 
+def test_a_sync_entity_without_the_tier_arrays_costs_one_show_call(make, ledger):
+    client = FakeProcore(full_sync_entities=False)
+    approved(make, ledger, client)
+    _, outcomes = run(client, ledger, make(amended(revision=1, quantity="12", amount="30.00")))
+    assert [(o.status, o.action) for o in outcomes] == [("synced", "change_order")]
+    assert client.names()[:4] == ["sync_contracts", "sync_lines", "show_contract", "list_lines"]
+    assert client.names().count("show_contract") == 1
+
+
 def test_field_errors_on_an_approved_commitment_are_ordinary_failures(make, ledger):
     client = FakeProcore(approved_lock=False)
     approved(make, ledger, client)
@@ -706,7 +723,8 @@ def test_quantity_change_becomes_a_package_with_the_quantity_delta(make, ledger)
     contract_id = approved(make, ledger, client)
     _, outcomes = run(client, ledger, make(amended(revision=1, quantity="12", amount="30.00")))
     assert [(o.status, o.action) for o in outcomes] == [("synced", "change_order")]
-    assert client.names() == ["sync_contracts", "sync_lines", "show_contract", "list_lines",
+    # the header sync's entity is the show response: no GET for the status or the tier
+    assert client.names() == ["sync_contracts", "sync_lines", "list_lines",
                               "list_packages", "list_pcos", "create_package", "list_pcos",
                               "sync_pco_lines"]
     [package] = client.packages
@@ -861,6 +879,23 @@ def test_a_lost_ledger_keeps_the_approval_and_creates_nothing(make, ledger, tmp_
     assert [c[0] for c in client.calls].count("sync_contracts") == 1
     assert "status" not in client.calls[0][2][0]
     assert len(client.packages) == 1 and "create_package" not in client.names()
+    empty.dispose()
+
+
+def test_a_lost_ledger_on_an_unlocked_commitment_with_change_orders_counts_nothing_twice(
+        make, ledger, tmp_path):
+    client = FakeProcore()
+    contract_id = approved(make, ledger, client)
+    run(client, ledger, make(amended(quantity="12", amount="30.00")))
+    client.statuses[contract_id] = "Draft"  # un-approved by a project manager
+    client.calls.clear()
+    empty = Ledger(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    _, outcomes = run(client, empty, make(amended(quantity="12", amount="30.00")), run_id="r")
+    assert outcomes[0].status == "synced"
+    assert "sync_lines" not in client.names()  # the SOV would count the +2 twice
+    assert client.sov[contract_id]["X3:PO:PO1:1000"]["quantity"] == "10"
+    assert len(client.packages) == 1 and "create_package" not in client.names()
+    assert empty.states(ENTITY)["PO1"].summary["change_orders"] is True
     empty.dispose()
 
 
