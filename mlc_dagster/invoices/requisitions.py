@@ -40,7 +40,7 @@ MANUAL_PATH = ("Procore keeps synced invoices immutable — enter the difference
                "next invoice, or contact the project manager")
 CHANGED_AFTER_SEND = f"invoice changed in Sage X3 after it was sent; {MANUAL_PATH}"
 DELETED_AFTER_SEND = f"invoice deleted in Sage X3 after it was sent; {MANUAL_PATH}"
-AFTER_SEND = ("invoice changed in Sage X3 after", "invoice deleted in Sage X3 after")
+AFTER_SEND = (CHANGED_AFTER_SEND, DELETED_AFTER_SEND)  # prefixes of the hold reasons
 NO_FINAL_FIELD = ("not final in Sage X3 (the X3 record has no is_final field: this connector "
                   "needs the invoice status setting, see README \"Supplier invoices\")")
 HOLD_COLUMNS = [KEY, "reason"]
@@ -78,7 +78,6 @@ class DesiredInvoice:
     x3_stamp: str | None
     parts: list[RequisitionPart]
     x3_status: str = ""
-    final: bool = True
 
     @property
     def header(self) -> dict:
@@ -183,7 +182,7 @@ def _invoices(headers: pd.DataFrame, lines: pd.DataFrame) -> list[DesiredInvoice
             x3_stamp=row.update_stamp or None,
             parts=[RequisitionPart(po, requisition_origin_id(number, po), items)
                    for po, items in sorted(parts.get(number, {}).items())],
-            x3_status=row.status, final=getattr(row, FINAL) is True))
+            x3_status=row.status))
     return result
 
 
@@ -196,7 +195,8 @@ def sent_parts(state: RecordState | None) -> dict[str, dict]:
     return {po: part for po, part in parts.items() if part.get("id")}
 
 
-def _money(value) -> Decimal:
+def money(value) -> Decimal:
+    """A Procore or ledger amount as cents."""
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
@@ -229,13 +229,13 @@ def sent_differences(summary: dict, invoice: DesiredInvoice) -> list[str]:
             continue
         if part is None:
             differences.append(f"PO {po}: no longer billed by this invoice (requisition "
-                               f"#{before.get('number')} keeps {_money(before.get('total'))})")
+                               f"#{before.get('number')} keeps {money(before.get('total'))})")
             continue
         differences += before.get("differs") or []  # found when linked after a lost ledger
         amounts, quantities = before.get("amounts") or {}, before.get("quantities")
         for origin in sorted(set(amounts) | set(part.items)):
             item = part.items.get(origin, {"amount": "0.00", "quantity": "0"})
-            old, new = _money(amounts.get(origin)), _money(item["amount"])
+            old, new = money(amounts.get(origin)), money(item["amount"])
             what = []
             if old != new:
                 what.append(f"amount {old} -> {new}")
@@ -247,7 +247,7 @@ def sent_differences(summary: dict, invoice: DesiredInvoice) -> list[str]:
                           " (line removed)" if origin not in part.items else "")
                 differences.append(f"PO {po} line {_line(origin)}: {', '.join(what)}{suffix}")
     if differences:
-        before_total = sum((_money(p.get("total")) for p in sent.values()), Decimal("0.00"))
+        before_total = sum((money(p.get("total")) for p in sent.values()), Decimal("0.00"))
         after_total = sum((Decimal(p.total) for p in invoice.parts), Decimal("0.00"))
         if before_total != after_total:
             differences.append(f"total in Procore {before_total}, in Sage X3 now {after_total} "
@@ -257,7 +257,7 @@ def sent_differences(summary: dict, invoice: DesiredInvoice) -> list[str]:
 
 def _deleted_difference(parts: dict[str, dict]) -> str:
     kept = ", ".join(f"requisition #{p.get('number')} on PO {po} keeps "
-                     f"{_money(p.get('total'))}" for po, p in sorted(parts.items()))
+                     f"{money(p.get('total'))}" for po, p in sorted(parts.items()))
     return f"{DELETED_AFTER_SEND}: {kept}"
 
 

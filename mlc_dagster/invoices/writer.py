@@ -24,6 +24,7 @@ from mlc_dagster.invoices.requisitions import (
     RequisitionPlan,
     RequisitionWrite,
     ResolvedPart,
+    money,
     new_period,
     open_period,
     period_for,
@@ -125,7 +126,7 @@ class RequisitionWriter:
         if status == "held" and state and state.status == "held" and state.reason == reason \
                 and parts == before:
             return  # the same hold as last run: nothing new to record
-        action = "create" if "create" in actions else "link" if actions else "create"
+        action = "link" if actions == {"link"} else "create"
         first = next(iter(parts.values()), {})
         summary = {"parts": parts, "pos": sorted(p.po_number for p in inv.parts),
                    "sent": inv.sent_header if sent_header is None else sent_header,
@@ -150,13 +151,16 @@ class RequisitionWriter:
                     was_disabled: bool) -> tuple[dict, str]:
         """Create the requisition, or link the one a lost ledger write left in Procore."""
         part = resolved.part
+        # Invoicing found disabled (by this invoice's last run, or another invoice this run):
+        # read the commitment first. No POST follows a hold, so no listing is needed for it.
+        known = was_disabled or resolved.commitment_id in self._invoicing
+        if known and not self._invoicing_enabled(resolved):
+            raise _Held(invoicing_disabled_reason(part.po_number),
+                        disabled=resolved.commitment_id)
         listing = self._listing(resolved.project_id, resolved.commitment_id)
         existing = next((r for r in listing if r.get("origin_id") == part.origin_id), None)
         if existing is not None:
             return self._link(inv, resolved, existing, changes), "link"
-        if was_disabled and not self._invoicing_enabled(resolved):
-            raise _Held(invoicing_disabled_reason(part.po_number),
-                        disabled=resolved.commitment_id)
         period = self._period(resolved.project_id, date.fromisoformat(inv.invoice_date),
                               changes)
         body = dict(inv.header, origin_id=part.origin_id, period_id=period["id"],
@@ -166,7 +170,7 @@ class RequisitionWriter:
                                                    body)
         except ProcoreError as exc:
             # Decided from the status and the commitment's own field, not from the words.
-            if exc.refused and not self._invoicing_enabled(resolved, fresh=True):
+            if exc.refused and not self._invoicing_enabled(resolved):
                 raise _Held(invoicing_disabled_reason(part.po_number),
                             disabled=resolved.commitment_id) from None
             raise
@@ -180,17 +184,17 @@ class RequisitionWriter:
         If it holds other amounts than X3 says now, hold with the difference."""
         part = resolved.part
         detail = {**existing, **self.client.requisition(resolved.project_id, existing["id"])}
-        total = _money(detail.get("total_claimed_amount"))
+        total = money(detail.get("total_claimed_amount"))
         record = dict(_part_record(resolved, detail, {}), total=f"{total}", differs=[])
         del record["quantities"]  # Procore's are not compared: amounts are what is billed
         if detail.get("items") is None:  # no item view: compare the totals only
             record["amounts"] = {o: v["amount"] for o, v in part.items.items()}
-            if total != _money(part.total):
+            if total != money(part.total):
                 record["differs"].append(f"PO {part.po_number}: requisition "
                                          f"#{detail.get('number')} holds {total} in Procore")
         else:
             origin_of = {line_id: origin for origin, line_id in resolved.line_ids.items()}
-            billed = {i.get("line_item_id"): _money(i.get("work_completed_this_period"))
+            billed = {i.get("line_item_id"): money(i.get("work_completed_this_period"))
                       for i in detail["items"]
                       if i.get("item_type", "contract_item") == "contract_item"}
             record["amounts"] = {origin_of[lid]: f"{v}" for lid, v in billed.items()
@@ -237,11 +241,12 @@ class RequisitionWriter:
                                                                           commitment_id))
         return self._listings[commitment_id]
 
-    def _invoicing_enabled(self, resolved: ResolvedPart, fresh: bool = False) -> bool:
+    def _invoicing_enabled(self, resolved: ResolvedPart) -> bool:
         """The commitment's `requisitions_are_enabled` (show response), once per run.
 
-        A failed read counts as enabled: the caller then reports Procore's own refusal."""
-        if fresh or resolved.commitment_id not in self._invoicing:
+        A failed read counts as enabled (not remembered): the caller then reports Procore's
+        own refusal."""
+        if resolved.commitment_id not in self._invoicing:
             try:
                 contract = self.client.purchase_order_contract(resolved.project_id,
                                                                resolved.commitment_id)
@@ -280,10 +285,6 @@ class RequisitionWriter:
         return created
 
 
-def _money(value) -> Decimal:
-    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
-
-
 def _part_record(resolved: ResolvedPart, saved: dict, items: dict[str, dict]) -> dict:
     """What the ledger keeps of one requisition: its ids, and what it holds, to name a later
     X3 change (`amounts`, `quantities` per PO line origin_id)."""
@@ -293,4 +294,6 @@ def _part_record(resolved: ResolvedPart, saved: dict, items: dict[str, dict]) ->
             "line_ids": resolved.line_ids,
             "amounts": {o: v["amount"] for o, v in items.items()},
             "quantities": {o: v["quantity"] for o, v in items.items()},
-            "total": str(saved.get("total_claimed_amount", resolved.part.total))}
+            # Procore's figure when it gives one (a null must not become the text "None")
+            "total": resolved.part.total if saved.get("total_claimed_amount") is None
+            else str(saved["total_claimed_amount"])}

@@ -113,6 +113,20 @@ def test_create_sends_the_oas_body_and_records_what_procore_holds(ledger):
                                              "POST requisition"]
 
 
+def test_a_create_response_without_a_total_records_the_x3_total_not_none(ledger):
+    """A null `total_claimed_amount` must not reach the ledger as "None": the next run's
+    comparison would raise on it, for every invoice of the step."""
+    procore = FakeProcore()
+    create = procore.create_requisition
+    procore.create_requisition = lambda p, c, body: dict(create(p, c, body),
+                                                         total_claimed_amount=None)
+    RequisitionWriter(procore, ledger, "r1").run(plan())
+    state = ledger.states("purchase_invoice")["PI1"]
+    assert state.summary["parts"]["PO1"]["total"] == "10.00"
+    assert state.summary["total"] == "10.00"
+    assert sent_differences(state.summary, invoice()) == []
+
+
 def test_requisition_already_in_procore_after_a_crash_is_linked_never_created_or_edited(
         ledger):
     listed = {"id": 55, "number": 1, "status": "draft", "origin_id": ORIGIN,
@@ -161,11 +175,32 @@ def test_commitment_with_invoicing_disabled_is_held_from_its_field_then_checked_
     procore.calls.clear()  # next run: the commitment is read first, no refused POST again
     assert RequisitionWriter(procore, ledger, "r2").run(plan(state=state)) == []
     assert not any(c[0] == "POST requisition" for c in procore.calls)
+    assert procore.calls == [("GET contract", 900)]  # one read per poll, no listing
     assert [e["run_id"] for e in ledger.events("purchase_invoice", "PI1")] == ["r1"]
 
     procore.invoicing = True  # enabled in Procore: sent by the next run
     (synced,) = RequisitionWriter(procore, ledger, "r3").run(plan(state=state))
     assert synced.status == "synced"
+
+
+def test_a_commitment_found_disabled_is_not_posted_to_again_in_the_same_run(ledger):
+    """Three new invoices on one commitment with invoicing disabled: one refused POST and
+    one read of the commitment, then the others are held from what this run learnt."""
+    procore = FakeProcore(invoicing=False)
+    writes = []
+    for n in range(3):
+        inv = DesiredInvoice(f"PI{n}", "SUP001", f"INV-{n}", "2026-03-10", None,
+                             [RequisitionPart("PO1", f"X3:PI:PI{n}:PO1", {LINE: {
+                                 "amount": "10.00", "quantity": "1"}})])
+        writes.append(RequisitionWrite(inv, None, [ResolvedPart(inv.parts[0], 10, 900,
+                                                                {LINE: 5000})], f"h{n}"))
+    outcomes = RequisitionWriter(procore, ledger, "r1").run(RequisitionPlan(writes, []))
+    assert [o.status for o in outcomes] == ["held"] * 3
+    assert all(o.reason.startswith("invoicing is not enabled") for o in outcomes)
+    assert [c[0] for c in procore.calls].count("POST requisition") == 1
+    assert [c[0] for c in procore.calls].count("GET contract") == 1
+    states = ledger.states("purchase_invoice")
+    assert all(states[f"PI{n}"].summary["invoicing_disabled"] == [900] for n in range(3))
 
 
 def test_another_refusal_on_an_enabled_commitment_fails_with_procores_message(ledger):
