@@ -23,6 +23,11 @@ class PingRow:
     fix: str = ""
 
 
+def _insecure_loopback(env: Mapping[str, str]) -> bool:
+    """MLC_ALLOW_INSECURE_LOOPBACK, read from the environment `ping` was given."""
+    return env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
+
+
 def _try(check: str, fn: Callable[[], str], fix: Callable[[Exception], str]) -> PingRow:
     try:
         return PingRow(check, True, fn())
@@ -94,10 +99,6 @@ def _x3_fields_fix(names) -> Callable[[Exception], str]:
     return fix
 
 
-def _missing(what: str, fix: str) -> FieldMissing:
-    return FieldMissing(what, fix)
-
-
 def check_x3_rest_fields(client, entity: str) -> str:
     """Read one record's `$details` and check every configured column / member is there."""
     names = client.names.entity(entity)
@@ -107,19 +108,19 @@ def check_x3_rest_fields(client, entity: str) -> str:
         return f"{names.rest_class}: no record to check the fields on"
     stamp = names.rest_fields["update_stamp"]
     if stamp not in row:
-        raise _missing(f"{names.rest_class}.$query has no {stamp}",
-                       f"use a {names.rest_class} representation whose $query facet has {stamp}")
+        raise FieldMissing(f"{names.rest_class}.$query has no {stamp}", f"use a {names.rest_class} "
+                           f"representation whose $query facet has {stamp}")
     key = "~".join(str(row.get(k, "")) for k in names.rest_key)
     details = client._get(client._class_url(names.rest_class) + _key_segment(key),
                           {"representation": f"{names.rest_representation}.$details"})
     absent = [f"{name} ({column})" for name, column in names.rest_fields.items()
               if column not in details and name != "status"]
     if absent:
-        raise _missing(f"{names.rest_class} has no {', '.join(absent)}",
-                       "check the class/representation (the connector's X3 names)")
+        raise FieldMissing(f"{names.rest_class} has no {', '.join(absent)}",
+                           "check the class/representation (the connector's X3 names)")
     if entity == "purchase_invoice" and names.rest_fields.get("status") not in details:
-        raise _missing(f"PINVOICE has no status column {names.rest_fields.get('status')!r}",
-                       "set MLC_X3_INVOICE_STATUS_FIELD (and MLC_X3_INVOICE_FINAL_VALUES)")
+        raise FieldMissing(f"PINVOICE has no status column {names.rest_fields.get('status')!r}",
+                           "set MLC_X3_INVOICE_STATUS_FIELD (and MLC_X3_INVOICE_FINAL_VALUES)")
     checked = [names.rest_class]
     if entity == "purchase_order":
         checked += _check_line_sources(client, details)
@@ -127,9 +128,10 @@ def check_x3_rest_fields(client, entity: str) -> str:
             try:
                 next(iter(client.changed_line_documents(entity, None, page_size=1)), [])
             except Exception as exc:  # noqa: BLE001
-                raise _missing(f"line class {names.rest_line_class}: {exc}",
-                               "set MLC_X3_POLL_LINE_STAMPS=0, or publish a "
-                               f"{names.rest_line_class} representation with UPDDATTIM") from None
+                raise FieldMissing(f"line class {names.rest_line_class}: {exc}",
+                                   "set MLC_X3_POLL_LINE_STAMPS=0, or publish a "
+                                   f"{names.rest_line_class} representation with UPDDATTIM"
+                                   ) from None
             checked.append(f"{names.rest_line_class} line stamps")
     return "fields present: " + ", ".join(checked)
 
@@ -146,26 +148,26 @@ def _check_line_sources(client, details: dict) -> list[str]:
     for setting, source, wanted in sources:
         entries = details.get(source.member) if source.member else lines
         if not isinstance(entries, list) or not entries:
-            raise _missing(f"PO {details.get('POHNUM')} has no {source.describe()}",
-                           f"set {setting} to where your X3 keeps it")
+            raise FieldMissing(f"PO {details.get('POHNUM')} has no {source.describe()}",
+                               f"set {setting} to where your X3 keeps it")
         if not any(isinstance(e, dict) and source.values in e for e in entries):
-            raise _missing(f"no {source.describe()} on PO {details.get('POHNUM')}",
-                           f"set {setting} to where your X3 keeps it")
+            raise FieldMissing(f"no {source.describe()} on PO {details.get('POHNUM')}",
+                               f"set {setting} to where your X3 keeps it")
         if wanted and source.selectors and not any(
                 wanted in (e.get(source.selectors) or []) for e in entries if isinstance(e, dict)):
             label = "dimension type" if source is names.line_dimension else "chart"
             fix = ("set MLC_MAPPING_KEY=dimension:<a type your lines carry>"
                    if source is names.line_dimension else "set MLC_X3_CHART")
-            raise _missing(f"{label} {wanted} is on no line of PO {details.get('POHNUM')}", fix)
+            raise FieldMissing(f"{label} {wanted} is on no line of PO {details.get('POHNUM')}", fix)
         checked.append(source.describe())
     return checked
 
 
 def check_x3_graphql_fields(client, entity: str) -> str:
-    """Query one record with every configured path (GraphQL validates each name)."""
+    """GraphQL validates every name of a query: the entity's query row (run first) has
+    checked the node's configured paths, so only the separately queried nodes remain."""
     names = client.names.entity(entity)
-    next(iter(client.read_all(entity, page_size=1)), [])
-    checked = [names.graphql_node]
+    checked = [names.graphql_node]  # validated by the entity's own query row, not re-read
     if entity == "purchase_order" and names.graphql_line_node:
         next(iter(client.changed_line_documents(entity, None, page_size=1)), [])
         checked.append(f"{names.graphql_line_node} line stamps")
@@ -179,7 +181,7 @@ def run_ping(env: Mapping[str, str]) -> list[PingRow]:
     from mlc_dagster.resources.tls import check_url
 
     rows: list[PingRow] = []
-    insecure = env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
+    insecure = _insecure_loopback(env)
     missing = [n for n in ("PROCORE_LOGIN_URL", "PROCORE_API_URL", "PROCORE_CLIENT_ID",
                            "PROCORE_CLIENT_SECRET", "PROCORE_COMPANY_ID") if not env.get(n)]
     if missing:
@@ -223,7 +225,7 @@ def ping_x3(env: Mapping[str, str]) -> list[PingRow]:
     from mlc_dagster.resources.tls import check_url
 
     rows: list[PingRow] = []
-    insecure = env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
+    insecure = _insecure_loopback(env)
     api = env.get("SAGE_X3_API", "rest")
     try:
         names = names_from_env(env)

@@ -48,12 +48,6 @@ class GlMapping:
         return pd.concat([override, general[~general["gl_account"].isin(override["gl_account"])]])
 
 
-def mapping_key_from_env() -> MappingKey:
-    """MLC_MAPPING_KEY (`gl_account`, the default, or `dimension:<TYPE>`) and MLC_X3_CHART."""
-    return MappingKey.parse(os.environ.get("MLC_MAPPING_KEY") or None,
-                            os.environ.get("MLC_X3_CHART") or None)
-
-
 def parse_gl_mapping(text: str, source: str = "mapping CSV", key: MappingKey | None = None
                      ) -> GlMapping:
     """Parse `gl_account,cost_code[,cost_type][,project]` text into a GlMapping.
@@ -63,7 +57,7 @@ def parse_gl_mapping(text: str, source: str = "mapping CSV", key: MappingKey | N
     """
     import hashlib
 
-    key = key or mapping_key_from_env()
+    key = key or MappingKey.from_env(os.environ)
     column = key.csv_column
     expected = f"'{column},cost_code,cost_type'"
     text = text.lstrip("\ufeff")

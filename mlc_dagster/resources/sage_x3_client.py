@@ -213,6 +213,20 @@ def graphql_literal(value: Any) -> str:
     return _finite_number(value)
 
 
+def _since_where(stamp_column: str, since_stamp: str | None) -> str | None:
+    """REST `where` for records stamped at or after `since_stamp` (None: no filter)."""
+    if since_stamp is None:
+        return None
+    return f"{stamp_column} ge {where_literal(parse_stamp(since_stamp))}"
+
+
+def _since_filter(since_stamp: str | None) -> str | None:
+    """GraphQL `filter` for nodes stamped at or after `since_stamp` (None: no filter)."""
+    if since_stamp is None:
+        return None
+    return f"{{_updateStamp:{{_gte:{filter_literal(parse_stamp(since_stamp))}}}}}"
+
+
 def _check_graphql_name(name: str) -> str:
     if not _GRAPHQL_NAME.match(name):
         raise ValueError(f"not a GraphQL name: {name!r}")
@@ -339,6 +353,13 @@ class MappingKey:
         text = (text or "gl_account").strip()
         kind, _, dimension_type = text.partition(":")
         return cls(kind.strip().lower(), dimension_type.strip() or None, chart or None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MappingKey:
+        """`MLC_MAPPING_KEY` and `MLC_X3_CHART`: the one reading of them, shared by the X3
+        client's names and the mapping table's parser."""
+        return cls.parse((env.get("MLC_MAPPING_KEY") or "").strip() or None,
+                         (env.get("MLC_X3_CHART") or "").strip() or None)
 
     @property
     def label(self) -> str:
@@ -530,8 +551,7 @@ def names_from_env(env: Mapping[str, str]) -> X3Names:
         return (env.get(name) or "").strip()
 
     names = X3Names()
-    mapping_key = MappingKey.parse(get("MLC_MAPPING_KEY") or None, get("MLC_X3_CHART") or None)
-    changes: dict[str, Any] = {"mapping_key": mapping_key}
+    changes: dict[str, Any] = {"mapping_key": MappingKey.from_env(env)}
     if get("MLC_X3_GRAPHQL_ROOT_PREFIX"):
         changes["graphql_root_prefix"] = get("MLC_X3_GRAPHQL_ROOT_PREFIX")
     if get("MLC_X3_REST_LINE_ACCOUNT"):
@@ -999,10 +1019,7 @@ class SageX3RestClient(SageX3Client):
         `key=gt.<last key>` cursor over the class key (integration-guide ws-query), so an
         `orderBy` on anything else would skip or repeat records across pages."""
         names = self.names.entity(entity)
-        stamp_column = names.rest_fields["update_stamp"]
-        where = None
-        if since_stamp is not None:
-            where = f"{stamp_column} ge {where_literal(parse_stamp(since_stamp))}"
+        where = _since_where(names.rest_fields["update_stamp"], since_stamp)
         return self._pages(entity, where, self._key_order(names), page_size)
 
     def read_all(self, entity: str, *, page_size: int = 200) -> Iterator[list[dict]]:
@@ -1015,9 +1032,7 @@ class SageX3RestClient(SageX3Client):
         if not (names.rest_line_class and names.rest_line_document):
             return iter(())
         stamp_column = names.rest_line_fields.get("update_stamp", "UPDDATTIM")
-        where = None
-        if since_stamp is not None:
-            where = f"{stamp_column} ge {where_literal(parse_stamp(since_stamp))}"
+        where = _since_where(stamp_column, since_stamp)
         key = CANONICAL_KEYS[entity][0]
         document = names.rest_line_document
         representation = names.rest_line_representation or names.rest_line_class
@@ -1251,10 +1266,8 @@ class SageX3GraphQLClient(SageX3Client):
 
     def changed(self, entity: str, since_stamp: str | None, *, page_size: int = 200
                 ) -> Iterator[list[dict]]:
-        where = None
-        if since_stamp is not None:
-            where = f"{{_updateStamp:{{_gte:{filter_literal(parse_stamp(since_stamp))}}}}}"
-        return self._pages(entity, where, "{_updateStamp:1,_id:1}", page_size)
+        return self._pages(entity, _since_filter(since_stamp), "{_updateStamp:1,_id:1}",
+                           page_size)
 
     def read_all(self, entity: str, *, page_size: int = 200) -> Iterator[list[dict]]:
         return self._pages(entity, None, "{_id:1}", page_size)
@@ -1264,9 +1277,7 @@ class SageX3GraphQLClient(SageX3Client):
         names = self.names.entity(entity)
         if not (names.graphql_line_node and names.graphql_line_document):
             return iter(())
-        where = None
-        if since_stamp is not None:
-            where = f"{{_updateStamp:{{_gte:{filter_literal(parse_stamp(since_stamp))}}}}}"
+        where = _since_filter(since_stamp)
         key = CANONICAL_KEYS[entity][0]
         document = names.graphql_line_document
         selection = _selection([document, "_updateStamp"])

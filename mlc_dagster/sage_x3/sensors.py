@@ -22,12 +22,13 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
     """A sensor requesting a `sync_sage_x3_to_procore` run when X3 `entity` records change.
 
     One X3 query per tick on the headers when nothing changed (more pages only when more
-    changed): records stamped inside the overlap window that it hasn't seen. With `poll_lines`, a second query on the line stamps (X3 does not document
-    that a line-only change moves the header stamp), so a no-change tick costs two X3 calls.
-    Each cursor keeps its high-water stamp plus the (key, stamp) pairs already seen inside
-    the overlap window, so same-second and late-committed changes trigger exactly once.
-    The run itself re-reads everything changed since its own stored stamps, so a tick that
-    sees only the first page still leads to a complete sync.
+    changed): records stamped inside the overlap window that it hasn't seen. With
+    `poll_lines`, a second query on the line stamps (X3 does not document that a line-only
+    change moves the header stamp), so a no-change tick costs two X3 calls. Each cursor
+    keeps its high-water stamp plus the (key, stamp) pairs already seen inside the overlap
+    window, so same-second and late-committed changes trigger exactly once. The run itself
+    re-reads everything changed since its own stored stamps, so a tick that stops at
+    MAX_PAGES_PER_TICK still leads to a complete sync.
     """
     key_field = CANONICAL_KEYS[entity][0]
 

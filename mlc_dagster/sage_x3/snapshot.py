@@ -40,9 +40,11 @@ def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: in
     since = None if full_refresh else DeltaCursor(entity, stored, overlap_seconds).window_start()
     listed = [record for page in client.changed(entity, since) for record in page]
     known = ledger.snapshot_stamps(entity)
-    changed = [r for r in listed if known.get(str(r[key])) != r.get("update_stamp")]
+    changed = [r for r in listed
+               if _is_changed(r, known.get(str(r[key])), completed=read_details is not None)]
+    poll_lines = poll_lines and read_details is not None
     line_newest, forced = _changed_by_lines(client, ledger, entity, overlap_seconds, known,
-                                            poll_lines and read_details is not None)
+                                            poll_lines)
     forced -= {str(r[key]) for r in changed}
     missing = [r[key] for r in changed if "lines" not in r] if read_details else []
     missing += sorted(forced)
@@ -57,7 +59,7 @@ def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: in
     newest = max((r["update_stamp"] for r in listed if r.get("update_stamp")), default=None)
     if newest and (stored is None or newest > stored):
         ledger.set_cursor(name, newest)
-    if poll_lines and read_details is not None:
+    if poll_lines:
         line_name = line_cursor_name(entity)
         current = ledger.get_cursor(line_name)
         candidate = line_newest or (newest if current is None else None)
@@ -65,6 +67,22 @@ def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: in
             ledger.set_cursor(line_name, candidate)
     return {"read": len(listed), "changed": len(merged), "deleted": len(gone),
             "line_changes": len(forced)}
+
+
+def _is_changed(record: dict, held: str | None, *, completed: bool) -> bool:
+    """Whether a listed record differs from the snapshot's copy, by update stamp.
+
+    A list-view record that details complete (REST `$query`: no lines) carries only its
+    header stamp, while the snapshot holds the newest of its header and line stamps (the
+    client's `_finish`). A header stamp older than that is the copy already held: counting
+    it as changed would re-read the document's details on every run while its header stays
+    inside the overlap window.
+    """
+    stamp = record.get("update_stamp")
+    if stamp == held:
+        return False
+    return not (completed and "lines" not in record and isinstance(stamp, str)
+                and isinstance(held, str) and stamp < held)
 
 
 def _changed_by_lines(client, ledger: Ledger, entity: str, overlap_seconds: int,

@@ -55,6 +55,41 @@ def test_line_only_amendment_reaches_procore_with_the_header_stamp_unchanged(
     assert [e["action"] for e in events] == ["create", "update"]
 
 
+
+def test_a_line_only_change_is_read_once_not_on_every_run(sandboxes, sync_env):
+    """REST lists headers without lines, so the listing carries only the header stamp while
+    the snapshot holds the newest of header and line stamps. A PO whose line changed after
+    its header, with its header inside the overlap window, must not count as changed (and
+    have its details re-read) on every later run: an idle run is one header page and one
+    line-stamp page."""
+    from mlc_dagster.definitions import build_resources
+    from mlc_dagster.sage_x3.snapshot import refresh_snapshot
+    from mlc_dagster_tests.conftest import sandbox_calls
+
+    ledger, x3 = Ledger(sync_env["ledger_url"]), X3Driver(sandboxes["sage_x3"].url)
+    with dg.build_resources({"sage_x3": build_resources()["sage_x3"]}) as resources:
+        client = resources.sage_x3.get_client()
+
+        def refresh() -> tuple[dict, list[str]]:
+            before = len(sandbox_calls(sandboxes["sage_x3"]))
+            counts = refresh_snapshot(client, ledger, "purchase_order", overlap_seconds=120,
+                                      read_details=client.read_purchase_orders, poll_lines=True)
+            calls = sandbox_calls(sandboxes["sage_x3"])[before:]
+            return counts, [c["path"].rsplit("/", 1)[-1] for c in calls]
+
+        refresh()
+        newest = max((r for page in client.changed("purchase_order", None) for r in page),
+                     key=lambda r: r["update_stamp"])  # its header is inside the overlap window
+        line = x3.po(newest["po_number"])["PORDERQ"][0]
+        x3.edit_po(newest["po_number"], {"PORDERQ": [{"POPLIN": line["POPLIN"], "QTYUOM": "77"}]})
+
+        counts, _ = refresh()
+        assert (counts["changed"], counts["line_changes"]) == (1, 1)
+        for _ in range(2):
+            counts, paths = refresh()
+            assert counts["changed"] == 0
+            assert sorted(paths) == ["PORDER", "PORDERQ"]
+
 def test_sensor_requests_a_run_for_a_line_only_change(sandboxes, sync_env):
     from mlc_dagster.definitions import build_resources
     from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
