@@ -16,6 +16,7 @@ from mlc_dagster.dimensions.plan import (
     confirm_exports,
     desired_dimensions,
     dimension_key,
+    import_records,
     matches_x3,
     plan_dimension_writes,
 )
@@ -32,7 +33,7 @@ from mlc_dagster.utils import table_metadata
 from mlc_dagster.x3_import.assets import import_file_asset
 from mlc_dagster.x3_import.files import PENDING, ExportBatch, ExportItem
 from mlc_dagster.x3_import.settings import X3WriteSettings
-from mlc_dagster.x3_import.templates import problems, yes_no
+from mlc_dagster.x3_import.templates import problems
 
 GROUP = {"group_name": "dimensions"}
 
@@ -92,17 +93,18 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
     by_file = settings.dimension_write == "import_file"
     client = sage_x3.get_client()
     batch, rows = ChangeBatch(store, context.run.run_id), []
+    states = store.states(ENTITY)
     x3_values: dict[str, dict] = {}
     if by_file:  # what X3 holds now: confirms earlier exports, skips values already there
         x3_values = {dimension_key(r["dimension_type"], r["code"]): r
                      for page in client.read_all("dimension") for r in page}
-        confirmed = confirm_exports(store.states(ENTITY), x3_values, datetime.now(UTC),
-                                    settings.pending_hours)
+        confirmed = confirm_exports(states, x3_values, datetime.now(UTC), settings.pending_hours)
         batch.add(*confirmed)
         batch.flush()
+        states.update({c.key: replace(states[c.key], status=c.status) for c in confirmed})
         rows += [{"value": c.key, "action": c.action, "status": c.status, "detail": c.reason}
                  for c in confirmed]
-    plan = plan_dimension_writes(desired_dimension_values, store.states(ENTITY),
+    plan = plan_dimension_writes(desired_dimension_values, states,
                                  ReferenceSettings.from_env().dimension_types)
     context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
                      f"{len(plan.pending)} waiting for X3 to import")
@@ -114,22 +116,7 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
         change = Change(entity=ENTITY, key=write.key, status="synced", action=write.action,
                         reason="; ".join(write.changes), content_hash=content_hash(value),
                         summary=value, changes={"summary": write.changes})
-        if by_file and matches_x3(value, x3_values.get(write.key)):
-            change.reason += "; X3 already holds it"
-        elif by_file:
-            records = [(None, {"DIE": value["dimension_type"], "CCE": value["code"],
-                               "DES": value["description"], "ENAFLG": yes_no(value["active"])})]
-            found = problems(exports.template, records)
-            if found:
-                change = replace(change, status="failed", action="fail", content_hash=None,
-                                 reason="cannot be written to an X3 import file: "
-                                        + "; ".join(found))
-            else:
-                exports.items.append(ExportItem(ENTITY, write.key, records, change))
-                rows.append({"value": write.key, "action": "export", "status": PENDING,
-                             "detail": change.reason})
-                continue
-        else:
+        if not by_file:
             try:
                 outcome = client.upsert_dimension(value["dimension_type"], value["code"],
                                                   value["description"], value["active"])
@@ -139,6 +126,18 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
                 change = Change(entity=ENTITY, key=write.key, status="failed", action="fail",
                                 reason=f"X3 dimension write failed: {exc}", payload=value,
                                 changes={"summary": write.changes})
+        elif matches_x3(value, x3_values.get(write.key)):
+            change.reason += "; X3 already holds it"
+        else:
+            records = import_records(value)
+            found = problems(exports.template, records)
+            if not found:  # recorded `exported` by the file asset once the file is written
+                exports.items.append(ExportItem(ENTITY, write.key, records, change))
+                rows.append({"value": write.key, "action": "export", "status": PENDING,
+                             "detail": change.reason})
+                continue
+            change = replace(change, status="failed", action="fail", content_hash=None,
+                             reason="cannot be written to an X3 import file: " + "; ".join(found))
         batch.add(change)
         rows.append({"value": write.key, "action": change.action, "status": change.status,
                      "detail": change.reason})

@@ -18,6 +18,7 @@ import pandas as pd
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import clean_text, content_hash
 from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, is_stale
+from mlc_dagster.x3_import.templates import Record, yes_no
 
 ENTITY = "dimension"
 CODE_LIMIT, DESCRIPTION_LIMIT = 15, 30  # CACCE: CCE 15, DES 30 characters
@@ -149,6 +150,12 @@ def matches_x3(value: dict, x3: dict | None) -> bool:
     """X3 holds this value as we want it (what the connector writes: description, active)."""
     return x3 is not None and (x3.get("description") or "") == value["description"] \
         and bool(x3.get("active")) == bool(value["active"])
+
+
+def import_records(value: dict) -> list[Record]:
+    """A dimension value as one record of the dimension import template (CACCE fields)."""
+    return [(None, {"DIE": value["dimension_type"], "CCE": value["code"],
+                    "DES": value["description"], "ENAFLG": yes_no(value["active"])})]
 
 
 def confirm_exports(states: dict[str, RecordState], x3_values: dict[str, dict], now: datetime,

@@ -36,6 +36,7 @@ import pandas as pd
 
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import content_hash
+from mlc_dagster.resources.sage_x3_client import parse_stamp
 from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, exported_at, is_stale
 
 SUPPLIER, VENDOR = "supplier", "vendor"
@@ -352,7 +353,7 @@ def _plan_linked(code: str, x3: dict, vendor: dict, state: RecordState | None,
 
 def _stamp(value: str) -> datetime:
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return parse_stamp(value)
     except ValueError:
         return datetime.max.replace(tzinfo=UTC)  # unreadable: treat as changed after
 

@@ -31,15 +31,14 @@ def import_file_asset(name: str, group: str, upstream: str, what: str) -> dg.Ass
                              f"(template {f.template})")
         table = pd.DataFrame([vars(f) for f in written],
                              columns=["path", "template", "records", "lines"])
-        templates = sorted({b.template.code for b in batches})
         return dg.MaterializeResult(metadata={
             "paths": dg.MetadataValue.json([f.path for f in written]),
             "rows": sum(f.records for f in written),
             "template_codes": ", ".join(f.template for f in written) or "-",
             "files": table_metadata(table),
             "import_dir": str(settings.import_dir),
-            "templates_to_set_up": dg.MetadataValue.md("\n\n".join(
-                describe(b.template) for b in batches if b.template.code in templates)
+            "templates_to_set_up": dg.MetadataValue.md(
+                "\n\n".join(describe(b.template) for b in batches)
                 or "_none: this object is written through the web API_"),
         })
 

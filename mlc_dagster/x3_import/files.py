@@ -7,7 +7,9 @@ which change. The file appears under its final name only when complete (written 
 dot-prefixed temporary name, flushed, then renamed), so an X3 import task polling the folder
 never reads half a file; the ledger is written after the file, so a crash in between leaves
 an unrecorded file and the record is exported again next run (X3 imports it twice, which a
-create-or-modify import tolerates), never a recorded export without a file.
+create-or-modify import tolerates), never a recorded export without a file. A batch is
+written once: a record the ledger shows exported with the same content after the batch was
+planned (the file step materialised again, or an overlapping run) is left out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlc_dagster.ledger.store import Change, Ledger
+from mlc_dagster.resources.sage_x3_client import format_stamp, parse_stamp
 from mlc_dagster.x3_import.templates import ImportTemplate, Record, render
 
 PENDING, EXPORT_ACTION, CONFIRM_ACTION = "exported", "export", "confirm"
@@ -44,6 +47,7 @@ class ExportItem:
 class ExportBatch:
     template: ImportTemplate
     items: list[ExportItem] = field(default_factory=list)
+    planned_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -75,19 +79,21 @@ def write_atomically(directory: Path, name: str, data: bytes) -> Path:
 
 def write_batches(batches: list[ExportBatch], directory: Path, run_id: str | None,
                   ledger: Ledger, now: datetime | None = None) -> list[WrittenFile]:
-    """Each non-empty batch -> one file, then its records' `exported` states and events."""
+    """Each batch's records not yet written -> one file, then their `exported` states and
+    events."""
     now = now or datetime.now(UTC)
-    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_stamp(now)
     written = []
     for batch in batches:
-        if not batch.items:
-            continue
         template = batch.template
-        if template.object not in WRITABLE_IMPORT_OBJECTS:
+        if batch.items and template.object not in WRITABLE_IMPORT_OBJECTS:
             raise ImportObjectForbidden(
                 f"refusing to write an X3 import file for object {template.object!r} (template "
                 f"{template.code}): only {sorted(WRITABLE_IMPORT_OBJECTS)} may be imported")
-        text = render(template, [item.records for item in batch.items])
+        items = _not_yet_written(batch, ledger)
+        if not items:
+            continue
+        text = render(template, [item.records for item in items])
         path = write_atomically(directory, file_name(template, now, run_id),
                                 text.encode(template.encoding))
         export = {"file": path.name, "path": str(path), "template": template.code, "at": stamp}
@@ -96,16 +102,35 @@ def write_batches(batches: list[ExportBatch], directory: Path, run_id: str | Non
             reason=f"{item.change.reason}; exported to {path.name} (X3 template "
                    f"{template.code}), pending until X3 imports it",
             payload={**export, "records": [[i, v] for i, v in item.records]})
-            for item in batch.items], run_id)
-        written.append(WrittenFile(str(path), template.code, len(batch.items),
-                                   sum(len(item.records) for item in batch.items)))
+            for item in items], run_id)
+        written.append(WrittenFile(str(path), template.code, len(items),
+                                   sum(len(item.records) for item in items)))
     return written
+
+
+def _not_yet_written(batch: ExportBatch, ledger: Ledger) -> list[ExportItem]:
+    """The batch's items, less those the ledger shows exported with the same content since
+    the batch was planned (this batch written already: the step ran again, or a run overlapped).
+    An older export of the same content (stale, exported again on purpose) is written."""
+    since = batch.planned_at.replace(microsecond=0)
+    states = {}
+    for entity in {item.entity for item in batch.items}:
+        keys = [item.key for item in batch.items if item.entity == entity]
+        states.update({(entity, k): s for k, s in ledger.states(entity, keys).items()})
+
+    def written(item: ExportItem) -> bool:
+        state = states.get((item.entity, item.key))
+        at = exported_at(state.payload) if state and state.status == PENDING else None
+        return at is not None and at >= since and item.change.content_hash is not None \
+            and state.content_hash == item.change.content_hash
+
+    return [item for item in batch.items if not written(item)]
 
 
 def exported_at(payload) -> datetime | None:
     """When an exported record's file was written (None if the payload has no stamp)."""
     try:
-        return datetime.strptime(payload["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return parse_stamp(payload["at"])
     except (TypeError, KeyError, ValueError):
         return None
 
@@ -117,4 +142,4 @@ def is_stale(payload, now: datetime, pending_hours: float) -> bool:
 
 
 def export_file(payload) -> str:
-    return (payload or {}).get("file", "?") if isinstance(payload, dict) else "?"
+    return payload.get("file", "?") if isinstance(payload, dict) else "?"

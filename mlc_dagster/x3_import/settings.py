@@ -43,6 +43,12 @@ class X3WriteSettings:
                            ("MLC_X3_DIMENSION_WRITE", self.dimension_write)):
             if mode not in WRITE_MODES:
                 raise ValueError(f"{name} must be one of {', '.join(WRITE_MODES)}, not {mode!r}")
+        codes = [self.supplier_template.code, self.supplier_update_template.code,
+                 self.dimension_template.code]
+        if len(set(codes)) < len(codes):  # one GESAOE code is one layout, and one file name
+            raise ValueError("MLC_X3_SUPPLIER_TEMPLATE, MLC_X3_SUPPLIER_UPDATE_TEMPLATE and "
+                             "MLC_X3_DIMENSION_TEMPLATE must be different template codes, not "
+                             f"{', '.join(codes)}")
         unknown = set(self.new_supplier_defaults) - set(SUPPLIER_DEFAULT_FIELDS)
         if unknown:
             raise ValueError(f"MLC_X3_NEW_SUPPLIER_DEFAULTS: unknown field(s) "

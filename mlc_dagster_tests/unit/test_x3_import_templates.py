@@ -118,6 +118,26 @@ def test_every_exported_record_is_pending_in_the_ledger_with_an_export_event_nam
     assert write_batches([ExportBatch(dimension_template())], tmp_path, "run-2", ledger) == []
 
 
+def test_a_batch_is_written_once_even_when_the_file_step_runs_again(ledger, tmp_path):
+    """The file asset materialised again (or an overlapping run) with the same planned batch:
+    no second file, no second export event. A stale export of the same content, planned after
+    it, is written again."""
+    change = Change(entity="dimension", key="CCT~01", status="synced", action="create",
+                    reason="CCT~01: 'General'", content_hash="h1")
+    item = ExportItem("dimension", "CCT~01", [(None, {"DIE": "CCT", "CCE": "01", "DES": "General",
+                                                     "ENAFLG": 2})], change)
+    batch = ExportBatch(dimension_template(), [item], planned_at=NOW)
+    assert len(write_batches([batch], tmp_path, "run-1", ledger, now=NOW)) == 1
+    later = NOW.replace(minute=16)
+    assert write_batches([batch], tmp_path, "run-2", ledger, now=later) == []
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".txt"] == [
+        "YMLCCCE_20260301T101500Z_run-1.txt"]
+    assert [e["action"] for e in ledger.events("dimension", "CCT~01")] == ["export"]
+    replanned = ExportBatch(dimension_template(), [item], planned_at=NOW.replace(day=3))
+    (again,) = write_batches([replanned], tmp_path, "run-3", ledger, now=NOW.replace(day=3))
+    assert again.records == 1 and len(ledger.events("dimension", "CCT~01")) == 2
+
+
 def test_stale_means_exported_longer_ago_than_the_pending_window():
     payload = {"at": "2026-03-01T10:15:00Z"}
     assert not is_stale(payload, datetime(2026, 3, 2, 10, 0, tzinfo=UTC), 24)
@@ -149,6 +169,7 @@ def test_settings_default_to_import_files_as_sages_documents_require(monkeypatch
     ("MLC_X3_NEW_SUPPLIER_DEFAULTS", "CUR=GBP", "unknown field(s) CUR"),
     ("MLC_X3_NEW_SUPPLIER_DEFAULTS", "LAN", "'LAN' is not FIELD=value"),
     ("MLC_X3_DIMENSION_TEMPLATE", "A;B", "must be an X3 template code"),
+    ("MLC_X3_SUPPLIER_UPDATE_TEMPLATE", "ymlcbps", "must be different template codes"),
 ])
 def test_bad_settings_name_the_variable(monkeypatch, name, value, words):
     monkeypatch.setenv(name, value)
