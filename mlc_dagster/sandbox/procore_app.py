@@ -347,6 +347,15 @@ def public(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
+def record_or_404(table: Table, rid: int | None, what: str, group: Any = None,
+                  project: dict | None = None) -> dict:
+    """The live record (within `group`, of `project` when given), or Procore's 404."""
+    record = table.get(rid, group)
+    if record is None or (project is not None and record["_project_id"] != project["id"]):
+        raise not_found(what)
+    return record
+
+
 # --- rate limiting ------------------------------------------------------------------------------
 
 
@@ -427,7 +436,7 @@ class ProcoreState:
         self.line_items = Table("_contract_id")
         # Change orders (procore_change_orders.py): packages per contract, the potential
         # change orders (PCOs) that hold their line items, and those line items.
-        self.packages = Table("contract_id")
+        self.packages = Table("contract_id", numbered=True)
         self.pcos = Table("contract_id")
         self.pco_lines = Table("_pco_id")
         self.requisitions = Table("_commitment_id")
@@ -611,16 +620,11 @@ class Call:
         return company_id
 
     def project(self, where: str = "query") -> dict:
-        project = self.state.projects.get(self.id("project_id", where))
-        if project is None:
-            raise not_found("Project")
-        return project
+        return record_or_404(self.state.projects, self.id("project_id", where), "Project")
 
     def contract(self, project: dict, name: str = "id", where: str = "path") -> dict:
-        contract = self.state.contracts.get(self.id(name, where), project["id"])
-        if contract is None:
-            raise not_found("Purchase order contract")
-        return contract
+        return record_or_404(self.state.contracts, self.id(name, where),
+                             "Purchase order contract", project["id"])
 
     def filters(self, name: str) -> list[str] | None:
         """The values of filters[name] / filters[name][], or None: also when the operation's
@@ -1121,10 +1125,7 @@ def save_vendor(state: ProcoreState, attrs: dict, vendor: dict | None) -> dict:
 
 
 def vendor_or_404(call: Call) -> dict:
-    vendor = call.state.vendors.get(call.id())
-    if vendor is None:
-        raise not_found("Vendor")
-    return vendor
+    return record_or_404(call.state.vendors, call.id(), "Vendor")
 
 
 # OAS: GET /rest/v1.0/vendors, filters[search]: "matches the vendor name, keywords,
@@ -1206,20 +1207,15 @@ def list_uoms(call: Call) -> Response:
 @api("GET", "/rest/v1.0/companies/{company_id}/uoms/{id}")
 def show_uom(call: Call) -> Response:
     call.company("path")
-    uom = call.state.uoms.get(call.id())
-    if uom is None:
-        raise not_found("Unit of measure")
-    return json_response(200, public(uom))
+    return json_response(200, public(record_or_404(call.state.uoms, call.id(),
+                                                   "Unit of measure")))
 
 
 # --- standard cost code lists and standard cost codes -------------------------------------------------
 
 
 def cost_code_list_or_404(call: Call, rid: int) -> dict:
-    code_list = call.state.cost_code_lists.get(rid)
-    if code_list is None:
-        raise not_found("Standard cost code list")
-    return code_list
+    return record_or_404(call.state.cost_code_lists, rid, "Standard cost code list")
 
 
 @api("GET", "/rest/v1.0/standard_cost_code_lists", query=("company_id",))
@@ -1270,10 +1266,7 @@ def save_standard_cost_code(state: ProcoreState, code_list: dict, attrs: dict,
 
 
 def standard_cost_code_or_404(call: Call) -> dict:
-    code = call.state.standard_cost_codes.get(call.id())
-    if code is None:
-        raise not_found("Standard cost code")
-    return code
+    return record_or_404(call.state.standard_cost_codes, call.id(), "Standard cost code")
 
 
 @api("GET", "/rest/v1.0/standard_cost_codes", query=("company_id", "standard_cost_code_list_id"))
@@ -1366,10 +1359,7 @@ def save_cost_code(state: ProcoreState, project: dict, owner: tuple[str, int], a
 
 
 def cost_code_or_404(call: Call, project: dict) -> dict:
-    code = call.state.cost_codes.get(call.id(), project["id"])
-    if code is None:
-        raise not_found("Cost code")
-    return code
+    return record_or_404(call.state.cost_codes, call.id(), "Cost code", project["id"])
 
 
 @api("GET", "/rest/v1.0/cost_codes", query=("project_id",))
@@ -1435,10 +1425,7 @@ def save_line_item_type(state: ProcoreState, attrs: dict, lit: dict | None) -> d
 
 
 def line_item_type_or_404(call: Call) -> dict:
-    lit = call.state.line_item_types.get(call.id())
-    if lit is None:
-        raise not_found("Line item type")
-    return lit
+    return record_or_404(call.state.line_item_types, call.id(), "Line item type")
 
 
 @api("GET", "/rest/v1.0/line_item_types")
@@ -1501,10 +1488,7 @@ def save_sub_job(state: ProcoreState, project: dict, attrs: dict, job: dict | No
 
 
 def sub_job_or_404(call: Call, project: dict) -> dict:
-    job = call.state.sub_jobs.get(call.id(), project["id"])
-    if job is None:
-        raise not_found("Sub job")
-    return job
+    return record_or_404(call.state.sub_jobs, call.id(), "Sub job", project["id"])
 
 
 @api("GET", "/rest/v1.0/sub_jobs", query=("project_id",))
@@ -1559,9 +1543,8 @@ def list_billing_periods(call: Call) -> Response:
 
 @api("GET", BILLING_PERIODS + "/{id}")
 def show_billing_period(call: Call) -> Response:
-    period = call.state.billing_periods.get(call.id(), call.project("path")["id"])
-    if period is None:
-        raise not_found("Billing period")
+    period = record_or_404(call.state.billing_periods, call.id(), "Billing period",
+                           call.project("path")["id"])
     return json_response(200, public(period))
 
 
@@ -1603,9 +1586,7 @@ def create_billing_period(call: Call) -> Response:
 @api("PATCH", BILLING_PERIODS + "/{id}")
 def update_billing_period(call: Call) -> Response:
     project = call.project("path")
-    period = call.state.billing_periods.get(call.id(), project["id"])
-    if period is None:
-        raise not_found("Billing period")
+    period = record_or_404(call.state.billing_periods, call.id(), "Billing period", project["id"])
     period = save_billing_period(call.state, project, call.wrapper("billing_period"), period)
     return json_response(200, public(period))
 
@@ -1823,35 +1804,30 @@ def line_amount(values: dict, line: dict | None) -> Decimal:
     return line["amount"] if line else Decimal("0.00")
 
 
+def save_schedule_line(state: ProcoreState, table: Table, holder_id: int, project_id: int,
+                       attrs: dict, line: dict | None) -> dict:
+    """Create or update a schedule-of-values line under its holder (a commitment's or a
+    potential change order's: same fields and rules); `table` groups lines by holder."""
+    values, errors = coerce(attrs, LINE_ITEM_FIELDS)
+    check_line_references(state, project_id, values, errors)
+    check_origin(table, values, line, errors)
+    if errors:
+        raise Invalid(errors)
+    values["amount"] = line_amount(values, line)
+    if line is not None:
+        return state.write(table, line, values)
+    new = {**dict.fromkeys(LINE_ITEM_FIELDS), table.group_by: holder_id,
+           "extended_type": "manual", "deleted_at": None, "position": table.size(holder_id) + 1}
+    return state.write(table, None, values, new)
+
+
 def save_line_item(state: ProcoreState, contract: dict, attrs: dict, line: dict | None) -> dict:
     # Any write to the schedule of values of a locked commitment is refused, a quantity or
     # unit cost change that keeps the amount included (issue 13 point 6b).
     if state.sov_locked(contract):
         raise Invalid({"base": [SOV_LOCKED]})
-    values, errors = coerce(attrs, LINE_ITEM_FIELDS)
-    check_line_references(state, contract["_project_id"], values, errors)
-    check_origin(state.line_items, values, line, errors)
-    if errors:
-        raise Invalid(errors)
-    values["amount"] = line_amount(values, line)
-    if line is not None:
-        return state.write(state.line_items, line, values)
-    new = {**dict.fromkeys(LINE_ITEM_FIELDS), "_contract_id": contract["id"],
-           "extended_type": "manual", "deleted_at": None,
-           "position": state.line_items.size(contract["id"]) + 1}
-    return state.write(state.line_items, None, values, new)
-
-
-def line_references_out(state: ProcoreState, line: dict) -> dict:
-    """Replace cost_code_id / line_item_type_id by the nested objects Procore returns."""
-    out = public(line)
-    code = state.cost_codes.get(out.pop("cost_code_id"), include_deleted=True)
-    lit = state.line_item_types.get(out.pop("line_item_type_id"))
-    out["cost_code"] = {key: code[key] for key in ("id", "code", "full_code", "name",
-                                                   "origin_id")} if code else None
-    out["line_item_type"] = {key: lit[key] for key in ("id", "name", "code", "base_type",
-                                                       "origin_id", "origin_data")} if lit else None
-    return out
+    return save_schedule_line(state, state.line_items, contract["id"], contract["_project_id"],
+                              attrs, line)
 
 
 def line_out(state: ProcoreState, line: dict) -> dict:
@@ -1861,21 +1837,26 @@ def line_out(state: ProcoreState, line: dict) -> dict:
 
 
 def holder_line_out(state: ProcoreState, line: dict, project_id: int, holder: dict) -> dict:
-    """A schedule-of-values line as Procore returns it, under its holder (contract or PCO)."""
+    """A schedule-of-values line as Procore returns it, under its holder (contract or PCO):
+    cost_code_id / line_item_type_id become the nested objects Procore returns."""
+    out = public(line)
+    code = state.cost_codes.get(out.pop("cost_code_id"), include_deleted=True)
+    lit = state.line_item_types.get(out.pop("line_item_type_id"))
     project = state.projects.get(project_id)
     return {
-        **line_references_out(state, line), "total_amount": line["amount"],
-        "extended_amount": line["amount"], "wbs_code": None, "tax_code_id": None,
-        "holder": holder, "project": {"id": project["id"], "name": project["name"]},
+        **out,
+        "cost_code": {key: code[key] for key in ("id", "code", "full_code", "name",
+                                                 "origin_id")} if code else None,
+        "line_item_type": {key: lit[key] for key in ("id", "name", "code", "base_type",
+                                                     "origin_id", "origin_data")} if lit else None,
+        "total_amount": line["amount"], "extended_amount": line["amount"], "wbs_code": None,
+        "tax_code_id": None, "holder": holder, "project": {"id": project["id"], "name": project["name"]},
         "company": {"id": COMPANY_ID, "name": state.company["name"]},
     }
 
 
 def line_item_or_404(call: Call, contract: dict) -> dict:
-    line = call.state.line_items.get(call.id(), contract["id"])
-    if line is None:
-        raise not_found("Line item")
-    return line
+    return record_or_404(call.state.line_items, call.id(), "Line item", contract["id"])
 
 
 @api("GET", LINE_ITEMS, query=("project_id",))
@@ -2144,17 +2125,19 @@ def is_v11(call: Call) -> bool:
 
 
 def requisition_or_404(call: Call, project: dict, name: str = "id") -> dict:
-    requisition = call.state.requisitions.get(call.id(name))
-    if requisition is None or requisition["_project_id"] != project["id"]:
-        raise not_found("Requisition")
-    return requisition
+    return record_or_404(call.state.requisitions, call.id(name), "Requisition", project=project)
+
+
+def contract_in(state: ProcoreState, project: dict, contract_id: int | None, field: str) -> dict:
+    """The project's live commitment a body attribute names, or a validation error on it."""
+    contract = state.contracts.get(contract_id, project["id"])
+    if contract is None:
+        raise Invalid({field: ["does not exist in this project"]})
+    return contract
 
 
 def commitment_for(call: Call, project: dict) -> dict:
-    contract = call.state.contracts.get(call.id("commitment_id", "body"), project["id"])
-    if contract is None:
-        raise Invalid({"commitment_id": ["does not exist in this project"]})
-    return contract
+    return contract_in(call.state, project, call.id("commitment_id", "body"), "commitment_id")
 
 
 @api("GET", "/rest/v1.0/requisitions", query=("project_id",))
@@ -2226,10 +2209,8 @@ CONTRACT_ITEMS = "/rest/v1.0/requisitions/{requisition_id}/contract_items"
 
 
 def contract_item_or_404(call: Call, requisition: dict) -> dict:
-    item = call.state.requisition_items.get(call.id(), requisition["id"])
-    if item is None:
-        raise not_found("Contract item")
-    return item
+    return record_or_404(call.state.requisition_items, call.id(), "Contract item",
+                         requisition["id"])
 
 
 @api("GET", CONTRACT_ITEMS, query=("project_id",))

@@ -19,7 +19,6 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from mlc_dagster.sandbox.procore_app import (
-    LINE_ITEM_FIELDS,
     ApiError,
     Call,
     Invalid,
@@ -27,9 +26,9 @@ from mlc_dagster.sandbox.procore_app import (
     add_error,
     api,
     boolean,
-    check_line_references,
     check_origin,
     coerce,
+    contract_in,
     empty_ok,
     filtered,
     holder_line_out,
@@ -37,7 +36,7 @@ from mlc_dagster.sandbox.procore_app import (
     integer,
     iso_date,
     json_response,
-    line_amount,
+    next_number,
     no_content,
     not_found,
     now_iso,
@@ -46,8 +45,10 @@ from mlc_dagster.sandbox.procore_app import (
     origin,
     package_total,
     paged,
+    record_or_404,
     require,
     run_sync,
+    save_schedule_line,
     text,
 )
 
@@ -97,18 +98,16 @@ def save_package(state: ProcoreState, project: dict, contract: dict, values: dic
     """Create (with its PCO on a single-tier project) or update a change order package."""
     errors: dict[str, list[str]] = {}
     check_origin(state.packages, values, package, errors)
-    siblings = state.packages.all(contract["id"], include_deleted=True)
-    number = values.get("number")
-    if number is not None and any(p["number"] == number and p is not package for p in siblings
-                                  if not p.get("deleted_at")):
+    same_number = state.packages.find_number(contract["id"], values.get("number"))
+    if same_number is not None and same_number is not package:
         add_error(errors, "number", "has already been taken")
     if errors:
         raise Invalid(errors)
     if package is not None:
         return state.write(state.packages, package, values)
     new = {**dict.fromkeys(PACKAGE_FIELDS), "_project_id": project["id"],
-           "contract_id": contract["id"], "number": str(len(siblings) + 1), "status": "draft",
-           "executed": False, "deleted_at": None}
+           "contract_id": contract["id"], "number": next_number(state.packages, contract["id"]),
+           "status": "draft", "executed": False, "deleted_at": None}
     package = state.write(state.packages, None, values, new)
     if state.change_order_tier(project["id"]) == 1:
         # tutorial_change_orders.md, Single-Tier: "both a Change Order Package and a Potential
@@ -118,6 +117,15 @@ def save_package(state: ProcoreState, project: dict, contract: dict, values: dic
             "change_order_package_id": package["id"], "number": package["number"],
             "origin_id": None, "deleted_at": None})
     return package
+
+
+def update_on_its_contract(state: ProcoreState, project: dict, package: dict, values: dict,
+                           contract_id: int | None) -> dict:
+    """Update a package (through either endpoint); it never moves to another contract."""
+    if contract_id is not None and contract_id != package["contract_id"]:
+        raise Invalid({"contract_id": ["is not the contract of this change order"]})
+    contract = state.contracts.get(package["contract_id"], include_deleted=True)
+    return save_package(state, project, contract, values, package)
 
 
 def package_out(state: ProcoreState, package: dict) -> dict:
@@ -132,18 +140,8 @@ def package_values(call: Call) -> dict:
     return values
 
 
-def contract_in(call: Call, project: dict, where: str) -> dict:
-    contract = call.state.contracts.get(call.id("contract_id", where), project["id"])
-    if contract is None:
-        raise Invalid({"contract_id": ["does not exist in this project"]})
-    return contract
-
-
 def package_or_404(call: Call, project: dict) -> dict:
-    package = call.state.packages.get(call.id())
-    if package is None or package["_project_id"] != project["id"]:
-        raise not_found("Change order package")
-    return package
+    return record_or_404(call.state.packages, call.id(), "Change order package", project=project)
 
 
 @api("GET", PACKAGES, query=("project_id",))
@@ -171,7 +169,7 @@ def show_package(call: Call) -> Response:
 def create_package(call: Call) -> Response:
     """Allowed on Approved commitments: that is how their value changes."""
     project = call.project("body")
-    contract = contract_in(call, project, "body")
+    contract = contract_in(call.state, project, call.id("contract_id", "body"), "contract_id")
     package = save_package(call.state, project, contract, package_values(call), None)
     return json_response(201, package_out(call.state, package))
 
@@ -181,11 +179,8 @@ def update_package(call: Call) -> Response:
     project = call.project("body")
     package = package_or_404(call, project)
     contract_id = call.id("contract_id", "body", required=False)
-    if contract_id is not None and contract_id != package["contract_id"]:
-        raise Invalid({"contract_id": ["is not the contract of this change order package"]})
-    contract = call.state.contracts.get(package["contract_id"], include_deleted=True)
-    package = save_package(call.state, project, contract, package_values(call),
-                           package)
+    package = update_on_its_contract(call.state, project, package, package_values(call),
+                                     contract_id)
     return json_response(200, package_out(call.state, package))
 
 
@@ -206,10 +201,8 @@ def pco_out(state: ProcoreState, pco: dict) -> dict:
 
 
 def pco_or_404(call: Call, project: dict, name: str = "id") -> dict:
-    pco = call.state.pcos.get(call.id(name))
-    if pco is None or pco["_project_id"] != project["id"]:
-        raise not_found("Potential change order")
-    return pco
+    return record_or_404(call.state.pcos, call.id(name), "Potential change order",
+                         project=project)
 
 
 @api("GET", PCOS, query=("project_id",))
@@ -233,22 +226,17 @@ def show_pco(call: Call) -> Response:
 # --- potential change order line items --------------------------------------------------------
 
 
-def save_pco_line(state: ProcoreState, pco: dict, attrs: dict, line: dict | None) -> dict:
-    """Same fields and rules as a commitment's line items; an approved package locks them."""
+def ensure_package_open(state: ProcoreState, pco: dict) -> None:
+    """An approved package locks its PCO's line items (create, update and delete)."""
     package = state.packages.get(pco["change_order_package_id"], include_deleted=True)
     if package["status"] == LOCKED_PACKAGE_STATUS:
         raise Invalid({"base": [CO_LOCKED]})
-    values, errors = coerce(attrs, LINE_ITEM_FIELDS)
-    check_line_references(state, pco["_project_id"], values, errors)
-    check_origin(state.pco_lines, values, line, errors)
-    if errors:
-        raise Invalid(errors)
-    values["amount"] = line_amount(values, line)
-    if line is not None:
-        return state.write(state.pco_lines, line, values)
-    new = {**dict.fromkeys(LINE_ITEM_FIELDS), "_pco_id": pco["id"], "extended_type": "manual",
-           "deleted_at": None, "position": state.pco_lines.size(pco["id"]) + 1}
-    return state.write(state.pco_lines, None, values, new)
+
+
+def save_pco_line(state: ProcoreState, pco: dict, attrs: dict, line: dict | None) -> dict:
+    """Same fields and rules as a commitment's line items (procore_app.save_schedule_line)."""
+    ensure_package_open(state, pco)
+    return save_schedule_line(state, state.pco_lines, pco["id"], pco["_project_id"], attrs, line)
 
 
 def pco_line_out(state: ProcoreState, line: dict) -> dict:
@@ -259,10 +247,7 @@ def pco_line_out(state: ProcoreState, line: dict) -> dict:
 
 
 def pco_line_or_404(call: Call, pco: dict) -> dict:
-    line = call.state.pco_lines.get(call.id(), pco["id"])
-    if line is None:
-        raise not_found("Line item")
-    return line
+    return record_or_404(call.state.pco_lines, call.id(), "Line item", pco["id"])
 
 
 @api("GET", PCO_LINES, query=("project_id",))
@@ -298,9 +283,7 @@ def update_pco_line(call: Call) -> Response:
 def delete_pco_line(call: Call) -> Response:
     pco = pco_or_404(call, call.project("query"), "potential_change_order_id")
     line = pco_line_or_404(call, pco)
-    package = call.state.packages.get(pco["change_order_package_id"], include_deleted=True)
-    if package["status"] == LOCKED_PACKAGE_STATUS:
-        raise Invalid({"base": [CO_LOCKED]})
+    ensure_package_open(call.state, pco)
     call.state.write(call.state.pco_lines, line, {"deleted_at": now_iso()})
     return empty_ok()
 
@@ -368,9 +351,7 @@ def create_cco(call: Call) -> Response:
     """Creates a package (and, single-tier, its empty PCO): the body carries no line items."""
     project = cco_project(call)
     values, contract_id = cco_values(call, creating=True)
-    contract = call.state.contracts.get(contract_id, project["id"])
-    if contract is None:
-        raise Invalid({"contract_id": ["does not exist in this project"]})
+    contract = contract_in(call.state, project, contract_id, "contract_id")
     return json_response(201, cco_out(call.state, save_package(call.state, project, contract,
                                                                values, None)))
 
@@ -380,10 +361,7 @@ def update_cco(call: Call) -> Response:
     project = cco_project(call)
     package = package_or_404(call, project)
     values, contract_id = cco_values(call, creating=False)
-    if contract_id is not None and contract_id != package["contract_id"]:
-        raise Invalid({"contract_id": ["is not the contract of this change order"]})
-    contract = call.state.contracts.get(package["contract_id"], include_deleted=True)
-    package = save_package(call.state, project, contract, values, package)
+    package = update_on_its_contract(call.state, project, package, values, contract_id)
     return json_response(200, cco_out(call.state, package))
 
 

@@ -45,27 +45,38 @@ def route_key(method: str, path: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=1)
 def body_templates() -> dict[tuple[str, str], Any]:
-    """Route -> the body template the sandbox filters against (None: no body documented)."""
+    """Route -> the body template the sandbox filters against (None: no body documented).
+
+    Built once: every array is reduced to one element template (the union of its example
+    elements), so filtering a request never merges examples again.
+    """
     templates = {}
     for request in requests():
         method, path = route_key(request["method"], request["path"])
-        template = request["body_template"]
+        template = _normalized(request["body_template"])
         if path.endswith("/sync") and isinstance(template, dict):
             template = _with_sync_ids(template)
         templates[(method, path)] = template
     return templates
 
 
+def _normalized(template: Any) -> Any:
+    """The template with each array reduced to `[element template]` (`[]`: no example)."""
+    if isinstance(template, dict):
+        return {key: _normalized(value) for key, value in template.items()}
+    if isinstance(template, list):
+        element = _element_template(template)
+        return [] if element is None else [_normalized(element)]
+    return template
+
+
 def _with_sync_ids(template: dict) -> dict:
     """Sync items may carry `id` even where the template omits it: procore/documentation
     tutorials/using_sync_actions.md ("specified by supplying either an id or an origin_id")."""
     updates = template.get("updates")
-    if not isinstance(updates, list):
+    if not (isinstance(updates, list) and updates and isinstance(updates[0], dict)):
         return template
-    item = _element_template(updates)
-    if not isinstance(item, dict):
-        return template
-    return {**template, "updates": [{"id": "<integer>", **item}]}
+    return {**template, "updates": [{"id": "<integer>", **updates[0]}]}
 
 
 def _element_template(items: list) -> Any:
@@ -86,38 +97,35 @@ def _element_template(items: list) -> Any:
 def permitted_body(body: dict, template: Any) -> tuple[dict, list[str]]:
     """The body with only the attributes the template names, and the dotted paths dropped.
 
-    Nested objects and arrays of objects are filtered the same way, array elements against
-    the union of the template's example elements; scalar values are kept whatever their type
-    (the handler validates them). No template at all (an operation documented without a
-    body) permits nothing.
+    `template` as body_templates() gives it. Nested objects and arrays of objects are
+    filtered the same way, array elements against the union of the template's example
+    elements; scalar values are kept whatever their type (the handler validates them). No
+    template at all (an operation documented without a body) permits nothing.
     """
     dropped: list[str] = []
     kept = _filter(body, template if isinstance(template, dict) else {}, "", dropped)
     return kept, dropped
 
 
-def _allowed(key: str, template: dict) -> bool:
-    if key in template:
-        return True
-    return CUSTOM_FIELD_TEMPLATE in template and CUSTOM_FIELD.fullmatch(key) is not None
-
-
 def _filter(value: Any, template: Any, path: str, dropped: list[str]) -> Any:
     if isinstance(template, dict) and isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            where = f"{path}.{key}" if path else key
-            if not _allowed(key, template):
-                dropped.append(where)
+            if key in template:
+                inner = template[key]
+            elif CUSTOM_FIELD_TEMPLATE in template and CUSTOM_FIELD.fullmatch(key):
+                inner = template[CUSTOM_FIELD_TEMPLATE]
+            else:
+                dropped.append(f"{path}.{key}" if path else key)
                 continue
-            out[key] = _filter(item, template.get(key, template.get(CUSTOM_FIELD_TEMPLATE)),
-                               where, dropped)
+            # Scalars are kept as they are: a path is only spelled out to go deeper.
+            out[key] = (_filter(item, inner, f"{path}.{key}" if path else key, dropped)
+                        if isinstance(inner, (dict, list)) else item)
         return out
     if isinstance(template, list) and isinstance(value, list):
-        element = _element_template(template)
-        if not isinstance(element, dict):
+        if not (template and isinstance(template[0], dict)):
             return value
-        return [_filter(item, element, f"{path}[{index}]", dropped)
+        return [_filter(item, template[0], f"{path}[{index}]", dropped)
                 for index, item in enumerate(value)]
     return value
 

@@ -370,8 +370,7 @@ class X3State:
         """Sandbox setting `x3_line_change_moves_header` (POST /_sandbox/config). Whether
         changing only a PO line moves the header UPDDATTIM is undocumented: off by default,
         the stricter reading for a connector (it must watch line stamps itself)."""
-        config = self.controls.config if self.controls is not None else None
-        return bool(getattr(config, "x3_line_change_moves_header", False))
+        return self.controls is not None and self.controls.config.x3_line_change_moves_header
 
     def records(self, cls: X3Class) -> list[dict]:
         return getattr(self, cls.seed_attr)
@@ -1387,7 +1386,7 @@ class GraphQLNodes:
     def __init__(self, api: GraphQLApi) -> None:
         self.api = api
         self.state = api.state
-        self._index: dict[str, dict[str, dict]] = {}
+        self._index: dict[str, dict[Any, dict]] = {}
         self.purchase_order_fields = {
             "_id": lambda r: r["POHNUM"], "id": lambda r: r["POHNUM"],
             "_updateStamp": lambda r: _dt(r.get("UPDDATTIM")),
@@ -1521,11 +1520,14 @@ class GraphQLNodes:
 
     # --- references (a full node when the target exists, else just its key) -------------
 
-    def _lookup(self, name: str, records: list[dict], key: str) -> dict[str, dict]:
+    def _lookup(self, name: str, records: list[dict], key: str | tuple[str, ...]
+                ) -> dict[Any, dict]:
+        """Records by `key` (a column, or a tuple of columns for a composite key)."""
         if name not in self._index:
-            index: dict[str, dict] = {}
+            index: dict[Any, dict] = {}
             for rec in records:
-                index.setdefault(rec.get(key), rec)
+                value = tuple(rec.get(k) for k in key) if isinstance(key, tuple) else rec.get(key)
+                index.setdefault(value, rec)
             self._index[name] = index
         return self._index[name]
 
@@ -1547,8 +1549,8 @@ class GraphQLNodes:
     def dimension_by_key(self, dimension_type: Any, code: Any) -> Node | dict | None:
         if code in (None, ""):
             return None
-        rec = next((c for c in self.state.x3_dimensions
-                    if c.get("DIE") == dimension_type and c.get("CCE") == code), None)
+        rec = self._lookup("dimension", self.state.x3_dimensions, ("DIE", "CCE")).get(
+            (dimension_type, code))
         return self.dimension(rec) if rec else {"_id": f"{dimension_type}~{code}",
                                                "dimensionType": _ref(dimension_type),
                                                "dimension": code}
@@ -1724,12 +1726,11 @@ class GraphQLApi:
                                    filter=filter, order_by=orderBy, first=first, after=after)
 
         def read(_info=None, _id=None):
-            node = next((n for n in map(build, records()) if str(n["_id"]) == str(_id)), None) \
-                if cls is None or cls is PORDERQ else None
-            if cls is not None and cls is not PORDERQ:
-                rec = self.state.find(cls, str(_id))
-                node = build(rec) if rec is not None else None
-            return node
+            if cls is None or cls is PORDERQ:  # line nodes: their _id is not the class key
+                return next((n for n in map(build, records()) if str(n["_id"]) == str(_id)),
+                            None)
+            rec = self.state.find(cls, str(_id))
+            return build(rec) if rec is not None else None
 
         return {"query": query, "read": read}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -203,23 +204,21 @@ class _Ids:
 
 def gl_mapping_csv() -> str:
     """The GL -> cost code table an accountant would keep for the demo data."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["gl_account", "cost_code", "cost_type"])
-    for acc, _des, code, ctype in GL_ACCOUNTS:
-        if code is not None:
-            writer.writerow([acc, code, ctype or ""])
-    return out.getvalue()
+    return _mapping_csv("gl_account", lambda account: account)
 
 
 def dimension_mapping_csv() -> str:
     """The same table keyed by the line dimension (MLC_MAPPING_KEY=dimension:CST)."""
+    return _mapping_csv("dimension", line_dimension_value)
+
+
+def _mapping_csv(key_column: str, key_of: Callable[[str], str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dimension", "cost_code", "cost_type"])
+    writer.writerow([key_column, "cost_code", "cost_type"])
     for acc, _des, code, ctype in GL_ACCOUNTS:
         if code is not None:
-            writer.writerow([line_dimension_value(acc), code, ctype or ""])
+            writer.writerow([key_of(acc), code, ctype or ""])
     return out.getvalue()
 
 

@@ -61,13 +61,13 @@ def invoice(number: str, po: dict, quantity: str) -> dict:
 
 
 def amend_first_line(x3: X3Records, po: str, extra_quantity: int) -> None:
-    """A buyer raises the first line's quantity and the PO revision, as in X3."""
+    """A buyer raises the first line's quantity and the PO revision, as in X3 (which
+    computes the line amount itself)."""
     order = x3.get("PORDER", po)
     line = order["PORDERQ"][0]
     quantity = Decimal(str(line["QTYUOM"])) + extra_quantity
-    amount = (quantity * Decimal(str(line["NETPRI"]))).quantize(Decimal("0.01"))
     x3.edit("PORDER", po, {"REVNUM": int(order.get("REVNUM") or 0) + 1, "PORDERQ": [
-        {"POPLIN": line["POPLIN"], "QTYUOM": str(quantity), "LINAMT": str(amount)}]})
+        {"POPLIN": line["POPLIN"], "QTYUOM": str(quantity)}]})
 
 
 def single_tier_contracts(procore: ProcoreApi) -> list[dict]:

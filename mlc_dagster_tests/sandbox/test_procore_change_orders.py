@@ -214,3 +214,17 @@ def test_package_validation_answers_400_as_documented(api):
     assert api.get(PACKAGES, params={"project_id": PROJECT,
                                      "contract_id": contract["id"]}).json()[0]["id"] == \
         package["id"]
+
+
+def test_package_numbers_stay_unique_within_a_contract(api):
+    """A new package skips a number a client already gave (CCO bodies carry `number`), and a
+    taken number is refused: numbers are how a client finds its change orders again."""
+    contract = make_contract(api, "PO-N", lines=())
+    path = f"/rest/v1.0/projects/{PROJECT}/commitment_change_orders"
+    given = api.post(path, json={"change_order": {"contract_id": contract["id"], "title": "A",
+                                                  "number": "2"}})
+    assert given.status_code == 201 and given.json()["number"] == "2", given.text
+    assert create_package(api, contract["id"], origin_id="N-1").json()["number"] == "3"
+    taken = api.post(path, json={"change_order": {"contract_id": contract["id"], "title": "B",
+                                                  "number": "3"}})
+    assert taken.status_code == 422 and list(taken.json()["errors"]) == ["number"]
