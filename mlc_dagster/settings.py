@@ -16,6 +16,11 @@ def sample_mapping_path() -> str:
     return str(resources.files("mlc_dagster") / "sample_data" / "gl_cost_code_map.csv")
 
 
+def dagster_home() -> Path:
+    """DAGSTER_HOME, else ./.dagster_home: where the default ledger and import files live."""
+    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+
+
 def env_int(name: str, default: int) -> int:
     return _env_number(name, default, int, "a whole number")
 

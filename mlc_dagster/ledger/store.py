@@ -20,11 +20,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+
+from mlc_dagster.settings import dagster_home
 
 metadata = sa.MetaData()
 
@@ -91,7 +92,7 @@ def default_ledger_url() -> str:
     url = os.environ.get("MLC_LEDGER_URL")
     if url:
         return url
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+    home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(home / 'mlc_ledger.sqlite').resolve()}"
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlc_dagster.settings import env_float
+from mlc_dagster.settings import dagster_home, env_float
 from mlc_dagster.x3_import.templates import (
     ImportTemplate,
     dimension_template,
@@ -61,7 +61,7 @@ class X3WriteSettings:
 
     @classmethod
     def from_env(cls) -> X3WriteSettings:
-        home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+        home = dagster_home()
         return cls(
             supplier_write=_mode("MLC_X3_SUPPLIER_WRITE"),
             dimension_write=_mode("MLC_X3_DIMENSION_WRITE"),
