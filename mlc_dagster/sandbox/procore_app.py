@@ -464,6 +464,57 @@ class ProcoreState:
         for project_id, periods in copy.deepcopy(seed.billing_periods).items():
             for period in periods:
                 self.billing_periods.save({**stamps, **period, "_project_id": project_id})
+        for hand in copy.deepcopy(seed.procore_commitments):
+            self._load_hand_commitment(hand, stamps)
+
+    def _load_hand_commitment(self, hand: dict, stamps: dict) -> None:
+        """A commitment typed in by hand before go-live (seed history, seed_history.py), with
+        its lines and requisitions, stored as save_contract / save_schedule_line /
+        save_requisition store what the API creates (same keys, defaults, Decimal types)."""
+        values, errors = coerce(hand, CONTRACT_FIELDS)
+        if errors:
+            raise ValueError(f"seed commitment {hand.get('number')!r}: {errors}")
+        contract = {"id": hand["id"], **dict.fromkeys(CONTRACT_FIELDS),
+                    "_project_id": hand["project_id"], "executed": False, "private": False,
+                    "accounting_method": "amount", "deleted_at": None,
+                    "_requisitions_enabled": True, **stamps, **values}
+        self.contracts.save(contract)
+        line_ids = []
+        for position, attrs in enumerate(hand["lines"], start=1):
+            values, errors = coerce(attrs, LINE_ITEM_FIELDS)
+            if errors:
+                raise ValueError(f"seed commitment {hand['number']!r} line {position}: {errors}")
+            self.line_items.save({"id": attrs["id"], **dict.fromkeys(LINE_ITEM_FIELDS),
+                                  "_contract_id": contract["id"], "extended_type": "manual",
+                                  "deleted_at": None, "position": position, **stamps, **values})
+            line_ids.append(attrs["id"])
+        for number, attrs in enumerate(hand["requisitions"], start=1):
+            self._load_hand_requisition(contract, number, attrs, line_ids, stamps)
+
+    def _load_hand_requisition(self, contract: dict, number: int, attrs: dict,
+                               line_ids: list[int], stamps: dict) -> None:
+        """A hand-entered invoice in its billing period, one contract item per SOV line (as
+        save_requisition creates them) holding the claimed work_completed_this_period."""
+        period = self.billing_periods.get(attrs["period_id"], contract["_project_id"])
+        values, errors = coerce({**attrs, "requisition_start": period["start_date"],
+                                 "requisition_end": period["end_date"]}, REQUISITION_FIELDS)
+        if errors:
+            raise ValueError(f"seed requisition {attrs.get('invoice_number')!r}: {errors}")
+        requisition = self.requisitions.save({
+            "id": attrs["id"], **dict.fromkeys(REQUISITION_FIELDS),
+            "_commitment_id": contract["id"], "_project_id": contract["_project_id"],
+            "final": False, "number": number, **stamps, **values})
+        claims = {line_ids[int(index)]: money(amount) for index, amount in attrs["items"].items()}
+        for line_id in line_ids:
+            line = self.line_items.get(line_id)
+            self.requisition_items.save({
+                "id": self.new_id(), "_requisition_id": requisition["id"],
+                "item_type": "contract_item", "line_item_id": line_id,
+                "cost_code_id": line["cost_code_id"], "description_of_work": line["description"],
+                "scheduled_value": line["amount"], **dict.fromkeys(ITEM_AMOUNTS, Decimal("0.00")),
+                "work_completed_this_period_quantity": Decimal(0), "status": "no_action",
+                "comment": None, **stamps,
+                "work_completed_this_period": claims.get(line_id, Decimal("0.00"))})
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -1626,6 +1677,13 @@ def save_contract(state: ProcoreState, project: dict, attrs: dict, contract: dic
     if (contract is not None and state.sov_locked(contract) and "vendor_id" in values
             and vendor_id != contract["vendor_id"]):
         add_error(errors, "vendor_id", "is locked because the commitment is Approved or Complete")
+    # ASSUMPTION (stricter, docs/api-assumptions.md §1.6): the accounting method of a commitment
+    # that has line items cannot change.
+    if (contract is not None and "accounting_method" in values
+            and values["accounting_method"] != contract["accounting_method"]
+            and state.line_items.all(contract["id"])):
+        add_error(errors, "accounting_method",
+                  "cannot be changed once the commitment has line items")
     same_number = state.contracts.find_number(project["id"], values.get("number"))
     if same_number is not None and same_number is not contract:
         add_error(errors, "number", "has already been taken")

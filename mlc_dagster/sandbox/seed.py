@@ -10,6 +10,14 @@ exist only in Procore.
 Records are kept in the shape each real API stores them: X3 records use X3
 column names (POHNUM, BPSNUM, UPDDATTIM, ...), Procore records use Procore's
 JSON field names.
+
+`history=True` (opt-in; `mlc-dagster sandbox` and `demo` turn it on, `--no-history` off)
+adds what a customer typed into Procore by hand before go-live, for adoption to find:
+commitments without origin_id that are twins of X3 POs (same number, a number written
+differently, or only the same vendor, date and total), ambiguous pairs, one owned by another
+integration, approved ones, a partly invoiced one, a few with no X3 counterpart, and a
+vendor owned by another integration. `SeedData.history_cases` is the ground truth per case;
+seed_history.py builds both. With history off the seed is byte-identical to before.
 """
 
 from __future__ import annotations
@@ -189,6 +197,10 @@ class SeedData:
     change_order_tiers: dict[int, int] = field(default_factory=dict)
     # PO numbers whose Procore commitment has subcontractor invoicing disabled once created.
     requisitions_disabled_pos: list[str] = field(default_factory=list)
+    # history=True only (seed_history.py): hand-entered Procore commitments (with their lines
+    # and requisitions) and the expected outcome per case; empty otherwise.
+    procore_commitments: list[dict] = field(default_factory=list)
+    history_cases: list[dict] = field(default_factory=list)
 
 
 class _Ids:
@@ -236,8 +248,11 @@ def build_seed(
     projects: int | None = None,
     pos_per_project: int | None = None,
     lines_per_po: int | None = None,
+    history: bool = False,
 ) -> SeedData:
-    """Build the whole demo universe. Same arguments -> byte-identical data."""
+    """Build the whole demo universe. Same arguments -> byte-identical data.
+
+    history: add the hand-entered Procore history (seed_history.py); off, nothing changes."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     n_projects, n_pos, max_lines, fixed_lines = SCALES[scale]
@@ -444,7 +459,7 @@ def build_seed(
             "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
         })
 
-    return SeedData(
+    data = SeedData(
         seed=seed, scale=scale, company=company, projects=procore_projects,
         x3_projects=x3_projects, standard_cost_code_list=scc_list,
         standard_cost_codes=standard_cost_codes, project_cost_codes=project_cost_codes,
@@ -455,3 +470,10 @@ def build_seed(
         change_order_tiers=change_order_tiers(procore_projects),
         requisitions_disabled_pos=[po["POHNUM"] for po in x3_pos[12::13]],
     )
+    if history:
+        # Imported here: seed_history builds on this module's constants.
+        from mlc_dagster.sandbox.seed_history import add_history
+
+        add_history(data, new_id)
+        data.ids = {"next": new_id.next}
+    return data

@@ -92,10 +92,12 @@ def running_sandboxes(
     procore_port: int = 0,
     x3_port: int = 0,
     seed_data: SeedData | None = None,
+    history: bool = False,
 ) -> Iterator[dict[str, SandboxHandle]]:
-    """Start both sandboxes in background threads; stop them on exit."""
+    """Start both sandboxes in background threads; stop them on exit. `history` seeds the
+    hand-entered Procore history (ignored when `seed_data` is given: it is already built)."""
     ensure_loopback(host)  # before any socket is bound
-    seed_data = seed_data or build_seed(seed, scale)
+    seed_data = seed_data or build_seed(seed, scale, history=history)
     handles: dict[str, SandboxHandle] = {}
     (procore, procore_controls), (x3, x3_controls) = build_apps(seed_data)
     for name, app, controls, port in (
@@ -160,10 +162,12 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
 
 
 def serve_forever(seed: int, scale: str, host: str, procore_port: int, x3_port: int,
-                  env_file: str | None, x3_api: str = "rest", on_ready=None) -> None:
+                  env_file: str | None, x3_api: str = "rest", on_ready=None,
+                  history: bool = False) -> None:
     """Foreground mode for `mlc-dagster sandbox`: run until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with running_sandboxes(seed, scale, host, procore_port, x3_port) as handles:
+    with running_sandboxes(seed, scale, host, procore_port, x3_port,
+                           history=history) as handles:
         env = sandbox_env(handles["procore"].url, handles["sage_x3"].url, x3_api)
         if env_file:
             write_env_file(env_file, env)

@@ -40,6 +40,18 @@ def compact_sandboxes_fixture():
         yield handles
 
 
+def history_seed():
+    """The compact universe plus the hand-entered Procore history (seed_history.py)."""
+    return build_seed(42, "small", **COMPACT, history=True)
+
+
+@pytest.fixture(name="history_sandboxes")
+def history_sandboxes_fixture():
+    """Sandboxes over `history_seed()`: Procore already holds the hand-made commitments."""
+    with running_sandboxes(seed_data=history_seed()) as handles:
+        yield handles
+
+
 @pytest.fixture(name="run")
 def job_runner_fixture(sync_env):
     """Runs jobs on one Dagster instance for the whole test."""
