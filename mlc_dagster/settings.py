@@ -49,6 +49,21 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+WRITE_MODES = ("live", "preview")
+
+
+def env_write_mode() -> str:
+    """MLC_WRITE_MODE: `live` (default) writes; `preview` reads and plans only (go-live sign-off).
+
+    A value that is neither raises, naming the variable: a typo must never silently mean live.
+    """
+    value = os.environ.get("MLC_WRITE_MODE", "").strip().lower() or "live"
+    if value not in WRITE_MODES:
+        raise ValueError(f"MLC_WRITE_MODE must be preview or live, got "
+                         f"{os.environ['MLC_WRITE_MODE']!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     gl_mapping_path: str
@@ -64,6 +79,7 @@ class Settings:
     company_tag: str
     approved_policy: str
     reconcile_cron: str
+    write_mode: str = "live"  # MLC_WRITE_MODE: live | preview (see env_write_mode)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +97,7 @@ class Settings:
             company_tag=os.environ.get("PROCORE_COMPANY_ID", "default"),
             approved_policy=os.environ.get("MLC_APPROVED_POLICY", "change_order"),
             reconcile_cron=os.environ.get("MLC_RECONCILE_CRON", "0 2 * * *"),
+            write_mode=env_write_mode(),
         )
 
 

@@ -14,10 +14,14 @@ from mlc_dagster.invoices.requisitions import (
     DesiredRequisitions,
     build_desired_requisitions,
     plan_requisition_writes,
+    preview_requisition_plan,
+    requisition_preview_rows,
 )
 from mlc_dagster.invoices.settings import InvoiceSettings
 from mlc_dagster.invoices.staging import StagedInvoices, stage_purchase_invoices
-from mlc_dagster.invoices.writer import RequisitionWriter
+from mlc_dagster.invoices.writer import RequisitionWriter, read_procore_for_preview
+from mlc_dagster.ledger.store import Ledger, RecordState
+from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.procore.commitment_sync import ENTITY as PO_ENTITY
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
@@ -105,17 +109,15 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     An X3 change to an invoice already in Procore is held with the difference (Procore keeps
     synced invoices immutable). Runs after procore_commitments and reads each PO's commitment
     and line item ids from the ledger, so an invoice waiting for its PO syncs in the run that
-    syncs the PO.
+    syncs the PO. An invoice already typed into Procore by hand on the commitment (same
+    invoice number, same total) is adopted, not created again.
     """
+    ensure_live("procore_requisitions")
     settings = InvoiceSettings.from_env()
     store = ledger.get_ledger()
     desired = mapped_requisitions
-    deleted = store.deleted_keys(ENTITY)  # found by a full read (the reconcile job)
-    states = store.states(ENTITY, [i.invoice_number for i in desired.invoices]
-                          + list(desired.held_reasons()) + sorted(deleted))
-    pos = {p.po_number for i in desired.invoices for p in i.parts} | {
-        po for s in states.values() for po in ((s.summary or {}).get("parts") or {})}
-    plan = plan_requisition_writes(desired, states, store.states(PO_ENTITY, pos), deleted)
+    states, po_states, deleted = read_invoice_ledger(store, desired)
+    plan = plan_requisition_writes(desired, states, po_states, deleted)
     if config.replay:
         only = set(config.keys) or {k for k, s in states.items() if s.status == "failed"}
         plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
@@ -143,6 +145,7 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     return dg.MaterializeResult(metadata={
         "created": int((synced["action"] == "create").sum()),
         "linked": int((synced["action"] == "link").sum()),  # found by origin_id, not re-created
+        "adopted": int((synced["action"] == "adopt").sum()),  # typed by hand before go-live
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()),
         "held_after_send": int(rows["detail"].str.startswith(AFTER_SEND).sum()),
@@ -152,3 +155,32 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
         "procore_calls": client.stats.total_calls,
         "invoices_touched": table_metadata(rows),
     })
+
+
+def read_invoice_ledger(store: Ledger, desired: DesiredRequisitions) -> tuple[
+        dict[str, RecordState], dict[str, RecordState], set[str]]:
+    """What the invoice step plans from: the invoices' ledger states, the PO ledger states of
+    every PO they bill or billed, and the invoices a full read found deleted in X3."""
+    deleted = store.deleted_keys(ENTITY)  # found by a full read (the reconcile job)
+    states = store.states(ENTITY, [i.invoice_number for i in desired.invoices]
+                          + list(desired.held_reasons()) + sorted(deleted))
+    pos = {p.po_number for i in desired.invoices for p in i.parts} | {
+        po for s in states.values() for po in ((s.summary or {}).get("parts") or {})}
+    return states, store.states(PO_ENTITY, pos), deleted
+
+
+def preview_invoice_rows(store: Ledger, client, desired: DesiredRequisitions,
+                         po_outcomes: dict[str, tuple[str, int | None]],
+                         po_projects: dict[str, int]) -> list[dict]:
+    """The purchase-invoice rows of `preview_sync`: what `procore_requisitions` would record
+    in a live run after the commitments step (`po_outcomes`: PO number -> (predicted action,
+    commitment id or None); `po_projects`: PO number -> project id). Reads the ledger and
+    Procore (GETs only); writes nothing."""
+    settings = InvoiceSettings.from_env()
+    states, po_states, deleted = read_invoice_ledger(store, desired)
+    preview = preview_requisition_plan(desired, states, po_states, po_outcomes, po_projects,
+                                       deleted_keys=deleted,
+                                       max_invoices=settings.max_invoices_per_run)
+    reads = read_procore_for_preview(client, preview.plan)
+    return requisition_preview_rows(preview, reads,
+                                    create_periods=settings.create_billing_periods)

@@ -14,13 +14,23 @@ hand (README "Supplier invoices").
 Credit memos are held, never sent. An invoice whose PO has no commitment in Procore yet, or
 bills a PO line Procore does not have yet, waits; because the write step runs after the
 commitments step and reads the PO ledger fresh, it syncs in the same run its PO does.
+
+Invoices typed into Procore by hand before go-live (no origin_id) are linked, not doubled:
+a requisition on the same commitment whose invoice number is ours once case, spaces and
+punctuation are ignored, and whose total equals ours, is adopted as this invoice's part
+(`decide_part`); a differing total, or several such requisitions, is held for a person.
+
+The preview (`preview_sync`) plans with the same functions (`preview_requisition_plan`,
+`requisition_preview_rows`) so that each row's action is the one the live run records.
 """
 
 from __future__ import annotations
 
 import calendar
 import json
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -299,6 +309,9 @@ class RequisitionPlan:
     unchanged: list[str]
     new_holds: list[Change] = field(default_factory=list)
     resolved: list[Change] = field(default_factory=list)  # held, and X3 matches Procore again
+    # Procore requisition id -> the X3 invoice whose ledger part it is: a hand-entered invoice
+    # already adopted by one X3 invoice is never adopted by a second one.
+    claimed: dict[int, str] = field(default_factory=dict, compare=False)
 
 
 def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, RecordState],
@@ -310,7 +323,9 @@ def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, Reco
     In Procore: unchanged, or held with the difference (X3 changed, deleted by a full read,
     no longer final), once - the same hold is not recorded again on the next poll.
     """
-    plan = RequisitionPlan([], [])
+    plan = RequisitionPlan([], [], claimed={
+        int(part["id"]): number for number, state in states.items()
+        for part in sent_parts(state).values()})
     holds = desired.held_reasons()
     invoices = {i.invoice_number: i for i in desired.invoices}
     deleted = {k for k in deleted_keys or set() if sent_parts(states.get(k))}
@@ -398,6 +413,199 @@ def _resolve(part: RequisitionPart, po_state: RecordState | None) -> ResolvedPar
                         {o: int(i) for o, i in line_ids.items()})
 
 
+# --- what Procore already holds for a part: ours, a hand-entered twin, or nothing (pure) ------
+
+ADOPT_RULE = "invoice_number"  # the match rule an adoption records
+TOTAL_TOLERANCE = Decimal("0.01")
+ITEM_TOTAL_FIELDS = ("work_completed_this_period", "materials_presently_stored")
+
+
+def invoicing_disabled_reason(po_number: str) -> str:
+    return (f"invoicing is not enabled on this commitment in Procore (PO {po_number}): enable "
+            "subcontractor invoices on the commitment; the next run sends the invoice")
+
+
+def normalise_invoice_number(value: object) -> str:
+    """`INV-00001`, `inv 00001` and `Inv.00001` are one number: case, spaces and punctuation
+    are ignored (NFKC first, so full-width digits or a `№` read as typed)."""
+    text = unicodedata.normalize("NFKC", str(value or "")).casefold()
+    return "".join(c for c in text if c.isalnum())
+
+
+def hand_entered_twins(listing: Iterable[dict], invoice_number: str) -> list[dict]:
+    """The commitment's requisitions typed by hand (no origin_id) that carry our invoice number.
+    A number with nothing but punctuation matches nothing."""
+    wanted = normalise_invoice_number(invoice_number)
+    return [r for r in listing if wanted and not r.get("origin_id")
+            and normalise_invoice_number(r.get("invoice_number")) == wanted]
+
+
+def requisition_total(requisition: dict) -> Decimal | None:
+    """What a requisition claims: its contract items' work completed this period plus materials
+    presently stored; Procore's `total_claimed_amount` when it shows no items; None if neither."""
+    items = requisition.get("items")
+    if items is None:
+        claimed = requisition.get("total_claimed_amount")
+        return None if claimed is None else money(claimed)
+    return sum((money(item.get(name)) for item in items
+                if item.get("item_type", "contract_item") == "contract_item"
+                for name in ITEM_TOTAL_FIELDS), Decimal("0.00"))
+
+
+def _named(requisition: dict) -> str:
+    return f"#{requisition.get('number')} '{requisition.get('invoice_number')}'"
+
+
+def twin_total_differs_reason(twin: dict, twin_total: Decimal | None, x3_total: str) -> str:
+    shown = twin_total if twin_total is not None else "an amount Procore does not show"
+    return (f"a hand-entered invoice {_named(twin)} on the commitment totals {shown}, Sage X3 "
+            f"says {x3_total}: correct one side; nothing is created")
+
+
+def several_twins_reason(twins: list[dict], invoice_number: str) -> str:
+    listed = "; ".join(f"{_named(t)} {requisition_total(t) or 'total not shown'}"
+                       for t in sorted(twins, key=lambda t: (str(t.get("number")), t["id"])))
+    return (f"{len(twins)} hand-entered invoices on the commitment carry invoice number "
+            f"'{invoice_number}' ({listed}): keep one (delete or renumber the others in "
+            "Procore); nothing is created")
+
+
+def twin_claimed_reason(twin: dict, other_invoice: str) -> str:
+    return (f"a hand-entered invoice {_named(twin)} on the commitment is already linked to Sage "
+            f"X3 invoice {other_invoice}: correct the supplier invoice number on one side; "
+            "nothing is created")
+
+
+def part_record(resolved: ResolvedPart, saved: dict, items: dict[str, dict]) -> dict:
+    """What the ledger keeps of one requisition: its ids, and what it holds, to name a later
+    X3 change (`amounts`, `quantities` per PO line origin_id)."""
+    return {"id": int(saved["id"]), "number": saved.get("number"),
+            "origin_id": resolved.part.origin_id, "project_id": resolved.project_id,
+            "commitment_id": resolved.commitment_id, "period_id": saved.get("period_id"),
+            "line_ids": resolved.line_ids,
+            "amounts": {o: v["amount"] for o, v in items.items()},
+            "quantities": {o: v["quantity"] for o, v in items.items()},
+            # Procore's figure when it gives one (a null must not become the text "None")
+            "total": resolved.part.total if saved.get("total_claimed_amount") is None
+            else str(saved["total_claimed_amount"])}
+
+
+@dataclass
+class PartDecision:
+    """What the write step does with one part, given what its commitment already holds."""
+
+    action: str  # create | link | adopt | hold
+    record: dict | None = None  # the ledger part: linked, adopted, or found (kept by a hold)
+    reason: str | None = None  # hold
+    sent: dict | None = None  # the header Procore holds, recorded with a found part
+    change: str = ""  # one summary line
+    before: dict | None = None  # adopt: the hand-entered invoice as it was
+
+    @property
+    def twin_id(self) -> int | None:
+        return self.record["id"] if self.action == "adopt" else None
+
+
+def decide_part(invoice: DesiredInvoice, resolved: ResolvedPart, listing: list[dict],
+                claimed: Mapping[int, str], show: Callable[[dict], dict]) -> PartDecision:
+    """Our origin_id already on a requisition (a run whose ledger write was lost) -> link, or
+    hold if it differs from X3 now; else a hand-entered twin -> adopt, or hold (total differs,
+    several twins, adopted by another X3 invoice already); else create.
+
+    `show(requisition)` returns the requisition with its items (Show Requisition): the writer
+    reads it, the preview passes what it read already. Decided the same way on every run
+    from the listing alone, so a lost ledger finds the same twin again.
+    """
+    part = resolved.part
+    ours = next((r for r in listing if r.get("origin_id") == part.origin_id), None)
+    if ours is not None:
+        return _found_ours(invoice, resolved, {**ours, **show(ours)})
+    twins = hand_entered_twins(listing, invoice.header["invoice_number"])
+    if not twins:
+        return PartDecision("create")
+    detailed = [t if t.get("items") is not None else {**t, **show(t)} for t in twins]
+    return _hand_twin(invoice, resolved, detailed, claimed)
+
+
+def _found_ours(invoice: DesiredInvoice, resolved: ResolvedPart, detail: dict) -> PartDecision:
+    """Our origin_id is already in Procore: record it; if it holds other amounts than X3 says
+    now, hold with the difference (it is immutable: never written again)."""
+    part = resolved.part
+    total = money(detail.get("total_claimed_amount"))
+    record = dict(part_record(resolved, detail, {}), total=f"{total}", differs=[])
+    del record["quantities"]  # Procore's are not compared: amounts are what is billed
+    if detail.get("items") is None:  # no item view: compare the totals only
+        record["amounts"] = {o: v["amount"] for o, v in part.items.items()}
+        if total != money(part.total):
+            record["differs"].append(f"PO {part.po_number}: requisition "
+                                     f"#{detail.get('number')} holds {total} in Procore")
+    else:
+        origin_of = {line_id: origin for origin, line_id in resolved.line_ids.items()}
+        billed = {i.get("line_item_id"): money(i.get("work_completed_this_period"))
+                  for i in detail["items"]
+                  if i.get("item_type", "contract_item") == "contract_item"}
+        record["amounts"] = {origin_of[lid]: f"{v}" for lid, v in billed.items()
+                             if lid in origin_of and v}
+        record["differs"] = [f"PO {part.po_number}: Procore line item {lid} holds {v}, "
+                             "not billed by the X3 invoice" for lid, v in sorted(billed.items())
+                             if lid not in origin_of and v]
+    sent = {"invoice_number": detail.get("invoice_number"),
+            "billing_date": detail.get("billing_date")}
+    differences = sent_differences({"parts": {part.po_number: record}, "sent": sent},
+                                   replace(invoice, parts=[part]))
+    if differences:
+        return PartDecision("hold", record, f"{CHANGED_AFTER_SEND}: {'; '.join(differences)}",
+                            sent)
+    return PartDecision(
+        "link", dict(record, quantities={o: v["quantity"] for o, v in part.items.items()}),
+        change=f"PO {part.po_number}: requisition #{detail.get('number')} already in Procore "
+               "with this invoice's origin_id: linked, not created again")
+
+
+def _hand_twin(invoice: DesiredInvoice, resolved: ResolvedPart, twins: list[dict],
+               claimed: Mapping[int, str]) -> PartDecision:
+    """Adopt the one hand-entered twin whose total is ours, recorded exactly like a part we
+    created (so it is never created again, and a later X3 change is held as for a sent one).
+
+    Procore is not written: stamping our origin_id on it would make it immutable for its
+    owners ("When an origin_id exists on a Subcontractor Invoice, the entire object is
+    immutable", tutorial_financial_tools.md), and Procore refuses most edits anyway (only the
+    latest, open invoice is editable: Update Requisition). So it is found again by number.
+    """
+    part = resolved.part
+    number = invoice.header["invoice_number"]
+    free = [t for t in twins if claimed.get(int(t["id"]), invoice.invoice_number)
+            == invoice.invoice_number]
+    if not free:
+        return PartDecision("hold", reason=twin_claimed_reason(
+            twins[0], claimed[int(twins[0]["id"])]))
+    if len(free) > 1:
+        return PartDecision("hold", reason=several_twins_reason(free, number))
+    twin = free[0]
+    total = requisition_total(twin)
+    if total is None or abs(total - money(part.total)) > TOTAL_TOLERANCE:
+        return PartDecision("hold", reason=twin_total_differs_reason(twin, total, part.total))
+    before = {"number": twin.get("number"), "invoice_number": twin.get("invoice_number"),
+              "total": f"{total}", "status": twin.get("status")}
+    record = dict(part_record(resolved, twin, part.items), origin_id=None, total=f"{total}",
+                  hand_entered=True)
+    return PartDecision(
+        "adopt", record, before=before,
+        change=f"PO {part.po_number}: hand-entered invoice {_named(twin)} ({total}, "
+               f"{twin.get('status')}) is this invoice: linked, not created again; left as "
+               "it is in Procore")
+
+
+def invoice_action(part_actions: Iterable[str]) -> str:
+    """The ledger action of an invoice synced part by part: `adopt` when any part took over a
+    hand-entered invoice (the audit trail must show it), `link` when every part was found by
+    our origin_id, else `create`."""
+    actions = set(part_actions)
+    if "adopt" in actions:
+        return "adopt"
+    return "link" if actions == {"link"} else "create"
+
+
 # --- billing periods ---------------------------------------------------------------------------
 
 
@@ -419,6 +627,23 @@ def open_period(day: date, periods: list[dict]) -> dict | None:
     opened = [p for p in periods if str(p.get("status") or "").lower() == "open"]
     return period_for(day, opened) or max(opened, key=lambda p: p.get("start_date") or "",
                                           default=None)
+
+
+def no_open_period_reason(project_id: int, day: date, periods: list[dict],
+                          create_periods: bool) -> str | None:
+    """Why a new invoice cannot go into the project now, or None: there is an open period,
+    or none covers `day` and MLC_CREATE_BILLING_PERIODS lets the connector create one."""
+    if open_period(day, periods) is not None:
+        return None
+    covering = period_for(day, periods)
+    if create_periods and covering is None:
+        return None
+    why = (f"; the period covering {day} ({covering.get('start_date')}.."
+           f"{covering.get('end_date')}) is closed" if covering else "")
+    fix = ("open a billing period in Procore" if covering or create_periods else
+           "open a billing period in Procore, or set MLC_CREATE_BILLING_PERIODS=1")
+    return (f"no open Procore billing period in project {project_id} (new invoices go into "
+            f"the open period){why}; {fix}")
 
 
 def new_period(day: date, periods: list[dict]) -> tuple[date, date]:
@@ -474,3 +699,170 @@ def reconcile_totals(desired: DesiredRequisitions, invoice_states: dict[str, Rec
     return pd.DataFrame(rows, columns=["po", "commitment_id", "x3_total", "procore_total",
                                        "difference", "x3_invoices", "why"])
 
+
+
+# --- preview: what the live run's invoice step would record (pure) -----------------------------
+
+PLANNED_ID = -1  # a commitment or line item the same run creates: Procore has no id for it yet
+# PO outcomes after which the PO ledger is as it was (the invoice step reads it as it is).
+PO_NOT_WRITTEN = frozenset({"hold", "fail", "unchanged", "skip", "defer"})
+
+
+@dataclass
+class RequisitionPreview:
+    """The invoice step's plan as the live run would make it, after the commitments step."""
+
+    desired: DesiredRequisitions
+    plan: RequisitionPlan
+    po_states: dict[str, RecordState]  # the PO ledger as the commitments step leaves it
+
+
+@dataclass
+class ProcoreInvoiceReads:
+    """What the preview read from Procore (GETs only) for the invoices it would write."""
+
+    requisitions: dict[int, list[dict]] = field(default_factory=dict)  # commitment id -> listed
+    shown: dict[int, dict] = field(default_factory=dict)  # requisition id -> Show Requisition
+    invoicing: dict[int, bool] = field(default_factory=dict)  # commitment -> invoicing enabled
+    periods: dict[int, list[dict]] = field(default_factory=dict)  # project id -> billing periods
+
+
+def predicted_po_states(desired: DesiredRequisitions, po_states: Mapping[str, RecordState],
+                        po_outcomes: Mapping[str, tuple[str, int | None]],
+                        po_projects: Mapping[str, int]) -> dict[str, RecordState]:
+    """The PO ledger as the commitments step of the same run leaves it (what the invoice step
+    reads): a PO it creates, adopts or updates is in Procore with every line an invoice bills
+    (ids not known yet are PLANNED_ID); a held or failed one stays as the ledger has it."""
+    billed: dict[str, set[str]] = {}
+    for invoice in desired.invoices:
+        for part in invoice.parts:
+            billed.setdefault(part.po_number, set()).update(part.items)
+    predicted = dict(po_states)
+    for po, (action, commitment_id) in po_outcomes.items():
+        if action in PO_NOT_WRITTEN:
+            continue
+        state = po_states.get(po)
+        summary = dict(state.summary or {}) if state else {}
+        lines = {o: dict(v or {}) for o, v in (summary.get("lines") or {}).items()}
+        for origin in billed.get(po, ()):
+            if not lines.get(origin, {}).get("id"):
+                lines[origin] = {**lines.get(origin, {}), "id": PLANNED_ID}
+        predicted[po] = RecordState(
+            "purchase_order", po, "synced",
+            procore_id=commitment_id or (state.procore_id if state else None) or PLANNED_ID,
+            project_id=po_projects.get(po) or (state.project_id if state else None),
+            summary={**summary, "lines": lines})
+    return predicted
+
+
+def preview_requisition_plan(desired: DesiredRequisitions, states: dict[str, RecordState],
+                             po_states: Mapping[str, RecordState],
+                             po_outcomes: Mapping[str, tuple[str, int | None]],
+                             po_projects: Mapping[str, int], *,
+                             deleted_keys: set[str] | None = None,
+                             max_invoices: int = 0) -> RequisitionPreview:
+    """`plan_requisition_writes` over the PO ledger as this run's commitments step leaves it.
+
+    `po_outcomes`: PO number -> (the action the PO plan predicts, its commitment id when known:
+    adopt/update; None for create); `po_projects`: PO number -> Procore project id (needed for
+    the POs created this run). Invoices whose PO the run creates are planned as created, as
+    the live write step (run after the commitments step) creates them in the same run.
+    """
+    predicted = predicted_po_states(desired, po_states, po_outcomes, po_projects)
+    plan = plan_requisition_writes(desired, states, predicted, deleted_keys)
+    if max_invoices:
+        plan.writes = plan.writes[:max_invoices]  # the rest waits for a later run: no event
+    return RequisitionPreview(desired, plan, predicted)
+
+
+def requisition_preview_rows(preview: RequisitionPreview, reads: ProcoreInvoiceReads, *,
+                             create_periods: bool = False) -> list[dict]:
+    """One row per invoice the live run records an event for, with that event's action:
+    create | adopt | link | hold | resolve. Unchanged invoices, and a hold already recorded
+    with the same reason, have no row (the live run records nothing for them).
+
+    Mirrors `RequisitionWriter`: the same part decision (`decide_part`) over what `reads`
+    holds, the same billing-period rule, invoicing found disabled on a commitment.
+    """
+    plan = preview.plan
+    invoices = {i.invoice_number: i for i in preview.desired.invoices}
+    rows = [_preview_row(c.key, c.project_id or _project_of(preview, c.key), c.action,
+                         c.reason or "", invoices.get(c.key))
+            for c in plan.new_holds + plan.resolved]
+    claimed = dict(plan.claimed)
+    refused: set[int] = set()  # commitments a create was refused on (invoicing disabled)
+    for write in plan.writes:
+        row = _preview_write(write, reads, claimed, refused, create_periods)
+        if row is not None:
+            rows.append(row)
+    return sorted(rows, key=lambda r: r["key"])
+
+
+def _preview_row(key: str, project_id: int | None, action: str, detail: str,
+                 invoice: DesiredInvoice | None) -> dict:
+    amount = (sum((Decimal(p.total) for p in invoice.parts), Decimal("0.00"))
+              if invoice is not None else None)
+    return {"flow": ENTITY, "key": key, "project_id": project_id, "action": action,
+            "detail": detail, "amount": amount}
+
+
+def _project_of(preview: RequisitionPreview, number: str) -> int | None:
+    for po in preview.desired.invoice_pos.get(number, []):
+        state = preview.po_states.get(po)
+        if state is not None and state.project_id:
+            return int(state.project_id)
+    return None
+
+
+def _preview_write(write: RequisitionWrite, reads: ProcoreInvoiceReads, claimed: dict[int, str],
+                   refused: set[int], create_periods: bool) -> dict | None:
+    inv, state = write.invoice, write.state
+    before = sent_parts(state)
+    disabled_before = set((state.summary or {}).get("invoicing_disabled") or []) if state \
+        else set()
+    parts, decisions, held = dict(before), [], None
+    for resolved in write.parts:
+        decision = _preview_part(inv, resolved, reads, claimed, refused,
+                                 resolved.commitment_id in disabled_before, create_periods)
+        if decision.action == "hold":
+            held = decision
+            if decision.record is not None:
+                parts[resolved.part.po_number] = decision.record
+            break
+        decisions.append(decision)
+        parts[resolved.part.po_number] = decision.record or {"id": PLANNED_ID}
+        if decision.twin_id is not None:
+            claimed[decision.twin_id] = inv.invoice_number
+    project_id = write.parts[0].project_id if write.parts else None
+    if held is not None:
+        if state and state.status == "held" and state.reason == held.reason and parts == before:
+            return None  # the same hold as last run: the live run records nothing
+        return _preview_row(inv.invoice_number, project_id, "hold", held.reason or "", inv)
+    return _preview_row(inv.invoice_number, project_id, invoice_action(
+        d.action for d in decisions), "; ".join(d.change for d in decisions), inv)
+
+
+def _preview_part(inv: DesiredInvoice, resolved: ResolvedPart, reads: ProcoreInvoiceReads,
+                  claimed: Mapping[int, str], refused: set[int], was_disabled: bool,
+                  create_periods: bool) -> PartDecision:
+    commitment_id, po = resolved.commitment_id, resolved.part.po_number
+    enabled = reads.invoicing.get(commitment_id, True)
+    if commitment_id != PLANNED_ID:
+        if (was_disabled or commitment_id in refused) and not enabled:
+            return PartDecision("hold", reason=invoicing_disabled_reason(po))
+        decision = decide_part(inv, resolved, reads.requisitions.get(commitment_id, []),
+                               claimed, show=lambda r: reads.shown.get(int(r["id"]), {}))
+        if decision.action != "create":
+            return decision
+    reason = no_open_period_reason(resolved.project_id, date.fromisoformat(inv.invoice_date),
+                                   reads.periods.get(resolved.project_id, []), create_periods)
+    if reason is not None:
+        return PartDecision("hold", reason=reason)
+    if not enabled:  # Procore refuses the POST; the writer then holds it
+        refused.add(commitment_id)
+        return PartDecision("hold", reason=invoicing_disabled_reason(po))
+    where = ("the commitment this run creates" if commitment_id == PLANNED_ID
+             else f"commitment {commitment_id}")
+    return PartDecision("create", change=f"PO {po}: requisition {resolved.part.total} to "
+                                         f"create on {where} ({len(resolved.part.items)} "
+                                         "line(s))")

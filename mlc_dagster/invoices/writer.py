@@ -8,27 +8,41 @@ listed once, and a requisition already carrying our origin_id (created by a run 
 write was lost) is linked, never created again. A run touching few commitments of a project
 lists each one (a filtered GET); a run touching many (a backfill) lists the whole project
 once, in pages of 1000.
+
+The same listing finds invoices typed into Procore by hand before go-live (no origin_id, our
+invoice number once case, spaces and punctuation are ignored): one whose total is ours is
+adopted (recorded as this invoice's requisition, action `adopt`, never written), anything
+else is held for a person; see `decide_part` in invoices/requisitions.py.
+
+`read_procore_for_preview` makes the same reads, GETs only, for the preview.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from mlc_dagster.invoices.requisitions import (
-    CHANGED_AFTER_SEND,
+    ADOPT_RULE,
     ENTITY,
+    PLANNED_ID,
+    PartDecision,
+    ProcoreInvoiceReads,
     RequisitionPlan,
     RequisitionWrite,
     ResolvedPart,
-    money,
+    decide_part,
+    hand_entered_twins,
+    invoice_action,
+    invoicing_disabled_reason,
     new_period,
+    no_open_period_reason,
     open_period,
+    part_record,
     period_for,
-    sent_differences,
     sent_parts,
 )
 from mlc_dagster.ledger.batch import ChangeBatch
@@ -39,11 +53,6 @@ from mlc_dagster.resources.procore_client import ProcoreError
 # single page of 1000) replaces a filtered listing per commitment.
 PROJECT_LISTING_MIN_COMMITMENTS = 5
 PROJECT_LISTING_PAGE = 1000
-
-
-def invoicing_disabled_reason(po_number: str) -> str:
-    return (f"invoicing is not enabled on this commitment in Procore (PO {po_number}): enable "
-            "subcontractor invoices on the commitment; the next run sends the invoice")
 
 
 @dataclass
@@ -81,8 +90,10 @@ class RequisitionWriter:
         self._listings: dict[int, list[dict]] = {}
         self._periods: dict[int, list[dict]] = {}
         self._invoicing: dict[int, bool] = {}  # commitment id -> requisitions_are_enabled
+        self._claimed: dict[int, str] = {}  # requisition id -> the X3 invoice recorded with it
 
     def run(self, plan: RequisitionPlan) -> list[InvoiceOutcome]:
+        self._claimed = dict(plan.claimed)
         self.batch.add(*plan.new_holds, *plan.resolved)
         self.outcomes += [InvoiceOutcome(c.key, c.action, c.status, c.procore_id, c.reason)
                           for c in plan.new_holds + plan.resolved]
@@ -105,11 +116,12 @@ class RequisitionWriter:
         sent_header = (state.summary or {}).get("sent") if before else None
         changes: list[str] = []
         actions: set[str] = set()
+        adopted: list[dict] = []  # the hand-entered invoices taken over, as they were
         status, reason, request_id, disabled = "synced", None, None, []
         for resolved in write.parts:
             try:
                 parts[resolved.part.po_number], action = self._write_part(
-                    inv, resolved, changes, resolved.commitment_id in disabled_before)
+                    inv, resolved, changes, resolved.commitment_id in disabled_before, adopted)
                 actions.add(action)
             except _Held as held:
                 status, reason = "held", str(held)
@@ -126,7 +138,8 @@ class RequisitionWriter:
         if status == "held" and state and state.status == "held" and state.reason == reason \
                 and parts == before:
             return  # the same hold as last run: nothing new to record
-        action = "link" if actions == {"link"} else "create"
+        action = (invoice_action(actions) if status == "synced" else
+                  "hold" if status == "held" else "fail")
         first = next(iter(parts.values()), {})
         summary = {"parts": parts, "pos": sorted(p.po_number for p in inv.parts),
                    "sent": inv.sent_header if sent_header is None else sent_header,
@@ -135,7 +148,7 @@ class RequisitionWriter:
             summary["invoicing_disabled"] = disabled
         self.batch.add(Change(
             entity=ENTITY, key=inv.invoice_number, status=status,
-            action=action if status == "synced" else ("hold" if status == "held" else "fail"),
+            action=action,
             reason=reason or "; ".join(changes), procore_id=first.get("id"),
             project_id=first.get("project_id"),
             content_hash=write.write_hash if status == "synced" else None,
@@ -143,13 +156,14 @@ class RequisitionWriter:
             payload=None if status == "synced" else {
                 "header": inv.header, "parts": {p.part.po_number: p.items_body()
                                                 for p in write.parts}},
-            changes={"summary": changes}, request_id=request_id))
+            changes=_changes_record(changes, adopted), request_id=request_id))
         self.outcomes.append(InvoiceOutcome(inv.invoice_number, action, status,
                                             first.get("id"), reason, changes))
 
-    def _write_part(self, inv, resolved: ResolvedPart, changes: list[str],
-                    was_disabled: bool) -> tuple[dict, str]:
-        """Create the requisition, or link the one a lost ledger write left in Procore."""
+    def _write_part(self, inv, resolved: ResolvedPart, changes: list[str], was_disabled: bool,
+                    adopted: list[dict]) -> tuple[dict, str]:
+        """Create the requisition, or link the one Procore already holds for it (ours after a
+        lost ledger write, or the twin typed by hand before go-live)."""
         part = resolved.part
         # Invoicing found disabled (by this invoice's last run, or another invoice this run):
         # read the commitment first. No POST follows a hold, so no listing is needed for it.
@@ -158,9 +172,11 @@ class RequisitionWriter:
             raise _Held(invoicing_disabled_reason(part.po_number),
                         disabled=resolved.commitment_id)
         listing = self._listing(resolved.project_id, resolved.commitment_id)
-        existing = next((r for r in listing if r.get("origin_id") == part.origin_id), None)
-        if existing is not None:
-            return self._link(inv, resolved, existing, changes), "link"
+        decision = decide_part(inv, resolved, listing, self._claimed,
+                               show=lambda r: self.client.requisition(resolved.project_id,
+                                                                      r["id"]))
+        if decision.action != "create":
+            return self._found(inv, decision, changes, adopted)
         period = self._period(resolved.project_id, date.fromisoformat(inv.invoice_date),
                               changes)
         body = dict(inv.header, origin_id=part.origin_id, period_id=period["id"],
@@ -177,41 +193,19 @@ class RequisitionWriter:
         listing.append(saved)
         changes.append(f"PO {part.po_number}: requisition #{saved.get('number')} created, "
                        f"{part.total}")
-        return _part_record(resolved, saved, part.items), "create"
+        return part_record(resolved, saved, part.items), "create"
 
-    def _link(self, inv, resolved: ResolvedPart, existing: dict, changes: list[str]) -> dict:
-        """Our origin_id is already in Procore (a run whose ledger write was lost): record it.
-        If it holds other amounts than X3 says now, hold with the difference."""
-        part = resolved.part
-        detail = {**existing, **self.client.requisition(resolved.project_id, existing["id"])}
-        total = money(detail.get("total_claimed_amount"))
-        record = dict(_part_record(resolved, detail, {}), total=f"{total}", differs=[])
-        del record["quantities"]  # Procore's are not compared: amounts are what is billed
-        if detail.get("items") is None:  # no item view: compare the totals only
-            record["amounts"] = {o: v["amount"] for o, v in part.items.items()}
-            if total != money(part.total):
-                record["differs"].append(f"PO {part.po_number}: requisition "
-                                         f"#{detail.get('number')} holds {total} in Procore")
-        else:
-            origin_of = {line_id: origin for origin, line_id in resolved.line_ids.items()}
-            billed = {i.get("line_item_id"): money(i.get("work_completed_this_period"))
-                      for i in detail["items"]
-                      if i.get("item_type", "contract_item") == "contract_item"}
-            record["amounts"] = {origin_of[lid]: f"{v}" for lid, v in billed.items()
-                                 if lid in origin_of and v}
-            record["differs"] = [f"PO {part.po_number}: Procore line item {lid} holds {v}, "
-                                 "not billed by the X3 invoice" for lid, v in sorted(billed.items())
-                                 if lid not in origin_of and v]
-        sent = {"invoice_number": detail.get("invoice_number"),
-                "billing_date": detail.get("billing_date")}
-        differences = sent_differences({"parts": {part.po_number: record}, "sent": sent},
-                                       replace(inv, parts=[part]))
-        if differences:
-            raise _Held(f"{CHANGED_AFTER_SEND}: {'; '.join(differences)}", part=record,
-                        sent=sent)
-        changes.append(f"PO {part.po_number}: requisition #{detail.get('number')} already in "
-                       "Procore with this invoice's origin_id: linked, not created again")
-        return dict(record, quantities={o: v["quantity"] for o, v in part.items.items()})
+    def _found(self, inv, decision: PartDecision, changes: list[str],
+               adopted: list[dict]) -> tuple[dict, str]:
+        """A requisition Procore already holds for this part: linked (ours), adopted (typed by
+        hand), or a hold; recorded so that it is never created again."""
+        if decision.action == "hold":
+            raise _Held(decision.reason or "", part=decision.record, sent=decision.sent)
+        if decision.twin_id is not None:
+            self._claimed[decision.twin_id] = inv.invoice_number
+            adopted.append(decision.before)
+        changes.append(decision.change)
+        return decision.record, decision.action
 
     # --- Procore reads, once per commitment / project per run --------------------------------
 
@@ -269,14 +263,9 @@ class RequisitionWriter:
                                f"{found.get('start_date')}..{found.get('end_date')}, where "
                                "Procore puts every new invoice")
             return found
-        covering = period_for(day, periods)
-        if not self.create_periods or covering is not None:
-            why = (f"; the period covering {day} ({covering.get('start_date')}.."
-                   f"{covering.get('end_date')}) is closed" if covering else "")
-            fix = ("open a billing period in Procore" if covering or self.create_periods else
-                   "open a billing period in Procore, or set MLC_CREATE_BILLING_PERIODS=1")
-            raise _Held(f"no open Procore billing period in project {project_id} (new invoices "
-                        f"go into the open period){why}; {fix}")
+        reason = no_open_period_reason(project_id, day, periods, self.create_periods)
+        if reason is not None:
+            raise _Held(reason)
         start, end = new_period(day, periods)
         created = self.client.create_billing_period(project_id, start.isoformat(),
                                                     end.isoformat())
@@ -285,15 +274,61 @@ class RequisitionWriter:
         return created
 
 
-def _part_record(resolved: ResolvedPart, saved: dict, items: dict[str, dict]) -> dict:
-    """What the ledger keeps of one requisition: its ids, and what it holds, to name a later
-    X3 change (`amounts`, `quantities` per PO line origin_id)."""
-    return {"id": int(saved["id"]), "number": saved.get("number"),
-            "origin_id": resolved.part.origin_id, "project_id": resolved.project_id,
-            "commitment_id": resolved.commitment_id, "period_id": saved.get("period_id"),
-            "line_ids": resolved.line_ids,
-            "amounts": {o: v["amount"] for o, v in items.items()},
-            "quantities": {o: v["quantity"] for o, v in items.items()},
-            # Procore's figure when it gives one (a null must not become the text "None")
-            "total": resolved.part.total if saved.get("total_claimed_amount") is None
-            else str(saved["total_claimed_amount"])}
+def _changes_record(summary: list[str], adopted: list[dict]) -> dict:
+    """The event's `changes`: the summary; for an adoption also the rule and the hand-entered
+    invoice as it was (`before`: one dict, or a list when several POs' twins were adopted)."""
+    if not adopted:
+        return {"summary": summary}
+    return {"rule": ADOPT_RULE, "before": adopted[0] if len(adopted) == 1 else adopted,
+            "summary": summary}
+
+
+def read_procore_for_preview(client, plan: RequisitionPlan) -> ProcoreInvoiceReads:
+    """What the write step would read before creating, GETs only (for `preview_sync`).
+
+    Per project an invoice would go to: its billing periods and its commitments (list
+    responses carry `requisitions_are_enabled`; a commitment that lacks it is shown). Per
+    commitment that exists already: its requisitions (one project-wide listing when many are
+    touched, as the writer does), and Show Requisition for ours and for hand-entered twins the
+    listing shows without items. Commitments the same run creates are not read: they are new.
+    """
+    reads = ProcoreInvoiceReads()
+    touched: dict[int, set[int]] = defaultdict(set)
+    for write in plan.writes:
+        for part in write.parts:
+            touched[part.project_id].add(part.commitment_id)
+    for project_id, commitments in sorted(touched.items()):
+        reads.periods[project_id] = list(client.billing_periods(project_id))
+        existing = commitments - {PLANNED_ID}
+        if not existing:
+            continue
+        for contract in client.purchase_order_contracts(project_id):
+            if int(contract["id"]) in existing and "requisitions_are_enabled" in contract:
+                reads.invoicing[int(contract["id"])] = \
+                    contract["requisitions_are_enabled"] is not False
+        for commitment_id in sorted(existing - set(reads.invoicing)):
+            try:  # as the writer: a failed read counts as enabled
+                shown = client.purchase_order_contract(project_id, commitment_id) or {}
+            except ProcoreError:
+                shown = {}
+            reads.invoicing[commitment_id] = shown.get("requisitions_are_enabled") is not False
+        if len(existing) >= PROJECT_LISTING_MIN_COMMITMENTS:
+            reads.requisitions.update({c: [] for c in existing})
+            for requisition in client.requisitions(project_id, per_page=PROJECT_LISTING_PAGE):
+                if requisition.get("commitment_id") in existing:
+                    reads.requisitions[requisition["commitment_id"]].append(requisition)
+        else:
+            for commitment_id in sorted(existing):
+                reads.requisitions[commitment_id] = list(client.requisitions(project_id,
+                                                                             commitment_id))
+    for write in plan.writes:
+        for part in write.parts:
+            listing = reads.requisitions.get(part.commitment_id, [])
+            wanted = [r for r in listing if r.get("origin_id") == part.part.origin_id] + [
+                t for t in hand_entered_twins(listing, write.invoice.header["invoice_number"])
+                if t.get("items") is None]
+            for requisition in wanted:
+                if int(requisition["id"]) not in reads.shown:
+                    reads.shown[int(requisition["id"])] = client.requisition(
+                        part.project_id, requisition["id"])
+    return reads

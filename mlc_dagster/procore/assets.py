@@ -9,11 +9,9 @@ import pandas as pd
 
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.mapping.commitments import DesiredCommitments
-from mlc_dagster.procore.commitment_sync import (
-    ENTITY,
-    CommitmentWriter,
-    plan_commitment_writes,
-)
+from mlc_dagster.preview.mode import ensure_live
+from mlc_dagster.procore.commitment_sync import ENTITY, CommitmentWriter
+from mlc_dagster.procore.planning import commitment_plan_settings, plan_commitments
 from mlc_dagster.procore.reference import (
     LINE_ITEM_TYPE_COLUMNS,
     PROJECT_COLUMNS,
@@ -98,24 +96,22 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     lines through one `line_items/sync` per changed PO; removed lines are deleted. Unchanged
     POs cost nothing. Outcomes (synced / held / failed, with reasons) go to the ledger.
     """
+    ensure_live("procore_commitments")
     settings = Settings.from_env()
     store: Ledger = ledger.get_ledger()
     client = procore.get_client()
-    deleted = store.deleted_keys(ENTITY)
-    keys = [c.po_number for c in mapped_commitments.commitments] + list(
-        mapped_commitments.held_reasons()) + sorted(deleted)
     only_keys = None
     if config.replay:
         only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, ["failed"]))
         context.log.info(f"replay: {len(only_keys)} record(s) selected")
-    plan = plan_commitment_writes(mapped_commitments, store.states(ENTITY, keys),
-                                  new_status=settings.new_commitment_status,
-                                  inactive_status=settings.inactive_status,
-                                  only_keys=only_keys, replay=config.replay, deleted_keys=deleted)
+    plan = plan_commitments(mapped_commitments, store, client, commitment_plan_settings(settings),
+                            only_keys=only_keys, replay=config.replay)
     limit = config.max_pos or settings.max_pos_per_run
     deferred = max(0, len(plan.writes) - limit)
     plan.writes = plan.writes[:limit]
-    context.log.info(f"commitments: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
+    adopting = sum(w.action == "adopt" for w in plan.writes)
+    context.log.info(f"commitments: {len(plan.writes)} to write ({adopting} adopting a hand-made "
+                     f"twin), {len(plan.unchanged)} unchanged, "
                      f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
     writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
                               approved_policy=settings.approved_policy)
@@ -137,6 +133,8 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
         "inactivated": int(count.get(("synced", "inactivate"), 0)),
         "replayed": int(count.get(("synced", "replay"), 0)),
         "change_orders": int(count.get(("synced", "change_order"), 0)),
+        "adopted": int(count.get(("synced", "adopt"), 0)),
+        "projects_scanned": len(plan.scans),
         "superseded": len(plan.superseded),
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()) if len(rows) else 0,

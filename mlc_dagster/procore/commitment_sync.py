@@ -23,6 +23,7 @@ from mlc_dagster.mapping.commitments import (
     clean_text,
     contract_origin_id,
 )
+from mlc_dagster.procore.adoption import Adoption
 from mlc_dagster.procore.change_orders import (
     CO_MARK,
     NOT_COUNTED_PACKAGE_STATUSES,
@@ -62,6 +63,7 @@ class CommitmentWrite:
     line_deletes: list[tuple[str, int | None]]
     changes: list[str]
     deleted: bool = False  # the PO is gone from X3
+    adoption: Adoption | None = None  # takes over a hand-made twin (procore/adoption.py)
 
     @property
     def po_number(self) -> str:
@@ -74,6 +76,7 @@ class CommitmentPlan:
     unchanged: list[str]
     new_holds: list[Change]
     superseded: list[Change] = field(default_factory=list)
+    scans: list[Change] = field(default_factory=list)  # projects read before a first write
 
 
 def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, RecordState], *,
@@ -214,7 +217,8 @@ def _line_changes(line: dict, before: dict) -> list[str]:
 
 
 def _summary(c: DesiredCommitment, line_ids: dict[str, int | None], deleted: bool = False,
-             change_orders: bool = False) -> dict:
+             change_orders: bool = False, unlabelled: dict[str, int] | None = None,
+             adopted: bool = False) -> dict:
     hashes = c.line_hashes
     summary = {
         "header_hash": c.header_hash, "closed": c.closed, "header": c.header, "deleted": deleted,
@@ -225,7 +229,15 @@ def _summary(c: DesiredCommitment, line_ids: dict[str, int | None], deleted: boo
     }
     if change_orders:  # Procore holds change order lines of ours on top of the SOV
         summary["change_orders"] = True
+    if unlabelled:  # adopted lines of a locked twin, known by id only (no origin_id yet)
+        summary["unlabelled"] = unlabelled
+    if adopted:  # a hand-made twin we took over (keeps its accounting method)
+        summary["adopted"] = True
     return summary
+
+
+def _unlabelled(state: RecordState | None) -> dict[str, int]:
+    return dict((state.summary or {}).get("unlabelled") or {}) if state else {}
 
 
 def _has_change_orders(state: RecordState | None) -> bool:
@@ -288,13 +300,15 @@ class CommitmentWriter:
         self._contracts: dict[str, dict] = {}
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
-        recorded = plan.new_holds + plan.superseded
+        recorded = plan.scans + plan.new_holds + plan.superseded
         if recorded:
             self.ledger.apply(recorded, self.run_id)
             for change in plan.new_holds:
                 self.outcomes.append(WriteOutcome(change.key, change.project_id or 0, "hold",
                                                   "held", change.procore_id, change.reason))
-        contract_ids = self._sync_headers([w for w in plan.writes if w.send_header])
+        linked = self._link_twins([w for w in plan.writes if w.adoption is not None])
+        contract_ids = self._sync_headers([w for w in plan.writes if w.send_header
+                                           and (w.adoption is None or w.po_number in linked)])
         total = len(plan.writes)
         for done, write in enumerate(plan.writes, start=1):
             if write.po_number in contract_ids or not write.send_header:
@@ -317,6 +331,35 @@ class CommitmentWriter:
         return (f"{stats.total_calls} Procore calls, {stats.rate_limited} x 429, "
                 f"{stats.waited_seconds:.1f}s waited for rate limits")
 
+    # --- adoption: our origin_id onto a hand-made twin ------------------------------------
+    def _link_twins(self, writes: list[CommitmentWrite]) -> set[str]:
+        """Write our origin_id/origin_code onto each twin (OAS: PATCH
+        /rest/v1.0/purchase_order_contracts/{id}, whose body has both), so the header sync that
+        follows finds it by origin_id like any commitment of ours. Returns the POs linked."""
+        linked = set()
+        for write in writes:
+            header = write.desired.header
+            if write.adoption.contract.get("origin_id") != header["origin_id"]:
+                try:
+                    self.client.update_purchase_order_contract(
+                        write.desired.project_id, write.adoption.contract_id,
+                        {"origin_id": header["origin_id"], "origin_code": header["origin_code"]})
+                except ProcoreError as exc:
+                    self._fail(write, f"linking hand-made commitment #"
+                                      f"{write.adoption.contract.get('number')} failed: {exc}",
+                               request_id=exc.request_id)
+                    continue
+            linked.add(write.po_number)
+        return linked
+
+    def _label_lines(self, write: CommitmentWrite, contract_id: int,
+                     unlabelled: dict[str, int]) -> None:
+        """Our origin_id onto each adopted line item (OAS: PATCH .../line_items/{id}), so the
+        line sync updates it instead of adding a second line. Raises ProcoreError."""
+        for origin, line_id in sorted(unlabelled.items()):
+            self.client.update_contract_line_item(write.desired.project_id, contract_id,
+                                                  line_id, {"origin_id": origin})
+
     # --- headers: one sync call per project per <=1000 POs ------------------------------
     def _sync_headers(self, writes: list[CommitmentWrite]) -> dict[str, int]:
         by_project: dict[int, list[CommitmentWrite]] = defaultdict(list)
@@ -326,8 +369,9 @@ class CommitmentWriter:
         for project_id, group in by_project.items():
             for start in range(0, len(group), SYNC_BATCH):
                 chunk = group[start:start + SYNC_BATCH]
-                updates = [dict(w.desired.header, **({"status": w.status}
-                                                     if w.status and not _status_after(w) else {}))
+                updates = [dict(_header_payload(w), **({"status": w.status}
+                                                       if w.status and not _status_after(w)
+                                                       else {}))
                            for w in chunk]
                 try:
                     result = self.client.sync_purchase_order_contracts(project_id, updates)
@@ -393,7 +437,8 @@ class CommitmentWriter:
     def _header_refused(self, write: CommitmentWrite, text: str) -> None:
         """A refused header: held when the commitment is locked (Approved / Complete), since
         a change order cannot carry a header change such as the vendor; else a failure."""
-        procore_id = write.state.procore_id if write.state else None
+        procore_id = (write.adoption.contract_id if write.adoption
+                      else write.state.procore_id if write.state else None)
         status = None
         if procore_id:
             try:
@@ -419,9 +464,21 @@ class CommitmentWriter:
         if (write.line_updates or write.line_deletes) and self._carries_change_orders(write):
             self._amend_with_change_orders(write, contract_id)
             return
+        adoption = write.adoption
+        if adoption is not None and adoption.locked and write.line_updates:
+            # A locked twin whose lines differ: the approved-commitment policy (planning held
+            # it under MLC_APPROVED_POLICY=hold), here a change order.
+            self._locked_twin(write, contract_id)
+            return
         line_ids = {o: info.get("id") for o, info in
                     ((write.state.summary or {}).get("lines", {}) if write.state else {}).items()}
+        unlabelled = adoption.pairing.unlabelled if adoption else _unlabelled(write.state)
+        if adoption is not None:
+            line_ids.update(adoption.pairing.line_ids)
         try:
+            if unlabelled and (write.line_updates or write.line_deletes):
+                self._label_lines(write, contract_id, unlabelled)
+                unlabelled = {}
             if write.line_updates:
                 result = self.client.sync_contract_line_items(c.project_id, contract_id,
                                                               write.line_updates)
@@ -452,7 +509,17 @@ class CommitmentWriter:
             else:
                 self._fail(write, f"line item write failed: {exc}", contract_id, exc.request_id)
             return
-        self._synced(write, contract_id, line_ids)
+        self._synced(write, contract_id, line_ids, unlabelled=unlabelled)
+
+    def _locked_twin(self, write: CommitmentWrite, contract_id: int) -> None:
+        try:
+            contract = self._contract(write, contract_id)
+        except ProcoreError as exc:
+            self._fail(write, f"reading the adopted commitment failed: {exc}", contract_id,
+                       exc.request_id)
+            return
+        self._change_order(write, contract_id, contract,
+                           f"the hand-made commitment is {contract.get('status')}")
 
     def _refused(self, write: CommitmentWrite, contract_id: int, text: str,
                  whole_record: bool) -> None:
@@ -514,17 +581,33 @@ class CommitmentWriter:
 
     def _synced(self, write: CommitmentWrite, contract_id: int, line_ids: dict,
                 action: str | None = None, extra: list[str] | None = None,
-                details: dict | None = None, change_orders: bool | None = None) -> None:
+                details: dict | None = None, change_orders: bool | None = None,
+                unlabelled: dict[str, int] | None = None) -> None:
         c = write.desired
         changes = write.changes + (extra or [])
         if change_orders is None:
             change_orders = _has_change_orders(write.state)
+        details = dict(details or {})
+        if write.adoption is not None:
+            # The audit trail of an adoption: the rule, and the twin before -> after.
+            action = "adopt"
+            adoption = write.adoption
+            line_ids = {**adoption.pairing.line_ids, **line_ids}
+            details["adoption"] = {"rule": adoption.rule, "contract_id": adoption.contract_id,
+                                   "before": adoption.before(), "after": {
+                                       "header": c.header, "lines": c.lines},
+                                   "differences": adoption.differences}
+            if unlabelled is None and adoption.locked:
+                unlabelled = adoption.pairing.unlabelled
+        if unlabelled is None:
+            unlabelled = _unlabelled(write.state)
         self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="synced", action=action or write.action,
             reason="; ".join(changes), procore_id=contract_id, project_id=c.project_id,
             content_hash=c.hash, x3_stamp=c.x3_stamp,
-            summary=_summary(c, line_ids, deleted=write.deleted, change_orders=change_orders),
-            changes={"summary": changes, "revision": c.revision, **(details or {})},
+            summary=_summary(c, line_ids, deleted=write.deleted, change_orders=change_orders,
+                             unlabelled=unlabelled, adopted=_adopted(write)),
+            changes={"summary": changes, "revision": c.revision, **details},
             request_id=self._request_ids.get(c.po_number),
         ))
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, action or write.action,
@@ -548,7 +631,9 @@ class CommitmentWriter:
                               "MLC_APPROVED_POLICY=hold; the X3 change is kept", contract_id)
             return
         try:
-            procore = self._procore_change_orders(c.project_id, contract_id)
+            procore = self._procore_change_orders(c.project_id, contract_id, _known_lines(write),
+                                                  {line["origin_id"]: line.get("description")
+                                                   for line in c.lines})
         except ProcoreError as exc:
             self._fail(write, f"reading the change orders of the approved commitment failed: "
                               f"{exc}", contract_id, exc.request_id)
@@ -616,9 +701,23 @@ class CommitmentWriter:
                          "title": package.get("title"), "potential_change_order_id": pco.get("id"),
                          "total": money_text(total), "lines": texts}})
 
-    def _procore_change_orders(self, project_id: int, contract_id: int) -> ProcoreChangeOrders:
-        """One read of everything the delta depends on: SOV lines, packages, PCOs, PCO lines."""
-        sov = self.client.contract_line_items(project_id, contract_id)
+    def _procore_change_orders(self, project_id: int, contract_id: int,
+                               known: dict[int, str] | None = None,
+                               descriptions: dict[str, str] | None = None
+                               ) -> ProcoreChangeOrders:
+        """One read of everything the delta depends on: SOV lines, packages, PCOs, PCO lines.
+
+        `known`: line item id -> X3 line origin_id for adopted lines of a locked twin, which
+        carry no origin_id (Procore refuses any write to a locked schedule of values). Their
+        hand-typed descriptions stay as typed and do not count as a change (`descriptions`)."""
+        known, descriptions = known or {}, descriptions or {}
+        sov = []
+        for item in self.client.contract_line_items(project_id, contract_id):
+            origin = known.get(int(item["id"]))
+            if origin is not None and not item.get("origin_id"):
+                item = dict(item, origin_id=origin,
+                            description=descriptions.get(origin, item.get("description")))
+            sov.append(item)
         packages = sorted(self.client.change_order_packages(project_id, contract_id),
                           key=lambda p: int(p["id"]))
         pcos = self.client.potential_change_orders(project_id, contract_id)
@@ -658,6 +757,9 @@ class CommitmentWriter:
               request_id: str | None = None) -> None:
         c = write.desired
         procore_id = contract_id or (write.state.procore_id if write.state else None)
+        if write.adoption is not None:
+            # Not linked for sure: the next run adopts the twin again (never a blind create).
+            procore_id = None
         self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="failed", action="fail", reason=reason,
             procore_id=procore_id, project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
@@ -687,6 +789,28 @@ class CommitmentWriter:
             summary=state.summary if state else None,
             changes={"summary": write.changes}, request_id=self._request_ids.get(c.po_number),
         ))
+
+
+def _adopted(write: CommitmentWrite) -> bool:
+    return write.adoption is not None or bool(write.state and (write.state.summary or {}).get(
+        "adopted"))
+
+
+def _header_payload(write: CommitmentWrite) -> dict:
+    """The header to sync. An adopted twin keeps its own accounting method: Procore does not
+    let a commitment with line items change it (docs/api-assumptions.md §1.6)."""
+    if _adopted(write):
+        return {k: v for k, v in write.desired.header.items() if k != "accounting_method"}
+    return write.desired.header
+
+
+def _known_lines(write: CommitmentWrite) -> dict[int, str]:
+    """Line item id -> X3 line origin_id of adopted lines known by id only."""
+    known = {int(line_id): origin for origin, line_id in _unlabelled(write.state).items()}
+    if write.adoption is not None:
+        known.update({line_id: origin for origin, line_id in
+                      write.adoption.pairing.unlabelled.items()})
+    return known
 
 
 def _status_after(write: CommitmentWrite) -> bool:

@@ -1,27 +1,37 @@
-"""Fallback schedule: the sync also runs on a cron, in case a sensor tick was missed."""
+"""Fallback schedule: the sync also runs on a cron, in case a sensor tick was missed.
+
+MLC_WRITE_MODE=preview: the schedules skip (their jobs write); see mlc_dagster/preview/mode.py.
+"""
 
 
 import dagster as dg
 
 from mlc_dagster.jobs import reconcile, sync_sage_x3_to_procore
+from mlc_dagster.preview.mode import is_preview, skip_reason
 from mlc_dagster.settings import Settings
 
 SETTINGS = Settings.from_env()
 
-sync_fallback_schedule = dg.ScheduleDefinition(
-    name="sync_sage_x3_to_procore_fallback",
-    job=sync_sage_x3_to_procore,
-    cron_schedule=SETTINGS.sync_cron,
-    default_status=(dg.DefaultScheduleStatus.RUNNING if SETTINGS.automation_on
-                    else dg.DefaultScheduleStatus.STOPPED),
-    description="Runs the PO sync on MLC_SYNC_CRON even when no change was sensed.",
-)
 
-reconcile_schedule = dg.ScheduleDefinition(
-    name="reconcile_nightly",
-    job=reconcile,
-    cron_schedule=SETTINGS.reconcile_cron,
-    default_status=(dg.DefaultScheduleStatus.RUNNING if SETTINGS.automation_on
-                    else dg.DefaultScheduleStatus.STOPPED),
-    description="Nightly reconciliation (MLC_RECONCILE_CRON, default 02:00).",
-)
+def write_job_schedule(name: str, job, cron: str, description: str,
+                       automation_on: bool) -> dg.ScheduleDefinition:
+    """A schedule of a job that writes: one run per tick, none while previewing."""
+
+    @dg.schedule(name=name, job=job, cron_schedule=cron, description=description,
+                 default_status=(dg.DefaultScheduleStatus.RUNNING if automation_on
+                                 else dg.DefaultScheduleStatus.STOPPED))
+    def _schedule(_context: dg.ScheduleEvaluationContext):
+        if is_preview():
+            return dg.SkipReason(skip_reason(f"schedule {name}"))
+        return dg.RunRequest()
+
+    return _schedule
+
+
+sync_fallback_schedule = write_job_schedule(
+    "sync_sage_x3_to_procore_fallback", sync_sage_x3_to_procore, SETTINGS.sync_cron,
+    "Runs the PO sync on MLC_SYNC_CRON even when no change was sensed.", SETTINGS.automation_on)
+
+reconcile_schedule = write_job_schedule(
+    "reconcile_nightly", reconcile, SETTINGS.reconcile_cron,
+    "Nightly reconciliation (MLC_RECONCILE_CRON, default 02:00).", SETTINGS.automation_on)

@@ -3,14 +3,18 @@
 import dagster as dg
 import pandas as pd
 
+from mlc_dagster.invoices.requisitions import ENTITY as INVOICE_ENTITY
+from mlc_dagster.invoices.requisitions import sent_parts
 from mlc_dagster.ledger.store import Change
 from mlc_dagster.mapping.commitments import DesiredCommitments
 from mlc_dagster.procore.commitment_sync import ENTITY
 from mlc_dagster.reconciliation.compare import (
     FAILING,
+    UNMATCHED,
     compare_commitments,
     cost_code_differences,
     summarise,
+    unmatched_requisitions,
 )
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
@@ -36,7 +40,8 @@ def reconciliation_report(context: dg.AssetExecutionContext, config: ReconcileCo
                           mapped_commitments: DesiredCommitments,
                           procore_projects: pd.DataFrame, procore_cost_codes: pd.DataFrame,
                           procore: ProcoreResource, ledger: LedgerResource):
-    """Per PO: in sync / held / deleted / drift / missing / orphan, with both amounts."""
+    """Per PO: in sync / held / deleted / drift / missing / orphan, with both amounts; and what
+    is still unmatched on either side (hand-made commitments no PO adopted, POs not in Procore)."""
     settings = Settings.from_env()
     client, store = procore.get_client(), ledger.get_ledger()
     contracts = [dict(c, project_id=int(pid)) for pid in procore_projects["id"]
@@ -44,6 +49,13 @@ def reconciliation_report(context: dg.AssetExecutionContext, config: ReconcileCo
     states = store.states(ENTITY)
     report = compare_commitments(mapped_commitments, states, contracts,
                                  store.deleted_keys(ENTITY), settings.inactive_status)
+    linked = {int(part["id"]) for state in store.states(INVOICE_ENTITY).values()
+              for part in sent_parts(state).values()}
+    requisitions = [dict(r, project_id=int(pid)) for pid in procore_projects["id"]
+                    for r in client.requisitions(int(pid), per_page=1000)]
+    hand_invoices = unmatched_requisitions(requisitions, linked, contracts)
+    if len(hand_invoices):
+        report = pd.concat([report, hand_invoices], ignore_index=True)
 
     code_of = dict(zip(procore_cost_codes["id"], procore_cost_codes["code"], strict=False))
     wanted = {c.po_number: c for c in mapped_commitments.commitments}
@@ -64,7 +76,7 @@ def reconciliation_report(context: dg.AssetExecutionContext, config: ReconcileCo
     yield dg.Output(report, metadata={
         "pos_checked": len(report),
         **{status: int((report["status"] == status).sum())
-           for status in ("in_sync", "held", "deleted", *FAILING)},
+           for status in ("in_sync", "held", "deleted", *FAILING, *UNMATCHED)},
         "by_project": table_metadata(summarise(report)),
     })
     yield dg.AssetCheckResult(

@@ -5,6 +5,11 @@ commitment inactivated by the sync), and the three that fail the
 reconciliation check: `missing` (we synced it, Procore has no commitment), `drift`
 (Procore's amount or vendor differs from X3: typically a manual edit of a field we own)
 and `orphan` (the PO is gone from X3 but its commitment is still active).
+
+Two more say what is still unmatched after go-live, without failing the check:
+`unmatched_procore` (a commitment no X3 PO owns: typed by hand and not adopted, or another
+integration's; or an invoice entered by hand that no X3 invoice was linked to) and
+`unmatched_x3` (a placeable X3 PO with no commitment yet).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from mlc_dagster.mapping.commitments import DesiredCommitments
 
 ORIGIN_PREFIX = "X3:PO:"
 FAILING = ("missing", "drift", "orphan")
-REPORT_COLUMNS = ["project_id", "po_number", "status", "x3_amount", "procore_amount", "detail"]
+UNMATCHED = ("unmatched_procore", "unmatched_x3")
+REPORT_COLUMNS = ["project_id", "po_number", "procore_number", "status", "x3_amount",
+                  "procore_amount", "detail"]
 CHANGE_ORDER_TOTALS = ("approved_change_orders", "pending_change_orders",
                        "draft_change_orders_amount")
 
@@ -82,6 +89,44 @@ def compare_commitments(desired: DesiredCommitments, states: dict[str, RecordSta
         if contract.get("status") != inactive_status:
             rows.append(_row(contract.get("project_id"), po, "orphan", None, contract,
                              "commitment carries our origin_id but the ledger has no such PO"))
+    rows.extend(_unmatched(desired, states, contracts))
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+
+
+def _unmatched(desired: DesiredCommitments, states: dict[str, RecordState],
+               contracts: list[dict]) -> list[dict]:
+    """Both sides of what adoption and sync have not matched (yet)."""
+    rows = []
+    for contract in sorted(contracts, key=lambda c: (c.get("project_id") or 0, int(c["id"]))):
+        origin = str(contract.get("origin_id") or "")
+        if origin.startswith(ORIGIN_PREFIX):
+            continue
+        why = (f"belongs to another integration (origin_id {origin})" if origin else
+               "typed by hand, adopted by no X3 PO")
+        rows.append(_row(contract.get("project_id"), None, "unmatched_procore", None, contract,
+                         f"commitment #{contract.get('number')} (id {contract['id']}) {why}"))
+    held = desired.held_reasons()
+    for c in desired.commitments:
+        if c.po_number not in states and c.po_number not in held:
+            rows.append(_row(c.project_id, c.po_number, "unmatched_x3",
+                             _desired_total(c, {}), None,
+                             "no commitment in Procore yet: the next sync creates or adopts it"))
+    return rows
+
+
+def unmatched_requisitions(requisitions: list[dict], linked_ids: set[int],
+                           contracts: list[dict]) -> pd.DataFrame:
+    """Invoices in Procore that no X3 invoice created or was linked to (entered by hand)."""
+    numbers = {int(c["id"]): c.get("number") for c in contracts}
+    rows = []
+    for r in sorted(requisitions, key=lambda r: (r.get("project_id") or 0, int(r["id"]))):
+        if str(r.get("origin_id") or "").startswith("X3:PI:") or int(r["id"]) in linked_ids:
+            continue
+        commitment = numbers.get(int(r.get("commitment_id") or 0), r.get("commitment_id"))
+        rows.append(_row(r.get("project_id"), None, "unmatched_procore", None, None,
+                         f"invoice #{r.get('number')} '{r.get('invoice_number') or ''}' (id "
+                         f"{r['id']}) on commitment #{commitment}: entered in Procore, no Sage "
+                         "X3 invoice is linked to it"))
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
@@ -101,14 +146,15 @@ def cost_code_differences(desired_lines: list[dict], procore_lines: list[dict],
 def summarise(report: pd.DataFrame) -> pd.DataFrame:
     """One row per project: how many POs in each status, and amounts."""
     if not len(report):
-        return pd.DataFrame(columns=["project_id", "in_sync", "held", "deleted", *FAILING])
-    counts = report.pivot_table(index="project_id", columns="status", values="po_number",
-                                aggfunc="count", fill_value=0)
-    for status in ("in_sync", "held", "deleted", *FAILING):
+        return pd.DataFrame(columns=["project_id", "in_sync", "held", "deleted", *FAILING,
+                                     *UNMATCHED])
+    counts = pd.crosstab(report["project_id"], report["status"])
+    for status in ("in_sync", "held", "deleted", *FAILING, *UNMATCHED):
         if status not in counts:
             counts[status] = 0
     amounts = report.groupby("project_id")[["x3_amount", "procore_amount"]].sum(min_count=1)
-    return counts[["in_sync", "held", "deleted", *FAILING]].join(amounts).reset_index()
+    return counts[["in_sync", "held", "deleted", *FAILING, *UNMATCHED]].join(amounts
+                                                                            ).reset_index()
 
 
 def _desired_total(commitment, summary: dict) -> Decimal:
@@ -118,7 +164,8 @@ def _desired_total(commitment, summary: dict) -> Decimal:
 
 
 def _row(project_id, po, status, x3_amount, contract, detail) -> dict:
-    return {"project_id": project_id, "po_number": po, "status": status,
+    return {"project_id": project_id, "po_number": po,
+            "procore_number": contract.get("number") if contract else None, "status": status,
             "x3_amount": float(x3_amount) if x3_amount is not None else None,
             "procore_amount": float(procore_total(contract)) if contract else None,
             "detail": detail}

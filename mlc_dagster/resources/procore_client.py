@@ -122,6 +122,12 @@ class ProcoreClient(HttpClientBase):
 
     # --- OAuth ---------------------------------------------------------------------
 
+    @property
+    def token_url(self) -> str:
+        """Where the client-credentials grant is POSTed (the one write a read-only client
+        makes: MLC_WRITE_MODE=preview)."""
+        return f"{self.login_url}/oauth/token"
+
     def _access_token(self) -> str:
         with self._token_lock:
             if self._token is None or self._clock() >= self._token_expires_at:
@@ -130,7 +136,7 @@ class ProcoreClient(HttpClientBase):
 
     def _fetch_token(self) -> None:
         """Client-credentials grant; renewal is simply asking again."""
-        url = f"{self.login_url}/oauth/token"
+        url = self.token_url
         issued_at = self._clock()
         form = {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self._client_secret.reveal()}
@@ -305,6 +311,16 @@ class ProcoreClient(HttpClientBase):
                                  updates: list[dict]) -> SyncResult:
         return self.sync(f"/rest/v1.0/purchase_order_contracts/{contract_id}/line_items/sync",
                          updates, params={"project_id": project_id})
+
+    def update_contract_line_item(self, project_id: int, contract_id: int, line_item_id: int,
+                                  fields: dict) -> dict:
+        """OAS: PATCH /rest/v1.0/purchase_order_contracts/{id}/line_items/{id} (Update Purchase
+        Order Contract Line Item); its body carries origin_id, which is how an adopted
+        hand-typed line gets ours."""
+        return self.request(
+            "PATCH",
+            f"/rest/v1.0/purchase_order_contracts/{contract_id}/line_items/{line_item_id}",
+            json={"project_id": project_id, "line_item": fields}).json()
 
     def delete_contract_line_item(self, project_id: int, contract_id: int,
                                   line_item_id: int) -> None:

@@ -11,6 +11,12 @@ Field ownership (README "Suppliers and vendors"):
 - the active flag belongs to both: whichever side changed since our last sync wins (X3 if
   both did), so an inactive supplier deactivates its vendor and the reverse.
 
+Vendors owned by another integration: "only one integration may own origin_id"
+(procore/documentation tutorials/tutorial_financial_tools.md). A vendor whose origin_id is set
+but is not a supplier code of this X3 belongs to someone else; it is never written, and an X3
+supplier that matches it by tax id or name + postcode is held (creating a vendor for it would
+put the same company in Procore twice).
+
 No ping-pong: the ledger keeps a hash of both sides as they were after our last write
 (Procore's side as Procore returned it). When both sides still hash the same on the next
 poll, nothing is compared and nothing is written, however recently X3 stamped the record.
@@ -37,7 +43,14 @@ import pandas as pd
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import content_hash
 from mlc_dagster.resources.sage_x3_client import parse_stamp
-from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, exported_at, is_stale
+from mlc_dagster.x3_import.files import (
+    CONFIRM_ACTION,
+    EXPORT_ACTION,
+    PENDING,
+    export_file,
+    exported_at,
+    is_stale,
+)
 
 SUPPLIER, VENDOR = "supplier", "vendor"
 FIELDS = ("name", "abbreviated_name", "address", "city", "zip", "country_code",
@@ -165,6 +178,30 @@ def match_unlinked(suppliers: list[dict], vendors: list[dict]
     return links, ambiguous
 
 
+def our_supplier_codes(records: list[dict], quarantine_reasons: dict[str, str],
+                       supplier_states: dict[str, RecordState],
+                       vendor_states: dict[str, RecordState]) -> set[str]:
+    """Every origin_id this connector puts on a vendor: the supplier codes of this X3 (valid
+    or quarantined), and the codes its ledger knows (a supplier since deleted in X3, one
+    created from a Procore vendor)."""
+    codes = {str(r["supplier_code"]) for r in records} | set(quarantine_reasons)
+    codes |= set(supplier_states)
+    codes |= {str(s.summary["supplier_code"]) for s in vendor_states.values()
+              if isinstance(s.summary, dict) and s.summary.get("supplier_code")}
+    return codes
+
+
+def foreign_vendor_reason(vendor: dict, supplier: dict) -> str:
+    """Why an X3 supplier that matches another integration's vendor is held."""
+    shared = match_keys(supplier.get("name"), supplier.get("postcode"), supplier.get("tax_id")) \
+        & match_keys(vendor.get("name"), vendor.get("zip"), vendor.get("tax_id"))
+    by = "tax id" if any(k.startswith("tax:") for k in shared) else "name+postcode"
+    return (f"Procore vendor {vendor['id']} ({vendor.get('name')}) matches by {by} but belongs "
+            f"to another integration (origin_id {vendor.get('origin_id')}); the connector does "
+            "not overwrite or duplicate it: link it by hand or clear its origin_id in the "
+            "other system")
+
+
 # --- the plan -------------------------------------------------------------------------------------
 
 
@@ -218,6 +255,9 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
     holds: dict[tuple[str, str], str] = {(SUPPLIER, c): r for c, r in quarantine_reasons.items()}
     records = suppliers.to_dict("records")
     by_origin = {str(v["origin_id"]): v for v in vendors if v.get("origin_id")}
+    ours = our_supplier_codes(records, quarantine_reasons, supplier_states, vendor_states)
+    foreign = {int(v["id"]): v for v in vendors
+               if v.get("origin_id") and str(v["origin_id"]) not in ours}
 
     unlinked_vendors = [v for v in vendors if not v.get("origin_id")
                         and v.get("is_active") is not False]
@@ -228,12 +268,22 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
     unlinked_vendors = [v for v in unlinked_vendors if v not in links.values()]
     unlinked_suppliers = [r for r in records if r["supplier_code"] not in by_origin
                           and r["supplier_code"] not in links and r["active"]]
-    matched, ambiguous = match_unlinked(unlinked_suppliers, unlinked_vendors)
-    links.update(matched)
+    # Foreign vendors take part in matching so that a look-alike of one is never created.
+    matched, ambiguous = match_unlinked(unlinked_suppliers,
+                                        unlinked_vendors + list(foreign.values()))
     in_doubt_codes, in_doubt_vendors = set(), set()
+    by_code = {r["supplier_code"]: r for r in records}
+    for code, v in matched.items():
+        if int(v["id"]) in foreign:
+            holds[(SUPPLIER, code)] = foreign_vendor_reason(v, by_code[code])
+            in_doubt_codes.add(code)
+        else:
+            links[code] = v
     rows = []
     for codes, group in ambiguous:
-        names = ", ".join(f"{v['id']} ({v.get('name')}, {v.get('zip') or '-'})" for v in group)
+        names = ", ".join(f"{v['id']} ({v.get('name')}, {v.get('zip') or '-'}"
+                          + (f", origin_id {v['origin_id']} of another integration"
+                             if int(v["id"]) in foreign else "") + ")" for v in group)
         why = (f"ambiguous match: X3 supplier(s) {', '.join(codes)} and Procore vendor(s) "
                f"{names} share a tax id or name + postcode; link one by hand (or deactivate "
                "the duplicate vendor) and the next run links it")
@@ -242,7 +292,8 @@ def plan_supplier_sync(suppliers: pd.DataFrame, quarantine_reasons: dict[str, st
             holds[(SUPPLIER, code)] = why
             in_doubt_codes.add(code)
         for v in group:
-            holds[(VENDOR, str(v["id"]))] = why
+            if int(v["id"]) not in foreign:  # another integration's: not ours to record
+                holds[(VENDOR, str(v["id"]))] = why
             in_doubt_vendors.add(int(v["id"]))
     plan.ambiguous = pd.DataFrame(rows, columns=plan.ambiguous.columns)
 
@@ -437,3 +488,40 @@ def _over_limits(values: dict, canonical: bool = False) -> str:
         if limit and isinstance(value, str) and len(value) > limit:
             out.append(f"{name} is {len(value)} characters, Sage X3 allows {limit}")
     return "; ".join(out)
+
+
+# --- preview: what the live run's writer would record (pure) ---------------------------------------
+
+
+def supplier_preview_rows(plan: SupplierPlan, *, x3_by_file: bool = True) -> list[dict]:
+    """One row per ledger event `SupplierWriter.run(plan)` records, with its entity as the flow
+    and its action: confirm, hold, create, link, update, baseline, export. Unchanged records
+    and exports X3 has not imported yet record nothing, so have no row.
+
+    `x3_by_file`: MLC_X3_SUPPLIER_WRITE is import_file (its default): new X3 suppliers and
+    X3-side changes are exported instead of written through the API.
+    """
+    rows = [_supplier_row(c.entity, c.key, c.action, c.reason or "")
+            for c in plan.confirms + plan.holds]
+    for create in plan.creates:
+        if x3_by_file:
+            rows.append(_supplier_row(VENDOR, str(create.vendor_id), EXPORT_ACTION,
+                                      f"X3 supplier {create.code} to be created from Procore "
+                                      f"vendor {create.vendor_id} by import file"))
+            continue
+        rows.append(_supplier_row(VENDOR, str(create.vendor_id), "create",
+                                  create.pair.changes[0]))
+        rows.append(_supplier_row(SUPPLIER, create.code, create.pair.action,
+                                  "; ".join(create.pair.changes)))
+    for pair in plan.pairs:
+        action = EXPORT_ACTION if x3_by_file and pair.x3_fields else pair.action
+        rows.append(_supplier_row(SUPPLIER, pair.code, action, "; ".join(pair.changes)))
+        if pair.matched:
+            rows.append(_supplier_row(VENDOR, str(pair.vendor_id), "link",
+                                      f"linked to X3 supplier {pair.code}"))
+    return rows
+
+
+def _supplier_row(entity: str, key: str, action: str, detail: str) -> dict:
+    return {"flow": entity, "key": key, "project_id": None, "action": action, "detail": detail,
+            "amount": None}

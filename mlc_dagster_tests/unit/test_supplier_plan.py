@@ -13,10 +13,12 @@ from mlc_dagster.suppliers.plan import (
     create_hash,
     match_unlinked,
     norm_name,
+    our_supplier_codes,
     pair_hash,
     plan_supplier_sync,
     procore_view,
     supplier_code_for,
+    supplier_preview_rows,
     x3_view,
 )
 from mlc_dagster.suppliers.staging import stage_suppliers
@@ -338,3 +340,137 @@ def test_procore_only_vendors_are_held_while_x3_cannot_take_new_suppliers():
     (hold,) = result.holds
     assert hold.key == "77" and hold.reason.endswith("cannot become an X3 supplier yet: set "
                                                      "DEFAULTS")
+
+
+# --- vendors owned by another integration -------------------------------------------------------
+
+FOREIGN = "ACME-ERP:V:88"
+
+
+def foreign_reason(vid, name, by):
+    return (f"Procore vendor {vid} ({name}) matches by {by} but belongs to another integration "
+            f"(origin_id {FOREIGN}); the connector does not overwrite or duplicate it: link it "
+            "by hand or clear its origin_id in the other system")
+
+
+@pytest.mark.parametrize("vendor_fields, by", [
+    ({"tax_id": "GB 123 456 789", "name": "Granite Holdings", "zip": ""}, "tax id"),
+    ({"tax_id": None, "name": "GRANITE AGGREGATES", "zip": "ls14ap"}, "name+postcode"),
+    ({"tax_id": "GB123456789", "is_active": False}, "tax id"),  # inactive: still theirs
+])
+def test_a_supplier_matching_another_integrations_vendor_is_held_not_duplicated(vendor_fields, by):
+    theirs = vendor(88, origin_id=FOREIGN, origin_code="88", **vendor_fields)
+    result = plan([supplier("SUP040")], [theirs])
+    assert result.pairs == [] and result.creates == []  # no second vendor, no write to theirs
+    (hold,) = result.holds
+    assert (hold.entity, hold.key) == ("supplier", "SUP040")
+    assert hold.reason == foreign_reason(88, theirs["name"], by)
+
+    state = RecordState("supplier", "SUP040", "held", reason=hold.reason)
+    again = plan([supplier("SUP040")], [theirs], states={"SUP040": state})
+    assert again.holds == [] and again.pairs == []  # held once, not on every poll
+
+    cleared = plan([supplier("SUP040")], [dict(theirs, origin_id=None, origin_code=None,
+                                               is_active=True)], states={"SUP040": state})
+    (link,) = cleared.pairs  # origin_id cleared in the other system: linked on the next run
+    assert link.action == "link" and link.vendor_item["id"] == 88
+
+
+def test_another_integrations_vendor_matching_nothing_is_left_alone():
+    theirs = vendor(88, origin_id=FOREIGN, name="Elsewhere Ltd", zip="Z9 9ZZ", tax_id="X1")
+    result = plan([supplier("SUP900")], [theirs])
+    assert [p.action for p in result.pairs] == ["create"] and result.holds == []
+    assert all(p.vendor_item.get("id") != 88 for p in result.pairs)
+    assert result.creates == []  # not a Procore-only vendor either: it is someone else's
+
+
+def test_vendors_carrying_our_codes_are_not_foreign():
+    """Quarantined suppliers, suppliers the ledger knows (deleted in X3 since) and suppliers
+    created from Procore vendors are ours: their vendors are not another integration's."""
+    records = [supplier("SUP001")]
+    codes = our_supplier_codes(
+        records, {"SUP002": "country"}, {"SUP003": RecordState("supplier", "SUP003", "synced")},
+        {"77": RecordState("vendor", "77", "synced", summary={"supplier_code": "PC25"})})
+    assert codes == {"SUP001", "SUP002", "SUP003", "PC25"}
+    quarantined_twin = vendor(5, origin_id="SUP002", tax_id="GB123456789")
+    result = plan([supplier("SUP900"), supplier("SUP002", country="GBR")], [quarantined_twin])
+    assert [(p.code, p.action) for p in result.pairs] == [("SUP900", "create")]
+    assert {h.key for h in result.holds} == {"SUP002"}  # its quarantine, nothing else
+
+
+def test_a_supplier_matching_an_unlinked_vendor_and_a_foreign_one_is_ambiguous():
+    theirs = vendor(88, origin_id=FOREIGN, name="Granite Aggregates", zip="LS1 4AP")
+    result = plan([supplier("SUP900")], [vendor(7), theirs])
+    assert result.pairs == [] and result.creates == []
+    held = {(h.entity, h.key): h.reason for h in result.holds}
+    assert set(held) == {("supplier", "SUP900"), ("vendor", "7")}  # none on theirs
+    assert f"origin_id {FOREIGN} of another integration" in held[("supplier", "SUP900")]
+
+
+# --- preview rows ------------------------------------------------------------------------------------
+
+
+def test_supplier_preview_rows_name_the_ledger_action_and_field_changes():
+    x3 = x3_view(supplier("SUP901"))
+    renamed = vendor(3, origin_id="SUP901", name="Granite Old Name")
+    state = synced_state("SUP901", x3, procore_view(vendor(3, origin_id="SUP901")))
+    result = plan([supplier("SUP900", name="Nova Ltd", tax_id="", postcode="B1 1BB"),
+                   supplier("SUP901"), supplier("SUP902", tax_id="GB999")],
+                  [renamed, vendor(77, name="Harbor Crane", zip="L3 4AA", tax_id=None),
+                   vendor(9, name="X", origin_id=FOREIGN, tax_id="GB999")],
+                  states={"SUP901": state})
+    rows = {(r["flow"], r["key"]): r for r in supplier_preview_rows(result, x3_by_file=False)}
+    code = supplier_code_for(77, "PC")
+    assert {k: r["action"] for k, r in rows.items()} == {
+        ("supplier", "SUP900"): "create", ("supplier", "SUP901"): "update",
+        ("supplier", "SUP902"): "hold", ("vendor", "77"): "create", ("supplier", code): "link"}
+    assert "Procore name: 'Granite Old Name' -> 'Granite Aggregates Ltd'" in \
+        rows[("supplier", "SUP901")]["detail"]
+    assert all(r["amount"] is None and r["project_id"] is None for r in rows.values())
+    by_file = {(r["flow"], r["key"]): r["action"] for r in supplier_preview_rows(result)}
+    assert by_file[("vendor", "77")] == "export" and ("supplier", code) not in by_file
+
+
+@pytest.mark.parametrize("by_file", [False, True])
+def test_supplier_preview_rows_are_the_events_the_writer_then_records(tmp_path, by_file):
+    from mlc_dagster.ledger.store import Change, Ledger
+    from mlc_dagster.suppliers.exports import SupplierExports
+    from mlc_dagster.suppliers.writer import SupplierWriter
+    from mlc_dagster.x3_import.files import write_batches
+    from mlc_dagster.x3_import.templates import supplier_template, supplier_update_template
+
+    from .test_supplier_writer import DEFAULTS, FakeProcore, FakeX3
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    try:
+        x3_901 = x3_view(supplier("SUP901"))
+        ledger.apply([Change(entity="supplier", key="SUP901", status="synced", action="link",
+                             procore_id=3, content_hash=pair_hash(x3_901, procore_view(
+                                 vendor(3, origin_id="SUP901"))),
+                             summary={"x3": x3_901,
+                                      "procore": procore_view(vendor(3, origin_id="SUP901"))})],
+                     "run-0")
+        suppliers = [supplier("SUP900", name="Nova Ltd", tax_id="", postcode="B1 1BB"),
+                     supplier("SUP901"), supplier("SUP902", tax_id="GB999"),
+                     supplier("SUP903", name="Keystone", tax_id="", postcode="M1 1AE"),
+                     supplier("SUP904", country="GBR")]
+        vendors = [vendor(3, origin_id="SUP901", is_active=False),  # deactivated in Procore
+                   vendor(77, name="Harbor Crane", zip="L3 4AA", tax_id=None),
+                   vendor(9, name="X", origin_id=FOREIGN, tax_id="GB999"),
+                   vendor(12, name="KEYSTONE", zip="m1 1ae")]
+        rules = SupplierRules(x3_contact_writable=not by_file)
+        s = staged(*suppliers)
+        result = plan_supplier_sync(s.suppliers, s.reasons(), vendors, ledger.states("supplier"),
+                                    ledger.states("vendor"), rules, s.stamps)
+        rows = supplier_preview_rows(result, x3_by_file=by_file)
+
+        exports = (SupplierExports(supplier_template(), supplier_update_template(), DEFAULTS)
+                   if by_file else None)
+        SupplierWriter(FakeProcore(), FakeX3(), ledger, "live", exports=exports).run(result)
+        if by_file:
+            write_batches(exports.batches(), tmp_path, "live", ledger)
+        events = {(e["entity"], e["key"], e["action"]) for e in ledger.events_for_run("live")}
+        assert {(r["flow"], r["key"], r["action"]) for r in rows} == events
+        assert len(rows) == len(events) >= 7  # create, update|export, holds, links
+    finally:
+        ledger.dispose()
