@@ -10,6 +10,7 @@ from mlc_dagster.invoices import assets as invoice_assets
 from mlc_dagster.invoices import checks as invoice_checks
 from mlc_dagster.invoices.sensors import x3_purchase_invoice_changes
 from mlc_dagster.jobs import (
+    preview_sync,
     reconcile,
     replay_failed_transactions,
     sync_reference_data,
@@ -17,6 +18,7 @@ from mlc_dagster.jobs import (
 )
 from mlc_dagster.mapping import assets as mapping_assets
 from mlc_dagster.mapping import checks as mapping_checks
+from mlc_dagster.preview import assets as preview_assets
 from mlc_dagster.procore import assets as procore_assets
 from mlc_dagster.procore.schedules import reconcile_schedule, sync_fallback_schedule
 from mlc_dagster.reconciliation import assets as reconciliation_assets
@@ -59,9 +61,10 @@ def build_resources() -> dict:
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sage_x3_assets, procore_assets, mapping_assets,
                                         reconciliation_assets, invoice_assets, supplier_assets,
-                                        dimension_assets]),
+                                        dimension_assets, preview_assets]),
     asset_checks=dg.load_asset_checks_from_modules([mapping_checks, invoice_checks]),
-    jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile, sync_reference_data],
+    jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile, sync_reference_data,
+          preview_sync],
     sensors=[x3_purchase_order_changes, x3_purchase_invoice_changes],
     schedules=[sync_fallback_schedule, reconcile_schedule, sync_reference_data_schedule],
     resources=build_resources(),

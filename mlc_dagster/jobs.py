@@ -57,3 +57,19 @@ sync_reference_data = dg.define_asset_job(
     tags={COMPANY_TAG: Settings.from_env().company_tag},
     executor_def=dg.in_process_executor,
 )
+
+# The preview job: `sync_preview` and what it reads (staging, Procore reference data, mapping,
+# suppliers and dimension values as desired), never a write step: selected upstream of the
+# plan asset, so an asset added to a write group does not join it (test_preview pins the set).
+PREVIEW = dg.AssetSelection.assets("sync_preview").upstream()
+
+preview_sync = dg.define_asset_job(
+    name="preview_sync",
+    selection=PREVIEW,
+    description=("Go-live preview: reads X3 and Procore, plans every flow (POs, invoices, "
+                 "vendors, dimension values) and writes nothing; the plan is the sync_preview "
+                 "asset (tables in its metadata, CSV for sign-off). `mlc-dagster preview` runs it."),
+    # Queued with the writing runs: a plan made while a sync writes would be out of date.
+    tags={COMPANY_TAG: Settings.from_env().company_tag, "mlc/preview": "true"},
+    executor_def=dg.in_process_executor,
+)

@@ -68,6 +68,14 @@ class WaitTooLong(Exception):
         super().__init__(f"need to wait {seconds:.1f}s before retrying" + (f": {reason}" if reason else ""))
 
 
+class WriteRefused(PermissionError):
+    """A request stopped by the client's guard before it was sent (MLC_WRITE_MODE=preview)."""
+
+
+# Looks at a request about to be sent: None lets it go, a text refuses it (the reason).
+RequestGuard = Callable[[httpx.Request], "str | None"]
+
+
 class Secret:
     """A secret string that never shows itself in repr(), str() or f-strings."""
 
@@ -275,8 +283,10 @@ class RetrySender:
         on_request: Callable[[RequestRecord], None] | None = None,
         should_retry: Callable[[httpx.Response, bool], bool] | None = None,
         rng: Callable[[], float] = random.random,
+        guard: RequestGuard | None = None,
     ) -> None:
         self.client = client
+        self.guard = guard
         self.system = system
         self.retry = retry or RetryPolicy()
         self.max_wait_seconds = max_wait_seconds
@@ -292,12 +302,15 @@ class RetrySender:
         """One logical request: up to `retry.max_attempts` attempts, paced and recorded.
 
         Returns the last response (the caller decides what a 4xx/5xx means) or raises the
-        last transport error.
+        last transport error; raises `WriteRefused`, sending nothing, when the guard refuses.
         """
         attempt, waited = 1, 0.0
         while True:
             waited += self._pace()
             request = build()
+            refusal = self.guard(request) if self.guard is not None else None
+            if refusal:
+                raise WriteRefused(refusal)
             outcome = self._attempt(request, attempt, waited)
             last = attempt == self.retry.max_attempts
             if isinstance(outcome, httpx.Response):
@@ -367,6 +380,11 @@ class HttpClientBase:
     @property
     def stats(self) -> CallStats:
         return self._sender.stats
+
+    def refuse_requests(self, guard: RequestGuard) -> None:
+        """From now on every request passes `guard` first; a refused one raises
+        `WriteRefused` and is never sent (the preview's read-only clients)."""
+        self._sender.guard = guard
 
     def close(self) -> None:
         self._http.close()

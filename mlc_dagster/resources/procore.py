@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
+from mlc_dagster.preview.mode import is_preview, procore_read_only
 from mlc_dagster.resources.http_core import RetryPolicy
 from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.tls import check_url
@@ -32,7 +33,10 @@ class ProcoreResource(dg.ConfigurableResource):
     _client: ProcoreClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> ProcoreClient:
-        """One client per run (or sensor tick), so the token and pacing state are shared."""
+        """One client per run (or sensor tick), so the token and pacing state are shared.
+
+        MLC_WRITE_MODE=preview: the client refuses every request but reads and the OAuth
+        token POST, before sending it (`WriteRefused`)."""
         if self._client is None:
             insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
                         else self.allow_insecure_loopback)
@@ -48,6 +52,8 @@ class ProcoreResource(dg.ConfigurableResource):
                 max_wait_seconds=(self.max_wait_seconds
                                   or env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0)),
             )
+            if is_preview():
+                self._client.refuse_requests(procore_read_only(self._client.token_url))
         return self._client
 
     def teardown_after_execution(self, context) -> None:

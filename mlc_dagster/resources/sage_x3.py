@@ -7,6 +7,7 @@ import os
 import dagster as dg
 from pydantic import PrivateAttr
 
+from mlc_dagster.preview.mode import is_preview, x3_read_only
 from mlc_dagster.resources.sage_x3_client import (
     SageX3GraphQLClient,
     SageX3RestClient,
@@ -34,6 +35,8 @@ class SageX3Resource(dg.ConfigurableResource):
     _client: SageX3RestClient | SageX3GraphQLClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> SageX3RestClient | SageX3GraphQLClient:
+        """MLC_WRITE_MODE=preview: the client refuses REST writes and GraphQL mutations before
+        sending them (`WriteRefused`); GraphQL queries (POSTs) still go."""
         if self._client is not None:
             return self._client
         insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
@@ -56,6 +59,8 @@ class SageX3Resource(dg.ConfigurableResource):
                                                timeout=timeout, names=names)
         else:
             raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {api!r}")
+        if is_preview():
+            self._client.refuse_requests(x3_read_only(getattr(self._client, "api_url", None)))
         return self._client
 
     def teardown_after_execution(self, context) -> None:

@@ -8,6 +8,7 @@ import json
 import dagster as dg
 
 from mlc_dagster.jobs import sync_sage_x3_to_procore
+from mlc_dagster.preview.mode import is_preview, skip_reason
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.resources.sage_x3_client import CANONICAL_KEYS, DeltaCursor
 from mlc_dagster.settings import Settings
@@ -29,6 +30,10 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
     window, so same-second and late-committed changes trigger exactly once. The run itself
     re-reads everything changed since its own stored stamps, so a tick that stops at
     MAX_PAGES_PER_TICK still leads to a complete sync.
+
+    MLC_WRITE_MODE=preview: skips without reading X3 and leaves the cursor alone, so the
+    first live tick still sees every change made meanwhile (and the run it requests plans from
+    the ledger's whole X3 snapshot anyway, which a preview run's refresh only brings forward).
     """
     key_field = CANONICAL_KEYS[entity][0]
 
@@ -42,6 +47,8 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
                      "(update stamp + overlap window)."),
     )
     def _sensor(context: dg.SensorEvaluationContext, sage_x3: SageX3Resource):
+        if is_preview():
+            return dg.SkipReason(skip_reason(f"sensor {name}"))
         headers, lines = load_cursors(context.cursor, entity)
         client = sage_x3.get_client()
         new = headers.advance(first_pages(client.changed(

@@ -10,6 +10,8 @@ from dataclasses import replace
 import dagster as dg
 import pandas as pd
 
+from mlc_dagster.ledger.store import Ledger
+from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.reference_data.settings import ReferenceSettings
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
@@ -18,7 +20,7 @@ from mlc_dagster.sage_x3.assets import StagingConfig
 from mlc_dagster.sage_x3.snapshot import cursor_name, refresh_snapshot
 from mlc_dagster.settings import Settings
 from mlc_dagster.suppliers.exports import SupplierExports
-from mlc_dagster.suppliers.plan import SUPPLIER, VENDOR, plan_supplier_sync
+from mlc_dagster.suppliers.plan import SUPPLIER, VENDOR, SupplierPlan, plan_supplier_sync
 from mlc_dagster.suppliers.staging import StagedSuppliers, stage_suppliers
 from mlc_dagster.suppliers.writer import SupplierWriter
 from mlc_dagster.utils import table_metadata
@@ -85,23 +87,10 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
     until X3 shows it; `api` writes it through the web API (needs a writable class or a
     GESAPIOPE operation: standard X3 suppliers, function GESBPS, are read-only there).
     """
+    ensure_live("supplier_vendor_sync")
     store = ledger.get_ledger()
     settings = X3WriteSettings.from_env()
-    by_file = settings.supplier_write == "import_file"
-    rules = ReferenceSettings.from_env().supplier_rules
-    exports = None
-    if by_file:
-        missing = settings.missing_supplier_defaults
-        rules = replace(rules, x3_contact_writable=False, pending_hours=settings.pending_hours,
-                        x3_create_problem=(
-                            f"set MLC_X3_NEW_SUPPLIER_DEFAULTS ({', '.join(missing)} missing): X3 "
-                            "needs them to create a supplier by import (template BPS)"
-                            if missing else ""))
-        exports = SupplierExports(settings.supplier_template, settings.supplier_update_template,
-                                  settings.new_supplier_defaults)
-    plan = plan_supplier_sync(x3_suppliers.suppliers, x3_suppliers.reasons(),
-                              procore_vendor_directory, store.states(SUPPLIER),
-                              store.states(VENDOR), rules, x3_suppliers.stamps)
+    plan, exports = plan_suppliers(x3_suppliers, procore_vendor_directory, store, settings)
     context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
                      f"suppliers to create, {len(plan.unchanged)} unchanged, "
                      f"{len(plan.holds)} newly held, {len(plan.pending)} waiting for X3 import")
@@ -130,6 +119,27 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"ambiguous_groups": len(plan.ambiguous),
                   "to_decide": table_metadata(plan.ambiguous)})
+
+
+def plan_suppliers(x3_suppliers: StagedSuppliers, vendors: list[dict], store: Ledger,
+                   settings: X3WriteSettings) -> tuple[SupplierPlan, SupplierExports | None]:
+    """The supplier plan as the write step makes it (the preview calls it too, so its rows
+    are what the write step would do), and the import-file queue when X3 is written by file."""
+    rules = ReferenceSettings.from_env().supplier_rules
+    exports = None
+    if settings.supplier_write == "import_file":
+        missing = settings.missing_supplier_defaults
+        rules = replace(rules, x3_contact_writable=False, pending_hours=settings.pending_hours,
+                        x3_create_problem=(
+                            f"set MLC_X3_NEW_SUPPLIER_DEFAULTS ({', '.join(missing)} missing): X3 "
+                            "needs them to create a supplier by import (template BPS)"
+                            if missing else ""))
+        exports = SupplierExports(settings.supplier_template, settings.supplier_update_template,
+                                  settings.new_supplier_defaults)
+    plan = plan_supplier_sync(x3_suppliers.suppliers, x3_suppliers.reasons(), vendors,
+                              store.states(SUPPLIER), store.states(VENDOR), rules,
+                              x3_suppliers.stamps)
+    return plan, exports
 
 
 x3_supplier_import_file = import_file_asset(

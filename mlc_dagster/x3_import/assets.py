@@ -8,6 +8,7 @@ Materialisation metadata: the file paths, records per file and template codes.
 import dagster as dg
 import pandas as pd
 
+from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.utils import table_metadata
 from mlc_dagster.x3_import.files import ExportBatch, write_batches
@@ -23,6 +24,7 @@ def import_file_asset(name: str, group: str, upstream: str, what: str) -> dg.Ass
                           "record stays `exported` in the ledger until X3 shows it.")
     def _asset(context: dg.AssetExecutionContext, batches: list[ExportBatch],
                ledger: LedgerResource) -> dg.MaterializeResult:
+        ensure_live(name)
         settings = X3WriteSettings.from_env()
         written = write_batches(batches, settings.import_dir, context.run.run_id,
                                 ledger.get_ledger())
