@@ -30,13 +30,17 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("ping", help="check both systems with the configured settings")
 
+    sub.add_parser("preview", help="run preview_sync: what a live run would change, writing "
+                                   "nothing (totals per project + a CSV for sign-off)")
+
     audit = sub.add_parser("audit", help="the history of one record, oldest first")
     audit.add_argument("entity", help="po | invoice | supplier | vendor | dimension")
     audit.add_argument("key", help="e.g. a PO number")
     audit.add_argument("--json", action="store_true", help="machine-readable output")
 
     args = parser.parse_args(argv)
-    command = {"sandbox": cmd_sandbox, "demo": cmd_demo, "ping": cmd_ping, "audit": cmd_audit}
+    command = {"sandbox": cmd_sandbox, "demo": cmd_demo, "ping": cmd_ping, "audit": cmd_audit,
+               "preview": cmd_preview}
     try:
         return command[args.command](args)
     except (RuntimeError, ValueError) as exc:
@@ -51,6 +55,9 @@ def _sandbox_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procore-port", type=int, default=8710)
     parser.add_argument("--x3-port", type=int, default=8720)
     parser.add_argument("--x3-api", default="rest", choices=["rest", "graphql"])
+    parser.add_argument("--history", action=argparse.BooleanOptionalAction, default=True,
+                        help="seed Procore with commitments typed in by hand before go-live, "
+                             "for the connector to adopt (default: on)")
 
 
 def cmd_sandbox(args) -> int:
@@ -66,7 +73,7 @@ def cmd_sandbox(args) -> int:
         print("Ctrl-C to stop.", flush=True)
 
     serve_forever(args.seed, args.scale, args.host, args.procore_port, args.x3_port,
-                  args.write_env, args.x3_api, on_ready=ready)
+                  args.write_env, args.x3_api, on_ready=ready, history=args.history)
     return 0
 
 
@@ -80,7 +87,7 @@ def cmd_demo(args) -> int:
     if repo_config.exists() and not (home / "dagster.yaml").exists():
         shutil.copy(repo_config, home / "dagster.yaml")
     with running_sandboxes(args.seed, args.scale, args.host, args.procore_port,
-                           args.x3_port) as handles:
+                           args.x3_port, history=args.history) as handles:
         env = sandbox_env(handles["procore"].url, handles["sage_x3"].url, args.x3_api)
         write_env_file(str(home / "sandbox.env"), env)
         env.update({"DAGSTER_HOME": str(home), "MLC_AUTOMATION_ON": "1",
@@ -100,18 +107,26 @@ def cmd_demo(args) -> int:
 
 
 def cmd_ping(_args) -> int:
-    from mlc_dagster.ping import run_ping
+    """The go-live preflight: exit 1 on any FAIL; warnings alone exit 0."""
+    from mlc_dagster.ping import exit_code, format_report, run_ping
 
     report = run_ping(os.environ)
-    width = max(len(r.check) for r in report)
-    for row in report:
-        mark = "ok  " if row.ok else "FAIL"
-        print(f"{mark} {row.check.ljust(width)}  {row.detail}")
-        if not row.ok and row.fix:
-            print(f"     {' ' * width}  fix: {row.fix}")
-    failed = sum(not r.ok for r in report)
-    print(f"\n{len(report) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(format_report(report))
+    return exit_code(report)
+
+
+def cmd_preview(_args) -> int:
+    """preview_sync in this process against the configured systems; exit 1 if it failed."""
+    from mlc_dagster.preview.run import run_preview, summary_text
+
+    run = run_preview()
+    if not run.success:
+        print(f"error: the preview run {run.run_id} failed; nothing was written", file=sys.stderr)
+        for message in run.errors:
+            print(f"  {message}", file=sys.stderr)
+        return 1
+    print(summary_text(run))
+    return 0
 
 
 def cmd_audit(args) -> int:
