@@ -1,4 +1,5 @@
-"""`mlc-dagster`: sandboxes, the one-command demo, a connectivity check and the audit trail."""
+"""`mlc-dagster`: sandboxes, the one-command demo, the go-live preflight and preview, and the
+audit trail."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--ui-port", type=int, default=3000)
     demo.add_argument("--dagster-home", default=".dagster_home")
 
-    sub.add_parser("ping", help="check both systems with the configured settings")
+    sub.add_parser("ping", help="go-live preflight: both systems, the configured X3 fields and "
+                              "what needs a decision before the first sync")
 
     sub.add_parser("preview", help="run preview_sync: what a live run would change, writing "
                                    "nothing (totals per project + a CSV for sign-off)")
