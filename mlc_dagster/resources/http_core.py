@@ -16,6 +16,7 @@ flaky, rate-limited APIs can be tested with `httpx.MockTransport` and a fake clo
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import random
 import re
@@ -69,11 +70,80 @@ class WaitTooLong(Exception):
 
 
 class WriteRefused(PermissionError):
-    """A request stopped by the client's guard before it was sent (MLC_WRITE_MODE=preview)."""
+    """A request stopped by a client's guard before it was sent: MLC_WRITE_MODE=preview, or a
+    write that is not on the client's allow-list."""
 
 
 # Looks at a request about to be sent: None lets it go, a text refuses it (the reason).
 RequestGuard = Callable[[httpx.Request], "str | None"]
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ID_PLACEHOLDER = re.escape("{id}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One write a client may send: a method and a path template in which `{id}` stands for
+    one numeric id segment (`PATCH /rest/v1.0/purchase_order_contracts/{id}`)."""
+
+    method: str
+    template: str
+
+    def __post_init__(self) -> None:
+        if self.method not in WRITE_METHODS:
+            raise ValueError(f"an allow-listed write needs one of {sorted(WRITE_METHODS)}, "
+                             f"got {self.method!r}")
+        if not self.template.startswith("/") or "?" in self.template:
+            raise ValueError(f"a path template starts with / and has no query: {self.template!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """`"PATCH /rest/v1.0/vendors/sync"` -> Endpoint("PATCH", "/rest/v1.0/vendors/sync")."""
+        method, _, template = text.strip().partition(" ")
+        return cls(method, template.strip())
+
+    def matches(self, method: str, path: str) -> bool:
+        """The whole path matches, each `{id}` being digits only (no `..`, no extra segment)."""
+        return method == self.method and _template_pattern(self.template).fullmatch(path) is not None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+@functools.lru_cache(maxsize=256)
+def _template_pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(_ID_PLACEHOLDER, r"[0-9]+"))
+
+
+def write_allow_list(system: str, api_url: str, writes: Iterable[Endpoint], *,
+                     token_url: str | None = None, where: str = "") -> RequestGuard:
+    """A guard that lets reads (GET/HEAD) and the OAuth token POST at `token_url` go, and any
+    other request only when it goes to `api_url`'s host and its path matches one of `writes`
+    exactly (plain characters: a percent-encoded path never matches). Anything else is
+    refused, naming the method and path. `where` names the list for the message."""
+    allowed = tuple(writes)
+    api = httpx.URL(api_url)
+    prefix = api.path.rstrip("/")
+    token = httpx.URL(token_url) if token_url else None
+
+    def guard(request: httpx.Request) -> str | None:
+        method, url = request.method, request.url
+        if method in READ_METHODS:
+            return None
+        if token is not None and method == "POST" and url.copy_with(query=None) == token:
+            return None
+        path = url.path
+        plain = url.raw_path.split(b"?", 1)[0] == path.encode("ascii", "replace")
+        if (plain and (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port)
+                and path.startswith(f"{prefix}/")
+                and any(e.matches(method, path[len(prefix):]) for e in allowed)):
+            return None
+        return (f"refused {system} {method} {path} before sending it: not one of the "
+                f"{len(allowed)} allow-listed writes{f' ({where})' if where else ''}; "
+                "GL and accounting endpoints are never written")
+
+    return guard
 
 
 class Secret:
@@ -286,7 +356,7 @@ class RetrySender:
         guard: RequestGuard | None = None,
     ) -> None:
         self.client = client
-        self.guard = guard
+        self.guards: list[RequestGuard] = [guard] if guard is not None else []
         self.system = system
         self.retry = retry or RetryPolicy()
         self.max_wait_seconds = max_wait_seconds
@@ -308,7 +378,7 @@ class RetrySender:
         while True:
             waited += self._pace()
             request = build()
-            refusal = self.guard(request) if self.guard is not None else None
+            refusal = self.refusal(request)
             if refusal:
                 raise WriteRefused(refusal)
             outcome = self._attempt(request, attempt, waited)
@@ -327,6 +397,14 @@ class RetrySender:
                            waited, attempt + 1, self.retry.max_attempts)
             self._wait(waited, reason, retry=True)
             attempt += 1
+
+    def add_guard(self, guard: RequestGuard) -> None:
+        """One more guard; guards compose (the first refusal wins), none is ever replaced."""
+        self.guards.append(guard)
+
+    def refusal(self, request: httpx.Request) -> str | None:
+        """Why a guard refuses `request`, or None when every guard lets it go."""
+        return next((reason for guard in self.guards if (reason := guard(request))), None)
 
     def _pace(self) -> float:
         pause = self.pacer.delay() if self.pacer is not None else 0.0
@@ -382,9 +460,10 @@ class HttpClientBase:
         return self._sender.stats
 
     def refuse_requests(self, guard: RequestGuard) -> None:
-        """From now on every request passes `guard` first; a refused one raises
-        `WriteRefused` and is never sent (the preview's read-only clients)."""
-        self._sender.guard = guard
+        """From now on every request also passes `guard`; a refused one raises `WriteRefused`
+        and is never sent (the preview's read-only clients). It adds to the client's own
+        guards (the Procore write allow-list), never replaces them."""
+        self._sender.add_guard(guard)
 
     def close(self) -> None:
         self._http.close()

@@ -3,6 +3,12 @@
 Plain Python (no Dagster) so it can be tested against `httpx.MockTransport` and the
 sandbox. Where ids go follows Procore's v1 conventions: `project_id` in the query for
 reads, in the JSON body for writes, except line-item sync which wants it in the query.
+
+Every Procore call goes through `ProcoreClient.request`, and the only writes it sends are
+`PROCORE_WRITES`: the endpoints the domain methods below write, nothing more. Any other write
+(a journal entry, a budget, a direct cost, a payment...) is refused before it is sent, by
+`request` itself and again by a request hook on the client's httpx connection, so even a
+request built around `request` cannot leave (test_no_gl_writes proves no other code sends).
 """
 
 from __future__ import annotations
@@ -17,16 +23,43 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlc_dagster.resources.http_core import (
+    Endpoint,
     HttpClientBase,
     RatePacer,
     RequestRecord,
     RetryPolicy,
     RetrySender,
     Secret,
+    WriteRefused,
     redact,
+    write_allow_list,
 )
 
 MAX_SYNC_BATCH = 1000
+
+# The only Procore writes the connector sends, one per domain method of ProcoreClient (named in
+# the comments); `{id}` is a numeric id. Reads and the OAuth token POST always pass; everything else
+# is refused before it is sent. Widen it deliberately: test_no_gl_writes pins this exact list,
+# and no GL or accounting endpoint (journal entries, budgets, direct costs, payments) belongs here.
+PROCORE_WRITES: tuple[Endpoint, ...] = tuple(Endpoint.parse(e) for e in (
+    "PATCH /rest/v1.0/vendors/sync",  # sync_vendors
+    "PATCH /rest/v1.0/purchase_order_contracts/sync",  # sync_purchase_order_contracts
+    "PATCH /rest/v1.0/purchase_order_contracts/{id}",  # update_purchase_order_contract
+    "PATCH /rest/v1.0/purchase_order_contracts/{id}/line_items/sync",  # sync_contract_line_items
+    "PATCH /rest/v1.0/purchase_order_contracts/{id}/line_items/{id}",  # update_contract_line_item
+    "DELETE /rest/v1.0/purchase_order_contracts/{id}/line_items/{id}",  # delete_contract_line_item
+    "POST /rest/v1.0/projects/{id}/billing_periods",  # create_billing_period
+    "POST /rest/v1.1/requisitions",  # create_requisition
+    "POST /rest/v1.0/change_order_packages",  # create_change_order_package
+    # sync_potential_change_order_line_items:
+    "PATCH /rest/v1.0/potential_change_orders/{id}/line_items/sync",
+))
+
+
+class ProcoreWriteForbidden(WriteRefused):
+    """A Procore write that is not in `PROCORE_WRITES`; it was never sent. A defect in the
+    connector, not a Procore answer: it is deliberately not a `ProcoreError`, so no step
+    records it as a refused record and carries on."""
 
 
 class ProcoreError(Exception):
@@ -107,8 +140,12 @@ class ProcoreClient(HttpClientBase):
         self._client_secret = Secret(client_secret)
         self.company_id = int(company_id)
         self._clock = clock
+        self._write_guard = write_allow_list("Procore", self.api_url, PROCORE_WRITES,
+                                             token_url=self.token_url, where="PROCORE_WRITES")
+        # The hook sees every request this connection sends, however it was built.
         self._http = httpx.Client(timeout=timeout, verify=verify, transport=transport,
-                                  headers={"Accept": "application/json"})
+                                  headers={"Accept": "application/json"},
+                                  event_hooks={"request": [self._refuse_unlisted_write]})
         self._sender = RetrySender(self._http, "procore", retry=retry,
                                    max_wait_seconds=max_wait_seconds, sleep=sleep, clock=clock,
                                    pacer=RatePacer(clock=clock), on_request=on_request)
@@ -173,11 +210,15 @@ class ProcoreClient(HttpClientBase):
 
     def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
                 idempotent: bool | None = None) -> httpx.Response:
-        """One API call. Retries throttling, 5xx and network failures; a POST (which may
-        create a duplicate) is only retried when Procore certainly did not process it.
-        A 401 renews the token once and retries once. Other 4xx raise `ProcoreError`."""
+        """One API call: every Procore API call goes through here (the OAuth token POST is
+        `_fetch_token`'s). A write (anything but GET/HEAD) must match `PROCORE_WRITES`, else
+        `ProcoreWriteForbidden` is raised before a token is asked for or anything is sent.
+        Retries throttling, 5xx and network failures; a POST (which may create a duplicate)
+        is only retried when Procore certainly did not process it. A 401 renews the token
+        once and retries once. Other 4xx raise `ProcoreError`."""
         method = method.upper()
         url = self._url(path)
+        self._refuse_unlisted_write(httpx.Request(method, url))
         if idempotent is None:
             idempotent = method != "POST"
         used: list[str] = []
@@ -393,6 +434,13 @@ class ProcoreClient(HttpClientBase):
                          updates, params={"project_id": project_id})
 
     # --- internals -------------------------------------------------------------------
+
+    def _refuse_unlisted_write(self, request: httpx.Request) -> None:
+        """Raise `ProcoreWriteForbidden` for a write not in `PROCORE_WRITES` (also the httpx
+        request hook: it runs before every request this client's connection sends)."""
+        refusal = self._write_guard(request)
+        if refusal:
+            raise ProcoreWriteForbidden(refusal)
 
     def _url(self, path: str) -> str:
         if not path.startswith(("http://", "https://")):

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
-from mlc_dagster.resources.http_core import RequestRecord, RetryPolicy, WaitTooLong
+from mlc_dagster.preview.mode import procore_read_only
+from mlc_dagster.resources import procore_client
+from mlc_dagster.resources.http_core import (
+    Endpoint,
+    RequestRecord,
+    RetryPolicy,
+    WaitTooLong,
+    WriteRefused,
+    write_allow_list,
+)
 from mlc_dagster.resources.procore_client import (
+    PROCORE_WRITES,
     ProcoreAuthError,
     ProcoreClient,
     ProcoreError,
+    ProcoreWriteForbidden,
     SyncResult,
 )
 from mlc_dagster.sandbox.seed import COMPANY_ID as SANDBOX_COMPANY_ID
@@ -394,6 +406,155 @@ def test_domain_helpers_put_ids_where_each_endpoint_wants_them():
     assert find("GET", "/rest/v1.0/line_item_types")[2]["company_id"] == str(COMPANY)
 
 
+# --- the write allow-list -----------------------------------------------------------------------
+
+# Every ProcoreClient method that writes, called once (test_no_gl_writes checks, from the
+# client's source, that this table names every writing method and no other).
+DOMAIN_WRITES: dict[str, Callable[[ProcoreClient], object]] = {
+    "sync_vendors": lambda c: c.sync_vendors([{"origin_id": "SUP001"}]),
+    "sync_purchase_order_contracts": lambda c: c.sync_purchase_order_contracts(
+        11, [{"origin_id": "PO1"}]),
+    "update_purchase_order_contract": lambda c: c.update_purchase_order_contract(
+        11, 22, {"status": "Closed"}),
+    "sync_contract_line_items": lambda c: c.sync_contract_line_items(11, 22, [{"origin_id": "L"}]),
+    "update_contract_line_item": lambda c: c.update_contract_line_item(
+        11, 22, 33, {"origin_id": "L"}),
+    "delete_contract_line_item": lambda c: c.delete_contract_line_item(11, 22, 33),
+    "create_billing_period": lambda c: c.create_billing_period(11, "2027-02-01", "2027-02-28"),
+    "create_requisition": lambda c: c.create_requisition(11, 22, {"origin_id": "PI1"}),
+    "create_change_order_package": lambda c: c.create_change_order_package(
+        11, 22, {"title": "CO"}),
+    "sync_potential_change_order_line_items": lambda c: c.sync_potential_change_order_line_items(
+        11, 44, [{"origin_id": "L"}]),
+}
+# Writes a Procore client could send and the connector never may: GL, accounting, budget,
+# direct costs, payments, a listed path with another method, and paths that only look listed.
+OFF_THE_LIST = [
+    ("POST", "/rest/v1.0/journal_entries"),
+    ("POST", f"/rest/v1.0/companies/{COMPANY}/journal_entries"),
+    ("PATCH", "/rest/v1.0/erp_job_costs/sync"),
+    ("POST", "/rest/v1.0/projects/11/budget_line_items"),
+    ("PATCH", "/rest/v1.0/projects/11/budget_modifications/5"),
+    ("POST", "/rest/v1.1/projects/11/direct_costs"),
+    ("POST", "/rest/v1.0/projects/11/requisitions/5/payments"),
+    ("POST", "/rest/v1.0/vendors"),  # vendors are only ever written through their sync
+    ("PUT", "/rest/v1.0/purchase_order_contracts/22"),
+    ("DELETE", "/rest/v1.0/purchase_order_contracts/22"),
+    ("POST", "/rest/v1.0/purchase_order_contracts/sync"),
+    ("PATCH", "/rest/v1.0/purchase_order_contracts/abc"),
+    ("PATCH", "/rest/v1.0/purchase_order_contracts/22/line_items/sync/extra"),
+    ("POST", "/rest/v1.1/requisitions/../../v1.0/journal_entries"),
+    ("POST", "/rest/v1.1/requisitions%2F..%2Fjournal_entries"),
+    ("POST", "/rest/v1.0/oauth/token"),  # the token POST goes to the login host's /oauth/token
+]
+
+
+def template_of(path: str) -> str:
+    """The test's own `{id}` substitution (not the client's), to compare with PROCORE_WRITES."""
+    return re.sub(r"/\d+(?=/|$)", "/{id}", path)
+
+
+def echo_writes(request: httpx.Request) -> httpx.Response:
+    if request.url.path.endswith("/sync"):
+        return ok({"entities": [], "errors": []})
+    return ok({"id": 1} if request.method != "GET" else [])
+
+
+def test_each_domain_write_sends_one_allow_listed_write_and_together_they_are_the_list():
+    sent: dict[str, list[str]] = {}
+    for name, call in DOMAIN_WRITES.items():
+        fake = FakeProcore()
+        fake.fallback = echo_writes
+        call(make_client(fake))
+        sent[name] = [f"{r.method} {template_of(r.url.path)}" for r in fake.api_requests]
+    assert all(len(writes) == 1 for writes in sent.values()), sent
+    assert sorted(w for writes in sent.values() for w in writes) == \
+        sorted(str(e) for e in PROCORE_WRITES)
+
+
+@pytest.mark.parametrize("method, path", OFF_THE_LIST)
+def test_a_write_off_the_list_is_refused_before_anything_is_sent(method, path):
+    fake = FakeProcore()
+    fake.fallback = echo_writes
+    client = make_client(fake)
+    with pytest.raises(ProcoreWriteForbidden) as caught:
+        client.request(method, path, json={"amount": "1.00"})
+    message = str(caught.value)
+    assert message.startswith(f"refused Procore {method} /rest/")
+    assert "not one of the 10 allow-listed writes (PROCORE_WRITES)" in message
+    assert fake.requests == []  # not even the token: refused before a token was asked for
+    assert isinstance(caught.value, WriteRefused) and not isinstance(caught.value, ProcoreError)
+
+
+def test_reads_and_the_token_post_pass_the_allow_list():
+    fake = FakeProcore()
+    fake.fallback = echo_writes
+    client = make_client(fake)
+    client.get_json("/rest/v1.0/companies/1/journal_entries")  # reading is never a write
+    client.request("HEAD", "/rest/v1.0/projects")
+    assert [(r.method, r.url.path) for r in fake.requests] == [
+        ("POST", "/oauth/token"), ("GET", "/rest/v1.0/companies/1/journal_entries"),
+        ("HEAD", "/rest/v1.0/projects")]
+
+
+def test_a_write_sent_around_request_is_refused_by_the_connection_itself():
+    """The httpx hook: even code that reaches the client's own connection cannot write."""
+    fake = FakeProcore()
+    fake.fallback = echo_writes
+    client = make_client(fake)
+    journal = f"{API}/rest/v1.0/journal_entries"
+    with pytest.raises(ProcoreWriteForbidden, match="refused Procore POST /rest/v1.0/journal_entries"):
+        client._http.post(journal, json={})
+    with pytest.raises(ProcoreWriteForbidden):
+        client._sender.send(lambda: client._http.build_request("DELETE", journal))
+    with pytest.raises(ProcoreWriteForbidden):  # another host, even on a listed path
+        client._http.post("https://elsewhere.example.com/rest/v1.1/requisitions")
+    assert fake.requests == []
+
+    client._http.event_hooks = {"request": []}  # broken on purpose: the hook removed
+    client._http.post(journal, json={})
+    assert [(r.method, r.url.path) for r in fake.requests] == [("POST", "/rest/v1.0/journal_entries")]
+
+
+def test_the_preview_guard_composes_with_the_allow_list():
+    fake = FakeProcore()
+    fake.fallback = echo_writes
+    client = make_client(fake)
+    client.refuse_requests(procore_read_only(client.token_url))
+    client.refuse_requests(lambda request: None)  # a guard letting all go lifts nothing
+    with pytest.raises(WriteRefused, match=r"^MLC_WRITE_MODE=preview: refused Procore PATCH "):
+        client.sync_vendors([{"origin_id": "SUP001"}])  # listed: the preview refuses it
+    with pytest.raises(ProcoreWriteForbidden, match="POST /rest/v1.0/journal_entries"):
+        client.request("POST", "/rest/v1.0/journal_entries")  # unlisted: refused either way
+    with pytest.raises(ProcoreWriteForbidden):
+        client._http.post(f"{API}/rest/v1.0/journal_entries")
+    assert client.vendors() == []
+    assert [(r.method, r.url.path) for r in fake.requests] == [
+        ("POST", "/oauth/token"), ("GET", "/rest/v1.0/vendors")]
+
+
+def test_the_allow_list_guard_checks_host_base_path_and_token_url():
+    writes = [Endpoint.parse("POST /rest/v1.1/requisitions")]
+    guard = write_allow_list("Procore", "https://api.example.com/base", writes,
+                             token_url="https://login.example.com/oauth/token")
+
+    def refused(method: str, url: str) -> bool:
+        return guard(httpx.Request(method, url)) is not None
+
+    assert not refused("POST", "https://api.example.com/base/rest/v1.1/requisitions?project_id=1")
+    assert not refused("POST", "https://login.example.com/oauth/token")
+    assert not refused("GET", "https://anywhere.example.com/rest/v1.0/journal_entries")
+    assert refused("POST", "https://api.example.com/rest/v1.1/requisitions")  # not under /base
+    assert refused("POST", "http://api.example.com/base/rest/v1.1/requisitions")  # scheme
+    assert refused("POST", "https://api.example.com:8443/base/rest/v1.1/requisitions")  # port
+    assert refused("POST", "https://api.example.com/oauth/token")  # token POST on another host
+    assert refused("PATCH", "https://login.example.com/oauth/token")
+    with pytest.raises(ValueError):
+        Endpoint.parse("GET /rest/v1.0/projects")  # a read is not an allow-listed write
+    with pytest.raises(ValueError):
+        Endpoint.parse("POST rest/v1.1/requisitions")
+
+
 # --- secrets ------------------------------------------------------------------------------------
 
 def test_secrets_stay_out_of_repr_logs_records_and_errors(caplog):
@@ -537,6 +698,37 @@ def test_sandbox_faults_are_ridden_out(sandboxes):
             client.sync_purchase_order_contracts(project_id, [{"origin_id": "PO-F2", "title": "f"}])
     statuses = [c["status"] for c in sandbox_calls(procore) if c.get("fault")]
     assert statuses.count(500) == 3 and statuses.count(None) >= 2
+
+
+def journal_calls(handle) -> list[dict]:
+    """Every call that reached the sandbox for a journal entry, whatever its answer."""
+    return [c for c in sandbox_calls(handle) if "journal_entries" in c["path"]]
+
+
+def test_sandbox_never_sees_a_write_off_the_list(sandboxes, monkeypatch):
+    procore = sandboxes["procore"]
+    journal = "/rest/v1.0/journal_entries"
+    with sandbox_client(procore) as client:
+        with pytest.raises(ProcoreWriteForbidden,
+                           match=f"^refused Procore POST {journal} before sending it"):
+            client.request("POST", journal, json={"journal_entry": {"amount": "100.00"}})
+        assert sandbox_calls(procore) == []  # no call at all, not even for a token
+        with pytest.raises(ProcoreWriteForbidden):
+            client._http.post(f"{procore.url}{journal}", json={})
+        project_id = client.projects()[0]["id"]  # the same client still reads
+        with pytest.raises(ProcoreWriteForbidden):
+            client.request("POST", f"/rest/v1.1/projects/{project_id}/direct_costs", json={})
+    assert journal_calls(procore) == []
+    assert [c["path"] for c in sandbox_calls(procore)] == ["/oauth/token", "/rest/v1.0/projects"]
+
+    # Broken on purpose: journal entries put on the list. The same call now reaches the
+    # sandbox, and the check above sees it.
+    monkeypatch.setattr(procore_client, "PROCORE_WRITES",
+                        (*PROCORE_WRITES, Endpoint.parse(f"POST {journal}")))
+    with sandbox_client(procore) as widened:
+        with pytest.raises(ProcoreError):  # the sandbox has no such route: 404
+            widened.request("POST", journal, json={"journal_entry": {"amount": "100.00"}})
+    assert [(c["method"], c["path"]) for c in journal_calls(procore)] == [("POST", journal)]
 
 
 @pytest.mark.parametrize("status, refused", [
