@@ -291,10 +291,13 @@ class Table:
     Records are plain dicts; keys starting with "_" are internal and never serialized.
     Indexes: origin_id across the company and, for numbered records, `number` within the
     group. Soft-deleted records (deleted_at set) leave both, so the values can be reused.
+    `unique_origin` False: no source says Procore refuses a second record with the same
+    origin_id here, so `check_origin` lets it through (docs/api-assumptions.md §1).
     """
 
-    def __init__(self, group_by: str | None = None, numbered: bool = False) -> None:
-        self.group_by, self.numbered = group_by, numbered
+    def __init__(self, group_by: str | None = None, numbered: bool = False,
+                 unique_origin: bool = True) -> None:
+        self.group_by, self.numbered, self.unique_origin = group_by, numbered, unique_origin
         self.rows: dict[int, dict] = {}
         self._groups: dict[Any, dict[int, dict]] = {}
         self._origins = _UniqueIndex()
@@ -439,7 +442,9 @@ class ProcoreState:
         self.packages = Table("contract_id", numbered=True)
         self.pcos = Table("contract_id")
         self.pco_lines = Table("_pco_id")
-        self.requisitions = Table("_commitment_id")
+        # Requisitions: created by plain POST only, and absent from the origin_id uniqueness
+        # sources (docs/api-assumptions.md): a second one with the same origin_id is accepted.
+        self.requisitions = Table("_commitment_id", unique_origin=False)
         self.requisition_items = Table("_requisition_id")
         self.change_order_tiers = dict(seed.change_order_tiers)
         self.requisitions_disabled_pos = frozenset(seed.requisitions_disabled_pos)
@@ -957,7 +962,10 @@ def match_sync_item(table: Table, scope: Any, item: dict) -> dict | None:
 
 
 def check_origin(table: Table, values: dict, record: dict | None, errors: dict) -> None:
-    """origin_id is unique within the company, across all projects."""
+    """origin_id is unique within the company, across all projects, where a source says so
+    (using_sync_actions.md; tutorial_financial_tools.md "unique (per object type)")."""
+    if not table.unique_origin:
+        return
     other = table.find_origin(values.get("origin_id"))
     if other is not None and other is not record:
         add_error(errors, "origin_id", "has already been taken")

@@ -3,7 +3,13 @@
 A *world* is one test's pair of sandboxes (built from a seed), the environment that points
 the connector at them, and a scratch ledger and mapping CSV. Runs go through the real
 Dagster jobs (`execute_in_process`, ephemeral instance). End states are read from the
-sandboxes' in-memory state, so taking one never shows up in a sandbox call log.
+sandboxes' in-memory state, so taking one never shows up in a sandbox call log; they compare
+a run with a fault-free run of the same code. What the code itself may get wrong is checked
+apart from it: `World.oracle_problems` (mlc_dagster_tests/oracle.py: what X3 and the mapping
+CSV say Procore must hold, read over both APIs) and `World.duplicate_problems`
+(mlc_dagster_tests/duplicates.py: duplicates as a user sees them, never by origin_id), both
+through `assert_converged(world)` after every clean run that follows a fault, crash or bad
+input. They read over HTTP, so their calls do show in the call logs (GETs only).
 
 Extending to a new flow: the end state already fingerprints Procore contracts, line items,
 requisitions, vendors and change orders by `origin_id`, the X3 suppliers and dimension
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -58,7 +65,9 @@ def seed_data(kind: str = "small") -> SeedData:
 
 # --- what the suite reports at the end (see conftest.pytest_terminal_summary) --------
 
-REPORT: dict[str, list] = {"faults": [], "crashes": [], "generated": [], "checks": []}
+# "oracle": one row per oracle / duplicate check (World.oracle_problems, duplicate_problems)
+REPORT: dict[str, list] = {"faults": [], "crashes": [], "generated": [], "checks": [],
+                           "oracle": []}
 
 
 def report(kind: str, **row: Any) -> None:
@@ -139,6 +148,10 @@ class World:
     mapping: Path
     tmp: Path
     seed_kind: str = "small"
+    x3_api: str = "rest"
+    # the oracle's own copy of the mapping: a test that breaks the connector's mapping on
+    # purpose (`mapping`) leaves what the oracle expects untouched
+    oracle_mapping: Path | None = None
 
     @property
     def procore(self):
@@ -189,6 +202,30 @@ class World:
     def end_state(self) -> EndState:
         return take_end_state(self.procore, self.ledger_url, self.x3)
 
+    def oracle_problems(self) -> list[str]:
+        """What Procore holds against what X3 + the mapping CSV say (mlc_dagster_tests.oracle):
+        problems, then what the oracle cannot decide (`unknown: ...`). Counted in REPORT."""
+        from mlc_dagster_tests.oracle import oracle_report
+
+        result = oracle_report(self.procore.url, self.x3.url, self.oracle_mapping or self.mapping,
+                               x3_api=self.x3_api)
+        report("oracle", test=_current_test(), check="oracle", **dict(result.counts),
+               problems=len(result.problems), unknown=len(result.unknown))
+        return result.all()
+
+    def duplicate_problems(self) -> list[str]:
+        """Duplicates as a user sees them in Procore (mlc_dagster_tests.duplicates)."""
+        from mlc_dagster_tests.duplicates import duplicate_report
+
+        result = duplicate_report(self.procore.url)
+        report("oracle", test=_current_test(), check="duplicates", **dict(result.counts),
+               problems=len(result.problems))
+        return result.problems
+
+
+def _current_test() -> str:
+    return os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rsplit("::", 1)[-1]
+
 
 # What a customer who writes suppliers and dimension values through X3's web APIs has built
 # (MLC_X3_*_WRITE=api): writable classes/representations (REST) and API operations
@@ -215,6 +252,8 @@ def open_world(monkeypatch, tmp_path: Path, seed_kind: str = "small", *, x3_api:
         mapping = tmp_path / "gl_map.csv"
         mapping.write_text(Path(sample_mapping_path()).read_text(encoding="utf-8"),
                            encoding="utf-8")
+        oracle_mapping = tmp_path / "gl_map.oracle.csv"
+        oracle_mapping.write_text(mapping.read_text(encoding="utf-8"), encoding="utf-8")
         env.update({"MLC_LEDGER_URL": ledger_url, "DAGSTER_HOME": str(tmp_path),
                     "MLC_GL_MAPPING_CSV": str(mapping)})
         env.update(extra_env or {})
@@ -224,7 +263,8 @@ def open_world(monkeypatch, tmp_path: Path, seed_kind: str = "small", *, x3_api:
                 monkeypatch.delenv(name, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        yield World(handles, env, ledger_url, mapping, tmp_path, seed_kind)
+        yield World(handles, env, ledger_url, mapping, tmp_path, seed_kind, x3_api,
+                    oracle_mapping)
 
 
 # --- faults beyond the /_sandbox/faults API -----------------------------------------------
@@ -636,3 +676,15 @@ def amend_x3(world: World) -> dict[str, str]:
     x3.edit_po(single[1], {"CLEFLG": 2})
     done[single[1]] = "closed"
     return done
+
+
+# --- the independent oracle and duplicates as a user sees them --------------------------------
+
+def assert_converged(world: World) -> None:
+    """Procore holds what X3 + the mapping CSV say it must, with no user-visible duplicate,
+    and the ledger agrees with Procore. Raises AssertionError listing every problem.
+
+    Call after the clean run that follows a fault, a crash or bad input."""
+    problems = world.oracle_problems() + world.duplicate_problems()
+    problems += ledger_disagreements(world.end_state())
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:50])

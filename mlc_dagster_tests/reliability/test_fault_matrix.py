@@ -12,13 +12,18 @@ fault armed. Then, whatever the fault:
   their amounts, quantities, cost codes, status and vendor);
 - after the fault is cleared, a replay of the failed records (when there are any) and an
   ordinary run converge to the fault-free end state, ledger included, and the last run
-  writes nothing.
+  writes nothing;
+- and, independently of any run of the connector, Procore holds what X3 and the mapping CSV
+  say it must (the oracle, mlc_dagster_tests/oracle.py) with no duplicate a user would see
+  (mlc_dagster_tests/duplicates.py): after the faulted run, every oracle problem concerns a
+  record the ledger says failed; after convergence there is none (`assert_converged`).
 
 Cases are data: a new flow (invoices, suppliers) adds entries with its own routes.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
     CallWatcher,
     amend_x3,
+    assert_converged,
     differences,
     fault_on_nth_call,
     job_entities,
@@ -274,10 +280,16 @@ def test_sync_under_fault_matches_fault_free_run_and_converges(case: FaultCase, 
                 assert not differences(state, expected, only=synced), differences(
                     state, expected, only=synced)
 
-        # --- fault cleared: replay, then an ordinary run, converge --------------------------
+        # --- fault cleared: the faulted end state against the oracle, then replay and an
+        # ordinary run converge --------------------------------------------------------------
         w.clear_faults()
         w.reset_config()
         during.restore()
+        assert w.duplicate_problems() == []
+        if case.job == SYNC_JOB and case.expect == "synced":
+            assert w.oracle_problems() == []
+        elif case.job == SYNC_JOB and case.expect == "recorded":
+            assert not _beyond_failed(w.oracle_problems(), state, failed)
         if failed and case.job == SYNC_JOB and REPLAY_JOB in job_names():
             replay = w.run(REPLAY_JOB)
             assert replay.success, run_errors(replay)
@@ -291,9 +303,26 @@ def test_sync_under_fault_matches_fault_free_run_and_converges(case: FaultCase, 
         assert not differences(final, expected), differences(final, expected)
         if case.expect == "synced":  # already converged: the follow-up has nothing to write
             assert _writes(w, mark) == [], "the converged state was written again"
+        if case.job == SYNC_JOB:
+            assert_converged(w)  # the oracle and the duplicate rules, after convergence
+        else:  # the reference job writes no commitment: only the duplicate rules apply
+            assert w.duplicate_problems() == []
 
     report("faults", case=case.id, system=case.system, hits=hits, faulted=outcome,
            records=state.records + final.records)
+
+
+def _beyond_failed(problems: list[str], state, failed: set[tuple[str, str]]) -> list[str]:
+    """Oracle problems that name no record the ledger says failed (a failed PO, or a failed
+    invoice and its POs): a fault that outlasts the retries may leave those behind, recorded
+    for the replay (an invoice of a failed PO waits for it), and nothing else."""
+    allowed = {key for entity, key in failed if entity == "purchase_order"}
+    for entity, key in failed:
+        if entity == "purchase_invoice":
+            allowed.add(key)
+            allowed.update((state.ledger[entity][key].summary or {}).get("pos") or [])
+    named = re.compile(r"(?:PO|invoice) (\S+?):?(?= |$)")
+    return [p for p in problems if not set(named.findall(p)) & allowed]
 
 
 def _hits(w, marks: dict, extra: int, case: FaultCase) -> int:
@@ -340,3 +369,19 @@ def _cursors(w) -> dict:
             return {row.name: row.value for row in conn.execute(sa.select(cursors))}
     finally:
         ledger.dispose()
+
+
+def test_oracle_problems_beyond_the_failed_records_are_kept():
+    """The faulted-run filter lets through only problems naming a failed record."""
+    from types import SimpleNamespace
+
+    from mlc_dagster.ledger.store import RecordState
+
+    invoice = RecordState("purchase_invoice", "PI9", "failed", summary={"pos": ["PO3"]})
+    state = SimpleNamespace(ledger={"purchase_invoice": {"PI9": invoice}})
+    problems = ["PO PO1: line 1000: missing in Procore", "PO PO2: 0 commitments",
+                "invoice PI9 (INV-9) on PO PO3: 0 requisition(s), expected 1",
+                "unknown: invoice PI7: PO PO1 cannot be judged",
+                "invoice PI8 (INV-8) on PO PO4: 0 requisition(s), expected 1"]
+    failed = {("purchase_order", "PO1"), ("purchase_invoice", "PI9")}
+    assert _beyond_failed(problems, state, failed) == [problems[1], problems[4]]
