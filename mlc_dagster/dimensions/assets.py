@@ -27,6 +27,7 @@ from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import content_hash
 from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.procore.reference import frame
+from mlc_dagster.procore.write_guard import company_id_from_env, company_write_lock
 from mlc_dagster.reference_data.settings import ReferenceSettings
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
@@ -150,28 +151,30 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
     MLC_X3_DIMENSION_WRITE=import_file (default): the values go to an X3 import file (the
     `x3_dimension_import_file` asset writes it) and stay `exported` until a read of X3 shows
     them; `api`: written through the web API (needs a writable CACCE class or a GESAPIOPE
-    operation on the dimension node: standard X3 has neither)."""
+    operation on the dimension node: standard X3 has neither). Plans and writes holding the
+    Procore company's write lock (procore/write_guard.py), like every write step."""
     ensure_live("x3_dimension_values")
     store = ledger.get_ledger()
     settings = X3WriteSettings.from_env()
     client = sage_x3.get_client()
     batch = ChangeBatch(store, context.run.run_id)
-    # what X3 holds now (file mode): confirms earlier exports, skips values already there
-    x3_values = (read_x3_dimension_values(client)
-                 if settings.dimension_write == "import_file" else {})
-    step = plan_dimension_step(desired_dimension_values, store.states(ENTITY), x3_values,
-                               settings, ReferenceSettings.from_env().dimension_types,
-                               datetime.now(UTC))
-    batch.add(*step.confirmed)
-    batch.flush()
-    plan = step.plan
-    context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} unchanged, "
-                     f"{len(plan.pending)} waiting for X3 to import")
-    for why in plan.refused:
-        context.log.warning(why)
-    sent = [_send(client, change) for change in step.to_send]
-    batch.add(*sent, *step.recorded)
-    batch.flush()
+    with company_write_lock(context, store, company_id_from_env()) as lock:
+        # what X3 holds now (file mode): confirms earlier exports, skips values already there
+        x3_values = (read_x3_dimension_values(client)
+                     if settings.dimension_write == "import_file" else {})
+        step = plan_dimension_step(desired_dimension_values, store.states(ENTITY), x3_values,
+                                   settings, ReferenceSettings.from_env().dimension_types,
+                                   datetime.now(UTC))
+        batch.add(*step.confirmed)
+        batch.flush()
+        plan = step.plan
+        context.log.info(f"dimensions: {len(plan.writes)} to write, {len(plan.unchanged)} "
+                         f"unchanged, {len(plan.pending)} waiting for X3 to import")
+        for why in plan.refused:
+            context.log.warning(why)
+        sent = [_send(client, change) for change in step.to_send]
+        batch.add(*sent, *step.recorded)
+        batch.flush()
     rows = [{"value": c.key, "action": c.action, "status": c.status, "detail": c.reason}
             for c in step.confirmed + sent + step.recorded]
     rows += [{"value": item.key, "action": EXPORT_ACTION, "status": PENDING,
@@ -184,7 +187,8 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
            ("create", "update", "reactivate", "deactivate", "confirm")},
         "to_export": len(step.exports.items), "waiting_for_x3_import": len(plan.pending),
         "unchanged": len(plan.unchanged), "failed": int((table["status"] == "failed").sum()),
-        "deactivation_refused": len(plan.refused), "touched": table_metadata(table)})
+        "deactivation_refused": len(plan.refused),
+        "write_lock_wait_seconds": round(lock.waited, 1), "touched": table_metadata(table)})
 
 
 def _send(client, change: Change) -> Change:

@@ -20,9 +20,10 @@ from mlc_dagster.invoices.requisitions import (
 from mlc_dagster.invoices.settings import InvoiceSettings
 from mlc_dagster.invoices.staging import StagedInvoices, stage_purchase_invoices
 from mlc_dagster.invoices.writer import RequisitionWriter, read_procore_for_preview
-from mlc_dagster.ledger.store import Ledger, RecordState
+from mlc_dagster.ledger.store import RETRIED_STATUSES, Ledger, RecordState
 from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.procore.commitment_sync import ENTITY as PO_ENTITY
+from mlc_dagster.procore.write_guard import company_write_lock, fail_if_unavailable, run_breaker
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
@@ -89,8 +90,9 @@ def mapped_requisitions(context: dg.AssetExecutionContext, x3_purchase_invoices:
 
 class RequisitionWriteConfig(dg.Config):
     max_invoices: int = 0  # 0 = MLC_MAX_INVOICES_PER_RUN; the rest waits for the next run
-    replay: bool = False  # only re-send failed invoices (or `keys`), nothing else
-    keys: list[str] = []  # with replay: these invoice numbers only (empty = every failed one)
+    replay: bool = False  # only re-send failed and deferred invoices (or `keys`), nothing else
+    keys: list[str] = []  # with replay: these invoice numbers only (empty = every failed or
+    # deferred one)
 
 
 @dg.asset(
@@ -110,39 +112,46 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     synced invoices immutable). Runs after procore_commitments and reads each PO's commitment
     and line item ids from the ledger, so an invoice waiting for its PO syncs in the run that
     syncs the PO. An invoice already typed into Procore by hand on the commitment (same
-    invoice number, same total) is adopted, not created again.
+    invoice number, same total) is adopted, not created again. Plans and writes holding the
+    Procore company's write lock; shares the run's circuit breaker with the commitments step
+    (invoices not tried while Procore is unavailable are recorded `deferred`, and the step
+    fails with "Procore unavailable since ...").
     """
     ensure_live("procore_requisitions")
     settings = InvoiceSettings.from_env()
     store = ledger.get_ledger()
     desired = mapped_requisitions
-    states, po_states, deleted = read_invoice_ledger(store, desired)
-    plan = plan_requisition_writes(desired, states, po_states, deleted)
-    if config.replay:
-        only = set(config.keys) or {k for k, s in states.items() if s.status == "failed"}
-        plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
-        plan.new_holds, plan.resolved = [], []
-    limit = config.max_invoices or settings.max_invoices_per_run
-    deferred = max(0, len(plan.writes) - limit)
-    plan.writes = plan.writes[:limit]
-    context.log.info(f"requisitions: {len(plan.writes)} invoices to create, "
-                     f"{len(plan.unchanged)} unchanged, {len(plan.new_holds)} newly held, "
-                     f"{deferred} deferred to the next run")
     client = procore.get_client()
-    writer = RequisitionWriter(client, store, context.run.run_id,
-                               create_periods=settings.create_billing_periods,
-                               log=context.log.info)
-    try:
-        outcomes = writer.run(plan)
-    except WaitTooLong as exc:
-        writer.batch.flush()
-        raise dg.RetryRequested(max_retries=5, seconds_to_wait=min(exc.seconds, 3600)) from None
+    breaker = run_breaker(context.run.run_id)
+    with company_write_lock(context, store, procore.company_id) as lock:
+        states, po_states, deleted = read_invoice_ledger(store, desired)
+        plan = plan_requisition_writes(desired, states, po_states, deleted)
+        if config.replay:
+            only = set(config.keys) or {k for k, s in states.items()
+                                        if s.status in RETRIED_STATUSES}
+            plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
+            plan.new_holds, plan.resolved = [], []
+        limit = config.max_invoices or settings.max_invoices_per_run
+        deferred = max(0, len(plan.writes) - limit)
+        plan.writes = plan.writes[:limit]
+        context.log.info(f"requisitions: {len(plan.writes)} invoices to create, "
+                         f"{len(plan.unchanged)} unchanged, {len(plan.new_holds)} newly held, "
+                         f"{deferred} deferred to the next run")
+        writer = RequisitionWriter(client, store, context.run.run_id,
+                                   create_periods=settings.create_billing_periods,
+                                   log=context.log.info, breaker=breaker)
+        try:
+            outcomes = writer.run(plan)
+        except WaitTooLong as exc:
+            writer.batch.flush()
+            raise dg.RetryRequested(max_retries=5,
+                                    seconds_to_wait=min(exc.seconds, 3600)) from None
     rows = pd.DataFrame([{"invoice": o.invoice_number, "action": o.action, "status": o.status,
                           "requisition_id": o.procore_id,
                           "detail": o.reason or "; ".join(o.changes)} for o in outcomes],
                         columns=["invoice", "action", "status", "requisition_id", "detail"])
     synced = rows[rows["status"] == "synced"]
-    return dg.MaterializeResult(metadata={
+    metadata = {
         "created": int((synced["action"] == "create").sum()),
         "linked": int((synced["action"] == "link").sum()),  # found by origin_id, not re-created
         "adopted": int((synced["action"] == "adopt").sum()),  # typed by hand before go-live
@@ -151,10 +160,15 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
         "held_after_send": int(rows["detail"].str.startswith(AFTER_SEND).sum()),
         "resolved": int((synced["action"] == "resolve").sum()),
         "failed": int((rows["status"] == "failed").sum()),
-        "deferred": deferred,
+        "deferred": deferred,  # over MLC_MAX_INVOICES_PER_RUN: planned again by the next run
+        "deferred_procore_unavailable": len(writer.deferred),
         "procore_calls": client.stats.total_calls,
+        "write_lock_wait_seconds": round(lock.waited, 1),
         "invoices_touched": table_metadata(rows),
-    })
+    }
+    fail_if_unavailable(breaker, len(writer.deferred), {
+        k: v for k, v in metadata.items() if k != "invoices_touched"})
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def read_invoice_ledger(store: Ledger, desired: DesiredRequisitions) -> tuple[

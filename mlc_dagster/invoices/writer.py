@@ -15,6 +15,10 @@ adopted (recorded as this invoice's requisition, action `adopt`, never written),
 else is held for a person; see `decide_part` in invoices/requisitions.py.
 
 `read_procore_for_preview` makes the same reads, GETs only, for the preview.
+
+Each invoice's outcome feeds the run's circuit breaker (resources/breaker.py, shared with the
+commitments step): once it is open nothing more is sent, and every invoice not tried yet is
+recorded `deferred` with what the ledger knew of it (parts already created stay recorded).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from mlc_dagster.invoices.requisitions import (
 )
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger
+from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.procore_client import ProcoreError
 
 # From this many commitments touched in one project, one project-wide listing (usually a
@@ -80,11 +85,15 @@ class _Held(Exception):
 
 class RequisitionWriter:
     def __init__(self, client, ledger: Ledger, run_id: str | None, *,
-                 create_periods: bool = False, log: Callable[[str], None] = lambda _m: None
-                 ) -> None:
+                 create_periods: bool = False, log: Callable[[str], None] = lambda _m: None,
+                 breaker: CircuitBreaker | None = None) -> None:
         self.client = client
         self.create_periods = create_periods
         self.log = log
+        # no breaker given: one that never opens (unit tests, callers outside a run)
+        self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
+        self.deferred: list[str] = []  # invoices not tried: Procore unavailable
+        self._mark = 0  # Procore calls made before the current invoice
         self.batch = ChangeBatch(ledger, run_id)
         self.outcomes: list[InvoiceOutcome] = []
         self._listings: dict[int, list[dict]] = {}
@@ -97,13 +106,52 @@ class RequisitionWriter:
         self.batch.add(*plan.new_holds, *plan.resolved)
         self.outcomes += [InvoiceOutcome(c.key, c.action, c.status, c.procore_id, c.reason)
                           for c in plan.new_holds + plan.resolved]
-        self._list_busy_projects(plan.writes)
+        if not self.breaker.is_open:
+            self._list_busy_projects(plan.writes)
         for done, write in enumerate(plan.writes, start=1):
-            self._write_invoice(write)
+            if self.breaker.is_open:
+                self._defer(write)
+            else:
+                self._mark = self._calls()
+                self._write_invoice(write)
             if done % 100 == 0:
                 self.log(f"requisitions: {done}/{len(plan.writes)} invoices written")
         self.batch.flush()
+        if self.deferred:
+            self.log(f"requisitions: {len(self.deferred)} invoice(s) deferred: "
+                     f"{self.breaker.reason()}")
         return self.outcomes
+
+    # --- the circuit breaker: outcomes in, `deferred` out ---------------------------------
+
+    def _calls(self) -> int:
+        stats = getattr(self.client, "stats", None)
+        return int(stats.total_calls) if stats is not None else 0
+
+    def _note(self, exc: ProcoreError, invoice_number: str) -> None:
+        if not is_outage(exc):
+            self.breaker.success()  # Procore answered: a refusal is this invoice's problem
+            return
+        if self.breaker.failure(invoice_number, str(exc), max(1, self._calls() - self._mark)):
+            self.log(f"requisitions: {self.breaker.reason()}; {self.breaker.streak} different "
+                     "records failed in a row, so nothing more is sent to Procore in this run "
+                     "and every invoice not tried yet is deferred to the next run")
+
+    def _defer(self, write: RequisitionWrite) -> None:
+        """Not tried: recorded `deferred` with what the ledger knew (its parts already in
+        Procore stay recorded, so none is created twice); once per record and outage."""
+        inv, state = write.invoice, write.state
+        reason = self.breaker.reason()
+        self.deferred.append(inv.invoice_number)
+        self.outcomes.append(InvoiceOutcome(inv.invoice_number, "defer", "deferred",
+                                            state.procore_id if state else None, reason))
+        if state and state.status == "deferred":
+            return
+        self.batch.add(Change(
+            entity=ENTITY, key=inv.invoice_number, status="deferred", action="defer",
+            reason=reason, procore_id=state.procore_id if state else None,
+            project_id=state.project_id if state else None, content_hash=None,
+            x3_stamp=inv.x3_stamp, summary=state.summary if state else None))
 
     # --- one invoice: every part (requisition) or none recorded as synced -----------------
 
@@ -134,10 +182,13 @@ class RequisitionWriter:
             except ProcoreError as exc:
                 status, reason = "failed", f"requisition write failed: {exc}"
                 request_id = exc.request_id
+                self._note(exc, inv.invoice_number)
                 break
         if status == "held" and state and state.status == "held" and state.reason == reason \
                 and parts == before:
             return  # the same hold as last run: nothing new to record
+        if status == "synced":
+            self.breaker.success()
         action = (invoice_action(actions) if status == "synced" else
                   "hold" if status == "held" else "fail")
         first = next(iter(parts.values()), {})

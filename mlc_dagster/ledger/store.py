@@ -4,8 +4,8 @@ SQLAlchemy Core over SQLite (default, under DAGSTER_HOME) or PostgreSQL (product
 same server as Dagster's storage). Three kinds of data live here:
 
 - `sync_records`: one row per synced record (e.g. one PO): Procore id, hash of what
-  was last written, status (synced / held / failed / superseded), the payload we
-  meant to send when it failed (for replay) and a summary used for before -> after
+  was last written, status (synced / held / failed / superseded / deferred), the payload
+  we meant to send when it failed (for replay) and a summary used for before -> after
   diffs. This row is overwritten as the record moves on.
 - `sync_events`: append-only history. No code path updates or deletes an event.
 - `x3_snapshot`: the last known state of every X3 record, kept up to date from
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,7 +85,22 @@ cursors = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-STATUSES = ("synced", "held", "failed", "superseded")
+# Who holds a company write lock (ledger/lock.py): for the waiting run's message only; the
+# lock itself is a PostgreSQL advisory lock or a file lock, which dies with its holder.
+write_locks = sa.Table(
+    "mlc_write_locks",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+)
+
+# deferred: not tried because Procore was unavailable (the circuit breaker opened); picked
+# up by the next run and by replay like a failed record, with no per-record error.
+STATUSES = ("synced", "held", "failed", "superseded", "deferred")
+RETRIED_STATUSES = ("failed", "deferred")  # what the replay job re-sends
 
 
 def default_ledger_url() -> str:
@@ -149,7 +165,7 @@ class Ledger:
         self.engine = sa.create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        _create_tables(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -281,6 +297,26 @@ class Ledger:
         with self.engine.connect() as conn:
             return {row.key for row in conn.execute(query)}
 
+    # --- company write locks: who holds one (ledger/lock.py) -----------------------------
+    def set_lock_holder(self, name: str, run_id: str | None, pid: int, host: str) -> datetime:
+        since = _now()
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(conn, write_locks, [{"name": name, "run_id": run_id, "pid": pid,
+                                                      "host": host, "since": since}], ["name"]))
+        return since
+
+    def lock_holder(self, name: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(write_locks).where(write_locks.c.name == name)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def clear_lock_holder(self, name: str, run_id: str | None, pid: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(write_locks.delete().where(
+                write_locks.c.name == name, write_locks.c.pid == pid,
+                write_locks.c.run_id.is_(None) if run_id is None
+                else write_locks.c.run_id == run_id))
+
     # --- cursors -----------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:
         with self.engine.connect() as conn:
@@ -290,6 +326,19 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(_upsert(conn, cursors, [{"name": name, "value": value,
                                                   "updated_at": _now()}], ["name"]))
+
+
+def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
+    """create_all, tolerating another process creating the same tables at the same moment
+    (two runs starting on a fresh ledger): the loser retries, and then finds them."""
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 def _state(row) -> RecordState:

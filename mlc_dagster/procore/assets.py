@@ -7,7 +7,7 @@ Reference assets reuse their last read while it is recent (reference_data/freshn
 import dagster as dg
 import pandas as pd
 
-from mlc_dagster.ledger.store import Ledger
+from mlc_dagster.ledger.store import RETRIED_STATUSES, Ledger
 from mlc_dagster.mapping.commitments import DesiredCommitments
 from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.procore.commitment_sync import ENTITY, CommitmentWriter
@@ -19,6 +19,7 @@ from mlc_dagster.procore.reference import (
     cost_codes_frame,
     frame,
 )
+from mlc_dagster.procore.write_guard import company_write_lock, fail_if_unavailable, run_breaker
 from mlc_dagster.reference_data.freshness import recent_materialization
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
@@ -76,8 +77,8 @@ class CommitmentWriteConfig(dg.Config):
     """Run config of the write step (the replay job sets `replay`)."""
 
     max_pos: int = 0  # 0 = MLC_MAX_POS_PER_RUN; the rest waits for the next run
-    replay: bool = False  # only re-send failed records (or `keys`), nothing else
-    keys: list[str] = []  # with replay: these PO numbers only (empty = every failed PO)
+    replay: bool = False  # only re-send failed and deferred records (or `keys`), nothing else
+    keys: list[str] = []  # with replay: these PO numbers only (empty = every failed/deferred PO)
 
 
 @dg.asset(
@@ -94,32 +95,39 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
 
     Headers go through `purchase_order_contracts/sync` (one call per project per <=1000 POs),
     lines through one `line_items/sync` per changed PO; removed lines are deleted. Unchanged
-    POs cost nothing. Outcomes (synced / held / failed, with reasons) go to the ledger.
+    POs cost nothing. Outcomes (synced / held / failed / deferred, with reasons) go to the
+    ledger. Plans and writes holding the Procore company's write lock (procore/write_guard.py);
+    when Procore is unavailable (the run's circuit breaker opens) the POs not tried are
+    recorded `deferred` and the step fails with "Procore unavailable since ...".
     """
     ensure_live("procore_commitments")
     settings = Settings.from_env()
     store: Ledger = ledger.get_ledger()
     client = procore.get_client()
-    only_keys = None
-    if config.replay:
-        only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, ["failed"]))
-        context.log.info(f"replay: {len(only_keys)} record(s) selected")
-    plan = plan_commitments(mapped_commitments, store, client, commitment_plan_settings(settings),
-                            only_keys=only_keys, replay=config.replay)
-    limit = config.max_pos or settings.max_pos_per_run
-    deferred = max(0, len(plan.writes) - limit)
-    plan.writes = plan.writes[:limit]
-    adopting = sum(w.action == "adopt" for w in plan.writes)
-    context.log.info(f"commitments: {len(plan.writes)} to write ({adopting} adopting a hand-made "
-                     f"twin), {len(plan.unchanged)} unchanged, "
-                     f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
-    writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
-                              approved_policy=settings.approved_policy)
-    try:
-        outcomes = writer.run(plan)
-    except WaitTooLong as exc:
-        writer.flush()
-        raise dg.RetryRequested(max_retries=5, seconds_to_wait=min(exc.seconds, 3600)) from None
+    breaker = run_breaker(context.run.run_id)
+    with company_write_lock(context, store, procore.company_id) as lock:
+        only_keys = None
+        if config.replay:
+            only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, RETRIED_STATUSES))
+            context.log.info(f"replay: {len(only_keys)} record(s) selected")
+        plan = plan_commitments(mapped_commitments, store, client,
+                                commitment_plan_settings(settings), only_keys=only_keys,
+                                replay=config.replay)
+        limit = config.max_pos or settings.max_pos_per_run
+        deferred = max(0, len(plan.writes) - limit)
+        plan.writes = plan.writes[:limit]
+        adopting = sum(w.action == "adopt" for w in plan.writes)
+        context.log.info(f"commitments: {len(plan.writes)} to write ({adopting} adopting a "
+                         f"hand-made twin), {len(plan.unchanged)} unchanged, "
+                         f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
+        writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
+                                  approved_policy=settings.approved_policy, breaker=breaker)
+        try:
+            outcomes = writer.run(plan)
+        except WaitTooLong as exc:
+            writer.flush()
+            raise dg.RetryRequested(max_retries=5,
+                                    seconds_to_wait=min(exc.seconds, 3600)) from None
 
     rows = pd.DataFrame([
         {"po": o.po_number, "action": o.action, "status": o.status, "procore_id": o.procore_id,
@@ -127,7 +135,7 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     ], columns=["po", "action", "status", "procore_id", "detail"])
     count = rows.groupby(["status", "action"]).size() if len(rows) else pd.Series(dtype=int)
     stats = client.stats
-    return dg.MaterializeResult(metadata={
+    metadata = {
         "created": int(count.get(("synced", "create"), 0)),
         "updated": int(count.get(("synced", "update"), 0)),
         "inactivated": int(count.get(("synced", "inactivate"), 0)),
@@ -139,9 +147,14 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()) if len(rows) else 0,
         "failed": int((rows["status"] == "failed").sum()) if len(rows) else 0,
-        "deferred": deferred,
+        "deferred": deferred,  # over MLC_MAX_POS_PER_RUN: planned again by the next run
+        "deferred_procore_unavailable": len(writer.deferred),
         "procore_calls": stats.total_calls,
         "procore_429s": stats.rate_limited,
         "rate_limit_wait_seconds": round(stats.waited_seconds, 1),
+        "write_lock_wait_seconds": round(lock.waited, 1),
         "pos_touched": table_metadata(rows),
-    })
+    }
+    fail_if_unavailable(breaker, len(writer.deferred), {
+        k: v for k, v in metadata.items() if k != "pos_touched"})
+    return dg.MaterializeResult(metadata=metadata)

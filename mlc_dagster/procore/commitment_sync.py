@@ -43,6 +43,7 @@ from mlc_dagster.procore.change_orders import (
     total_amount,
     unrepresentable_changes,
 )
+from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.procore_client import ProcoreError
 
 ENTITY = "purchase_order"
@@ -85,10 +86,12 @@ def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, Record
                            deleted_keys: set[str] | None = None) -> CommitmentPlan:
     """What to send so Procore matches the desired state; nothing for unchanged POs.
 
-    `only_keys` restricts the plan (replay of given records). With `replay`, a failed
-    record whose X3 version moved on since the failure gets a `superseded` event: its
-    stale payload is not sent, the current version is. `deleted_keys` are POs gone from
-    X3 (found by a full read): their commitments are set to the inactive status.
+    `only_keys` restricts the plan (replay of given records). A `deferred` record (not tried:
+    Procore was unavailable) is planned like a failed one, from the summary and commitment id
+    it kept. With `replay`, a failed record whose X3 version moved on since the failure gets
+    a `superseded` event: its stale payload is not sent, the current version is.
+    `deleted_keys` are POs gone from X3 (found by a full read): their commitments are set to
+    the inactive status.
     """
     writes, unchanged, superseded = [], [], []
     for commitment in desired.commitments:
@@ -99,9 +102,11 @@ def plan_commitment_writes(desired: DesiredCommitments, states: dict[str, Record
             unchanged.append(commitment.po_number)
             continue
         write = _plan_one(commitment, state, new_status, inactive_status)
-        if replay and state and state.status == "failed":
+        if replay and state and state.status in ("failed", "deferred"):
             write.action = "replay"
-            if state.x3_stamp and state.x3_stamp != commitment.x3_stamp:
+            # a deferred record was never sent: there is no stale payload to supersede
+            if (state.status == "failed" and state.x3_stamp
+                    and state.x3_stamp != commitment.x3_stamp):
                 superseded.append(Change(
                     entity=ENTITY, key=commitment.po_number, status="superseded",
                     action="supersede", keep_state=True,
@@ -280,11 +285,17 @@ class CommitmentWriter:
     `change_order` sends the amendment as a change order package + potential change order
     (single-tier projects; see `change_orders`), `hold` holds the PO with the reason. Any
     other refusal is an ordinary failure carrying Procore's message.
+
+    Writes go project by project (that project's header sync, then its POs' lines), so an
+    outage leaves at most one project's headers without their lines. Each record's outcome
+    feeds the run's circuit breaker (resources/breaker.py); once it opens nothing more is
+    sent and every PO not tried yet is recorded `deferred` (`deferred` lists them).
     """
 
     def __init__(self, client, ledger: Ledger, run_id: str | None,
                  log: Callable[[str], None] = lambda _msg: None, flush_every: int = 100,
-                 approved_policy: str = "change_order") -> None:
+                 approved_policy: str = "change_order",
+                 breaker: CircuitBreaker | None = None) -> None:
         if approved_policy not in {"change_order", "hold"}:
             raise ValueError(f"approved policy must be change_order or hold, not {approved_policy!r}")
         self.client = client
@@ -298,6 +309,11 @@ class CommitmentWriter:
         self._request_ids: dict[str, str] = {}
         # PO -> the contract as this run's header sync returned it (Procore's Show attributes)
         self._contracts: dict[str, dict] = {}
+        # no breaker given: one that never opens (unit tests, callers outside a run)
+        self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
+        self.deferred: list[str] = []  # POs not tried: Procore unavailable
+        self._recorded: set[str] = set()  # POs with an outcome in this run
+        self._mark = 0  # Procore calls made before the current record (attempt counting)
 
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
         recorded = plan.scans + plan.new_holds + plan.superseded
@@ -306,23 +322,70 @@ class CommitmentWriter:
             for change in plan.new_holds:
                 self.outcomes.append(WriteOutcome(change.key, change.project_id or 0, "hold",
                                                   "held", change.procore_id, change.reason))
-        linked = self._link_twins([w for w in plan.writes if w.adoption is not None])
-        contract_ids = self._sync_headers([w for w in plan.writes if w.send_header
-                                           and (w.adoption is None or w.po_number in linked)])
-        total = len(plan.writes)
-        for done, write in enumerate(plan.writes, start=1):
-            if write.po_number in contract_ids or not write.send_header:
-                self._sync_lines(write, contract_ids.get(write.po_number)
-                                 or (write.state.procore_id if write.state else None))
-            if done % self.flush_every == 0 or done == total:
-                self.flush()
-                self.log(f"commitments: {done}/{total} POs written; {self._stats_text()}")
+        total, done = len(plan.writes), 0
+        for writes in _by_project(plan.writes):
+            linked = self._link_twins([w for w in writes if w.adoption is not None])
+            contract_ids = self._sync_headers([w for w in writes if w.send_header and (
+                w.adoption is None or w.po_number in linked)])
+            for write in writes:
+                done += 1
+                if write.po_number in self._recorded:
+                    pass  # its header failed, was held or deferred
+                elif self.breaker.is_open:
+                    self._defer(write, contract_ids.get(write.po_number))
+                elif write.po_number in contract_ids or not write.send_header:
+                    self._mark = self._calls()
+                    self._sync_lines(write, contract_ids.get(write.po_number)
+                                     or (write.state.procore_id if write.state else None))
+                if done % self.flush_every == 0 or done == total:
+                    self.flush()
+                    self.log(f"commitments: {done}/{total} POs written; {self._stats_text()}")
         self.flush()
+        if self.deferred:
+            self.log(f"commitments: {len(self.deferred)} PO(s) deferred: {self.breaker.reason()}")
         return self.outcomes
 
     def flush(self) -> None:
         """Write pending outcomes to the ledger (also called before giving up on a long wait)."""
         self.batch.flush()
+
+    # --- the circuit breaker: outcomes in, `deferred` out ---------------------------------
+    def _calls(self) -> int:
+        stats = getattr(self.client, "stats", None)
+        return int(stats.total_calls) if stats is not None else 0
+
+    def _note(self, exc: ProcoreError, subject: str) -> None:
+        """Tell the breaker how Procore answered for `subject` (a PO, or one batch call)."""
+        if not is_outage(exc):
+            self.breaker.success()  # Procore answered: a refusal is the record's own problem
+            return
+        attempts = max(1, self._calls() - self._mark)
+        if self.breaker.failure(subject, str(exc), attempts):
+            self.log(f"commitments: {self.breaker.reason()}; {self.breaker.streak} different "
+                     "records failed in a row, so nothing more is sent to Procore in this run "
+                     "and every PO not tried yet is deferred to the next run")
+
+    def _defer(self, write: CommitmentWrite, contract_id: int | None = None) -> None:
+        """Not tried: Procore is unavailable. Recorded `deferred` (not failed: no payload, no
+        per-record retry), keeping what the ledger knew (summary, commitment id) so the next
+        run updates the commitment instead of creating it. One event per record and outage:
+        a record still deferred from an earlier run is not recorded again."""
+        c, state = write.desired, write.state
+        procore_id = contract_id or (state.procore_id if state else None)
+        if write.adoption is not None:
+            procore_id = None  # as for a failure: the next run adopts the twin again
+        reason = self.breaker.reason()
+        self._recorded.add(c.po_number)
+        self.deferred.append(c.po_number)
+        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "deferred",
+                                          procore_id, reason, write.changes))
+        if state and state.status == "deferred" and state.procore_id == procore_id:
+            return
+        self.batch.add(Change(
+            entity=ENTITY, key=c.po_number, status="deferred", action="defer", reason=reason,
+            procore_id=procore_id, project_id=c.project_id, content_hash=None,
+            x3_stamp=c.x3_stamp, summary=state.summary if state else None,
+            changes={"summary": write.changes}))
 
     def _stats_text(self) -> str:
         stats = getattr(self.client, "stats", None)
@@ -339,7 +402,11 @@ class CommitmentWriter:
         linked = set()
         for write in writes:
             header = write.desired.header
+            if self.breaker.is_open:
+                self._defer(write)
+                continue
             if write.adoption.contract.get("origin_id") != header["origin_id"]:
+                self._mark = self._calls()
                 try:
                     self.client.update_purchase_order_contract(
                         write.desired.project_id, write.adoption.contract_id,
@@ -347,7 +414,7 @@ class CommitmentWriter:
                 except ProcoreError as exc:
                     self._fail(write, f"linking hand-made commitment #"
                                       f"{write.adoption.contract.get('number')} failed: {exc}",
-                               request_id=exc.request_id)
+                               request_id=exc.request_id, cause=exc)
                     continue
             linked.add(write.po_number)
         return linked
@@ -369,6 +436,11 @@ class CommitmentWriter:
         for project_id, group in by_project.items():
             for start in range(0, len(group), SYNC_BATCH):
                 chunk = group[start:start + SYNC_BATCH]
+                if self.breaker.is_open:
+                    for w in chunk:
+                        self._defer(w)
+                    continue
+                self._mark = self._calls()
                 updates = [dict(_header_payload(w), **({"status": w.status}
                                                        if w.status and not _status_after(w)
                                                        else {}))
@@ -376,6 +448,7 @@ class CommitmentWriter:
                 try:
                     result = self.client.sync_purchase_order_contracts(project_id, updates)
                 except ProcoreError as exc:
+                    self._note(exc, f"contract sync of project {project_id}")  # one call
                     for w in chunk:
                         self._fail(w, f"contract sync failed: {exc}", request_id=exc.request_id)
                     continue
@@ -421,6 +494,7 @@ class CommitmentWriter:
         try:
             result = self.client.sync_purchase_order_contracts(project_id, updates)
         except ProcoreError as exc:
+            self._note(exc, f"contract status sync of project {project_id}")  # one call
             for w in pending:
                 ids.pop(w.po_number, None)
                 self._fail(w, f"contract status sync failed: {exc}", request_id=exc.request_id)
@@ -437,6 +511,7 @@ class CommitmentWriter:
     def _header_refused(self, write: CommitmentWrite, text: str) -> None:
         """A refused header: held when the commitment is locked (Approved / Complete), since
         a change order cannot carry a header change such as the vendor; else a failure."""
+        self.breaker.success()  # Procore answered for this record
         procore_id = (write.adoption.contract_id if write.adoption
                       else write.state.procore_id if write.state else None)
         status = None
@@ -446,7 +521,7 @@ class CommitmentWriter:
                                                              procore_id).get("status")
             except ProcoreError as exc:
                 self._fail(write, f"Procore rejected the contract: {text}; reading it failed: "
-                                  f"{exc}", request_id=exc.request_id)
+                                  f"{exc}", request_id=exc.request_id, cause=exc)
                 return
         if is_locked_status(status):
             self._hold(write, f"{LOCKED}: the commitment is {status} in Procore and Procore "
@@ -507,7 +582,8 @@ class CommitmentWriter:
             if exc.refused:
                 self._refused(write, contract_id, str(exc), not _names_a_field(exc.errors))
             else:
-                self._fail(write, f"line item write failed: {exc}", contract_id, exc.request_id)
+                self._fail(write, f"line item write failed: {exc}", contract_id, exc.request_id,
+                           cause=exc)
             return
         self._synced(write, contract_id, line_ids, unlabelled=unlabelled)
 
@@ -516,7 +592,7 @@ class CommitmentWriter:
             contract = self._contract(write, contract_id)
         except ProcoreError as exc:
             self._fail(write, f"reading the adopted commitment failed: {exc}", contract_id,
-                       exc.request_id)
+                       exc.request_id, cause=exc)
             return
         self._change_order(write, contract_id, contract,
                            f"the hand-made commitment is {contract.get('status')}")
@@ -524,6 +600,7 @@ class CommitmentWriter:
     def _refused(self, write: CommitmentWrite, contract_id: int, text: str,
                  whole_record: bool) -> None:
         """Procore refused a line write: the approved policy if the commitment is locked."""
+        self.breaker.success()  # Procore answered for this record
         if not whole_record:
             self._fail(write, f"Procore rejected line items: {text}", contract_id)
             return
@@ -531,7 +608,7 @@ class CommitmentWriter:
             contract = self._contract(write, contract_id)
         except ProcoreError as exc:
             self._fail(write, f"Procore rejected line items: {text}; reading the commitment "
-                              f"failed: {exc}", contract_id, exc.request_id)
+                              f"failed: {exc}", contract_id, exc.request_id, cause=exc)
             return
         status = contract.get("status")
         if not is_locked_status(status):
@@ -563,7 +640,8 @@ class CommitmentWriter:
         try:
             contract = self._contract(write, contract_id)
         except ProcoreError as exc:
-            self._fail(write, f"reading the commitment failed: {exc}", contract_id, exc.request_id)
+            self._fail(write, f"reading the commitment failed: {exc}", contract_id, exc.request_id,
+                       cause=exc)
             return
         self._change_order(write, contract_id, contract, lead)
 
@@ -601,6 +679,8 @@ class CommitmentWriter:
                 unlabelled = adoption.pairing.unlabelled
         if unlabelled is None:
             unlabelled = _unlabelled(write.state)
+        self.breaker.success()
+        self._recorded.add(c.po_number)
         self.batch.add(Change(
             entity=ENTITY, key=c.po_number, status="synced", action=action or write.action,
             reason="; ".join(changes), procore_id=contract_id, project_id=c.project_id,
@@ -636,7 +716,7 @@ class CommitmentWriter:
                                                    for line in c.lines})
         except ProcoreError as exc:
             self._fail(write, f"reading the change orders of the approved commitment failed: "
-                              f"{exc}", contract_id, exc.request_id)
+                              f"{exc}", contract_id, exc.request_id, cause=exc)
             return
         held = procore.held(c)
         problems = unrepresentable_changes(c.lines, held)
@@ -680,7 +760,7 @@ class CommitmentWriter:
                 c.project_id, int(pco["id"]), change_order_line_payloads(deltas, key))
         except ProcoreError as exc:
             self._fail(write, f"change order for the approved commitment failed: {exc}",
-                       contract_id, exc.request_id)
+                       contract_id, exc.request_id, cause=exc)
             return
         if result.request_ids:
             self._request_ids[c.po_number] = result.request_ids[-1]
@@ -754,8 +834,14 @@ class CommitmentWriter:
         return None
 
     def _fail(self, write: CommitmentWrite, reason: str, contract_id: int | None = None,
-              request_id: str | None = None) -> None:
+              request_id: str | None = None, cause: ProcoreError | None = None) -> None:
+        """Failed with the reason and the payload for replay. `cause`: the error of this PO's
+        own call, which the breaker counts (an error shared by a batch is counted once by
+        the caller)."""
         c = write.desired
+        if cause is not None:
+            self._note(cause, c.po_number)
+        self._recorded.add(c.po_number)
         procore_id = contract_id or (write.state.procore_id if write.state else None)
         if write.adoption is not None:
             # Not linked for sure: the next run adopts the twin again (never a blind create).
@@ -779,6 +865,7 @@ class CommitmentWriter:
         c = write.desired
         state = write.state
         procore_id = contract_id or (state.procore_id if state else None)
+        self._recorded.add(c.po_number)
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "held",
                                           procore_id, reason, write.changes))
         if state and state.status == "held" and state.reason == reason:
@@ -789,6 +876,14 @@ class CommitmentWriter:
             summary=state.summary if state else None,
             changes={"summary": write.changes}, request_id=self._request_ids.get(c.po_number),
         ))
+
+
+def _by_project(writes: list[CommitmentWrite]) -> list[list[CommitmentWrite]]:
+    """The writes grouped by project, in the order projects first appear."""
+    groups: dict[int, list[CommitmentWrite]] = {}
+    for write in writes:
+        groups.setdefault(write.desired.project_id, []).append(write)
+    return list(groups.values())
 
 
 def _adopted(write: CommitmentWrite) -> bool:

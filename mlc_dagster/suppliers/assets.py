@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.preview.mode import ensure_live
+from mlc_dagster.procore.write_guard import company_write_lock
 from mlc_dagster.reference_data.settings import ReferenceSettings
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
@@ -86,16 +87,20 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
     (MLC_X3_SUPPLIER_WRITE=import_file; output for x3_supplier_import_file) and is `exported`
     until X3 shows it; `api` writes it through the web API (needs a writable class or a
     GESAPIOPE operation: standard X3 suppliers, function GESBPS, are read-only there).
+    Plans and writes holding the Procore company's write lock (procore/write_guard.py).
     """
     ensure_live("supplier_vendor_sync")
     store = ledger.get_ledger()
     settings = X3WriteSettings.from_env()
-    plan, exports = plan_suppliers(x3_suppliers, procore_vendor_directory, store, settings)
-    context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
-                     f"suppliers to create, {len(plan.unchanged)} unchanged, "
-                     f"{len(plan.holds)} newly held, {len(plan.pending)} waiting for X3 import")
-    outcomes = SupplierWriter(procore.get_client(), sage_x3.get_client(), store,
-                              context.run.run_id, log=context.log.info, exports=exports).run(plan)
+    with company_write_lock(context, store, procore.company_id) as lock:
+        plan, exports = plan_suppliers(x3_suppliers, procore_vendor_directory, store, settings)
+        context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
+                         f"suppliers to create, {len(plan.unchanged)} unchanged, "
+                         f"{len(plan.holds)} newly held, {len(plan.pending)} waiting for X3 "
+                         "import")
+        outcomes = SupplierWriter(procore.get_client(), sage_x3.get_client(), store,
+                                  context.run.run_id, log=context.log.info,
+                                  exports=exports).run(plan)
     rows = pd.DataFrame([vars(o) for o in outcomes],
                         columns=["entity", "key", "action", "status", "detail"])
     synced = rows[rows["status"] == "synced"]
@@ -113,6 +118,7 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()),
         "failed": int((rows["status"] == "failed").sum()),
+        "write_lock_wait_seconds": round(lock.waited, 1),
         "touched": table_metadata(rows)})
     yield dg.AssetCheckResult(
         check_name="no_ambiguous_vendor_matches", passed=plan.ambiguous.empty,

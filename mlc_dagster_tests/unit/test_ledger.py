@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import secrets
 
 import pytest
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Change, Ledger, RecordState, metadata
+from mlc_dagster_tests.postgres import scratch_database
 
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 BIG = 562949953421312  # 2**49, Procore multi-region ids
 HUGE = 2 ** 62 + 7
 PO = "purchase_order"
@@ -23,27 +21,8 @@ PO = "purchase_order"
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    admin = sa.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        message = (f"PostgreSQL at 127.0.0.1:5432 is unreachable ({exc.orig}); start it with "
-                   "`pg_ctlcluster --skip-systemctl-redirect <version> main start`")
-        if os.environ.get("MLC_REQUIRE_POSTGRES"):
-            pytest.fail(message + " (MLC_REQUIRE_POSTGRES is set: CI never skips these)")
-        pytest.skip(message)
-    name = f"mlc_ledger_test_{secrets.token_hex(6)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("mlc_ledger_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -288,7 +267,8 @@ def test_reopening_the_ledger_keeps_everything(ledger_url):
 
 EXERCISED = {"apply", "states", "keys_with_status", "events", "events_for_run", "upsert_snapshot",
              "mark_deleted", "snapshot", "snapshot_stamps", "snapshot_keys", "deleted_keys",
-             "get_cursor", "set_cursor", "dispose"}
+             "get_cursor", "set_cursor", "dispose", "set_lock_holder", "lock_holder",
+             "clear_lock_holder"}
 
 
 def test_no_ledger_method_updates_or_deletes_events(ledger):
@@ -322,6 +302,9 @@ def test_no_ledger_method_updates_or_deletes_events(ledger):
     ledger.set_cursor("c", "1")
     ledger.set_cursor("c", "2")
     ledger.get_cursor("c")
+    ledger.set_lock_holder("procore_company:1", "run-1", 123, "host")
+    assert ledger.lock_holder("procore_company:1")["run_id"] == "run-1"
+    ledger.clear_lock_holder("procore_company:1", "run-1", 123)
 
     touching_events = [s for s in statements if re.search(r"\bmlc_sync_events\b", s)]
     assert any(s.upper().startswith("INSERT INTO MLC_SYNC_EVENTS") for s in touching_events)
