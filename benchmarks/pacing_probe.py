@@ -8,7 +8,8 @@ the 25/10 s spike limit out. This probe looks at the two together, uncompressed:
     python benchmarks/pacing_probe.py live --minutes 20   # the real job against the sandbox
 
 `simulate` drives the connector's own `RatePacer` against the Procore sandbox's own
-`RateLimiter` on a fake clock, for the backfill floor (4,759 calls) at 58 ms per call, and
+`RateLimiter` on a fake clock, for the backfill floor at 58 ms per call (the whole job's, from
+the seed by benchmarks/floor.py: 6,089 calls at the benchmark's 5,000 POs), and
 counts the waits longer than the client's `max_wait_seconds` (120 s), each of which raises
 `WaitTooLong` and becomes a Dagster `RetryRequested`. `live` runs the real job in-process
 against sandboxes limited to 600/h and 25/10 s on a smaller seed (default 2 x 400 POs, ~800
@@ -41,14 +42,21 @@ from benchmarks.run import (  # noqa: E402
 TARGET = RateLimits(600, 25, 10, "600/h and 25/10 s, real time")
 
 
-def simulate(calls: int = 4759, per_call_s: float = 0.058, max_wait_s: float = 120.0) -> dict:
+def simulate(calls: int | None = None, per_call_s: float = 0.058,
+             max_wait_s: float = 120.0) -> dict:
+    """`calls`: None = the backfill floor of the benchmark's seed."""
     import httpx
 
     import mlc_dagster.sandbox.procore_app as procore_app
     from mlc_dagster.resources.http_core import RatePacer
     from mlc_dagster.sandbox.controls import SandboxConfig
 
-    out = {}
+    if calls is None:
+        from benchmarks.floor import backfill_floor
+
+        seed = build_seed_for(BenchConfig())
+        calls = backfill_floor(seed, seed.mapping_csv).total
+    out = {"calls": calls}
     cases = {"600/h + 25/10s": SandboxConfig(hourly_limit=600, spike_limit=25),
              "600/h only": SandboxConfig(hourly_limit=600, spike_limit=10**9),
              "compressed 60x (benchmark)": SandboxConfig(hourly_limit=36000, spike_limit=600,
