@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlc_dagster.mapping.commitments import contract_origin_id
 from mlc_dagster.mapping.gl_map import match_projects
 from mlc_dagster.preflight.report import FAIL, OK, WARN, PingRow, listed
+from mlc_dagster.procore.adoption import is_foreign_origin
 from mlc_dagster.procore.change_orders import change_order_tier
 from mlc_dagster.procore.reference import PROJECT_COLUMNS, frame
 
-OUR_COMMITMENT_PREFIX = contract_origin_id("")  # "X3:PO:"
 RATE_HEADERS = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
 LOW_ALLOWANCE = 0.10  # warn below this share of the limit
 WRITE_MODES = {"preview": "preview: nothing will be written",
@@ -104,14 +103,10 @@ def project_matching(po_projects: Counter, pos_without_project: int, projects: l
 
 # --- what Procore already holds ---------------------------------------------------------------
 
-def is_ours(origin_id: object) -> bool:
-    return str(origin_id).startswith(OUR_COMMITMENT_PREFIX)
-
-
 def foreign_commitments_row(projects: list[ProjectCommitments]) -> PingRow:
     """Commitments whose origin_id is another integration's (ours start with X3:PO:)."""
     found = [f"{_commitment_label(p.label, c)} {c['origin_id']}" for p in projects
-             for c in p.commitments if c.get("origin_id") and not is_ours(c["origin_id"])]
+             for c in p.commitments if is_foreign_origin(c.get("origin_id"))]
     checked = sum(len(p.commitments) for p in projects)
     if not found:
         return PingRow("other integrations' commitments", OK,

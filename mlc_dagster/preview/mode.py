@@ -11,13 +11,12 @@ import re
 import dagster as dg
 import httpx
 
-from mlc_dagster.resources.http_core import RequestGuard
+from mlc_dagster.resources.http_core import READ_METHODS, RequestGuard
 from mlc_dagster.settings import env_write_mode
 
 PREVIEW = "MLC_WRITE_MODE=preview"
 STEP_REFUSAL = (f"{PREVIEW}: this step writes to Procore/X3; run preview_sync, or set "
                 "MLC_WRITE_MODE=live after sign-off")
-READ_METHODS = frozenset({"GET", "HEAD"})
 _GRAPHQL_WRITE = re.compile(r"\b(mutation|subscription)\b")
 _GRAPHQL_COMMENT = re.compile(r"#[^\n]*")
 

@@ -38,7 +38,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from mlc_dagster.mapping.commitments import DesiredCommitment, contract_origin_id
-from mlc_dagster.procore.change_orders import is_locked_status, money_text
+from mlc_dagster.procore.change_orders import dec, is_locked_status, money_text, ref_id
 
 OUR_ORIGIN_PREFIX = "X3:PO:"
 RULES = ("number", "normalised_number", "vendor_date_total", "origin_id")
@@ -98,13 +98,6 @@ def is_foreign_origin(origin_id: object) -> bool:
     return bool(text) and not text.startswith(OUR_ORIGIN_PREFIX)
 
 
-def dec(value: object) -> Decimal:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)
-
-
 def vendor_of(contract: dict) -> int | None:
     vendor = contract.get("vendor") or {}
     value = vendor.get("id") if isinstance(vendor, dict) else None
@@ -162,7 +155,7 @@ class TwinMatch:
                 "adopts it")
 
 
-def _total(c: DesiredCommitment) -> Decimal:
+def commitment_total(c: DesiredCommitment) -> Decimal:
     return sum((dec(line.get("amount")) for line in c.lines), Decimal(0))
 
 
@@ -222,7 +215,7 @@ def _match_one(desired: DesiredCommitment, pool: list[dict], by_number: dict,
             return _decide(po, rule, candidates)
     vendor = desired.header.get("vendor_id")
     ordered = date.fromisoformat(desired.header["contract_date"])
-    total = _total(desired)
+    total = commitment_total(desired)
     fuzzy = []
     for contract in pool:
         if normalise_number(contract.get("number"), rules.number_prefixes) in x3_numbers:
@@ -271,12 +264,6 @@ class LinePairing:
                 if item.get("origin_id") != origin}
 
 
-def _cost_code_id(item: dict) -> int | None:
-    code = item.get("cost_code")
-    value = code.get("id") if isinstance(code, dict) else item.get("cost_code_id")
-    return int(value) if value not in (None, "") else None
-
-
 def pair_lines(desired_lines: list[dict], procore_lines: list[dict]) -> LinePairing:
     """Pair by cost code and amount (to the cent) first, then by cost code alone, in order.
 
@@ -293,7 +280,7 @@ def pair_lines(desired_lines: list[dict], procore_lines: list[dict]) -> LinePair
             if line["origin_id"] in paired:
                 continue
             for item in free:
-                if _cost_code_id(item) != line.get("cost_code_id"):
+                if ref_id(item, "cost_code") != line.get("cost_code_id"):
                     continue
                 if same_amount and dec(item.get("amount")) != dec(line.get("amount")):
                     continue
@@ -324,8 +311,7 @@ def line_differences(desired_lines: list[dict], pairing: LinePairing) -> list[st
                     out.append(f"line {number}: {ours} {before} -> {after}")
             elif (before or "") != (after or ""):
                 out.append(f"line {number}: {ours} {before!r} -> {after!r}")
-        type_before = (item.get("line_item_type") or {}).get("id") if isinstance(
-            item.get("line_item_type"), dict) else item.get("line_item_type_id")
+        type_before = ref_id(item, "line_item_type")
         if line.get("line_item_type_id") is not None and type_before != line["line_item_type_id"]:
             out.append(f"line {number}: cost type {type_before} -> {line['line_item_type_id']}")
     out.extend(f"hand-typed line item {item['id']} removed ({item.get('description')!r}, "
@@ -364,7 +350,7 @@ class Adoption:
                 "origin_id": c.get("origin_id"),
                 "lines": [{"id": i.get("id"), "description": i.get("description"),
                            "quantity": i.get("quantity"), "unit_cost": i.get("unit_cost"),
-                           "amount": i.get("amount"), "cost_code_id": _cost_code_id(i)}
+                           "amount": i.get("amount"), "cost_code_id": ref_id(i, "cost_code")}
                           for i in [*self.pairing.paired.values(), *self.pairing.extra]]}
 
 

@@ -143,7 +143,7 @@ class HeldLine:
         return self.quantity == 0 and self.amount == 0
 
 
-def _ref_id(item: dict, name: str) -> int | None:
+def ref_id(item: dict, name: str) -> int | None:
     value = item.get(f"{name}_id")
     if value is None:
         value = (item.get(name) or {}).get("id")
@@ -154,7 +154,7 @@ def _held_from(origin: str, item: dict) -> HeldLine:
     unit_cost = item.get("unit_cost")
     return HeldLine(origin, dec(item.get("quantity")), dec(item.get("amount")).quantize(CENT),
                     dec(unit_cost) if unit_cost not in (None, "") else None,
-                    _ref_id(item, "cost_code"), _ref_id(item, "line_item_type"),
+                    ref_id(item, "cost_code"), ref_id(item, "line_item_type"),
                     item.get("uom"), item.get("description"))
 
 

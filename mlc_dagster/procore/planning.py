@@ -16,10 +16,12 @@ from mlc_dagster.ledger.store import Change, Ledger, RecordState
 from mlc_dagster.mapping.commitments import DesiredCommitments
 from mlc_dagster.procore.adoption import (
     HOLD_PREFIX,
+    OUR_ORIGIN_PREFIX,
     SCAN_ENTITY,
     AdoptionRules,
     TwinMatch,
     amounts_equal,
+    commitment_total,
     describe,
     header_differences,
     match_twins,
@@ -101,7 +103,7 @@ def adopt_twins(plan: CommitmentPlan, store: Ledger, client, settings: Commitmen
         else:
             contracts = (scan.summary or {}).get("contracts", [])
         contracts = [c for c in contracts if int(c["id"]) not in taken
-                     or str(c.get("origin_id") or "").startswith("X3:PO:")]
+                     or str(c.get("origin_id") or "").startswith(OUR_ORIGIN_PREFIX)]
         contracts = _with_totals(client, project_id, contracts, writes)
         matches = match_twins([w.desired for w in writes], contracts, settings.adoption)
         for write in writes:
@@ -190,10 +192,6 @@ def _hold(plan: CommitmentPlan, write: CommitmentWrite, reason: str) -> None:
 # --- preview rows ------------------------------------------------------------------------------
 
 
-def _total(lines: list[dict]) -> Decimal:
-    return sum((Decimal(str(line.get("amount") or 0)) for line in lines), Decimal(0))
-
-
 def commitment_preview_rows(plan: CommitmentPlan) -> list[dict]:
     """One row per PO the write step would touch, with the ledger action it would record."""
     rows = []
@@ -201,7 +199,7 @@ def commitment_preview_rows(plan: CommitmentPlan) -> list[dict]:
         c = write.desired
         rows.append({"flow": "purchase_order", "key": c.po_number, "project_id": c.project_id,
                      "action": write.action, "detail": "; ".join(write.changes),
-                     "amount": _total(c.lines)})
+                     "amount": commitment_total(c)})
     for change in plan.new_holds:
         rows.append({"flow": "purchase_order", "key": change.key,
                      "project_id": change.project_id, "action": "hold",
