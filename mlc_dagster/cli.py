@@ -95,7 +95,7 @@ def cmd_demo(args) -> int:
         env.update({"DAGSTER_HOME": str(home), "MLC_AUTOMATION_ON": "1",
                     "MLC_SENSOR_INTERVAL_SECONDS": os.environ.get("MLC_SENSOR_INTERVAL_SECONDS", "30")})
         print(f"Procore sandbox {handles['procore'].url} | Sage X3 sandbox {handles['sage_x3'].url}")
-        print(f"Dagster UI: http://127.0.0.1:{args.ui_port}  (sensors x3_purchase_order_changes and x3_purchase_invoice_changes are on)")
+        print(f"Dagster UI: http://127.0.0.1:{args.ui_port}  (sensors x3_purchase_order_changes, x3_purchase_invoice_changes and procore_rate_limit_continuation are on)")
         print(f"Sandbox settings: {home / 'sandbox.env'}", flush=True)
         cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlc_dagster.definitions",
                "-h", "127.0.0.1", "-p", str(args.ui_port)]

@@ -21,6 +21,7 @@ from mlc_dagster.mapping import checks as mapping_checks
 from mlc_dagster.preview import assets as preview_assets
 from mlc_dagster.procore import assets as procore_assets
 from mlc_dagster.procore.schedules import reconcile_schedule, sync_fallback_schedule
+from mlc_dagster.procore.sensors import procore_rate_limit_continuation
 from mlc_dagster.reconciliation import assets as reconciliation_assets
 from mlc_dagster.reference_data.schedules import sync_reference_data_schedule
 from mlc_dagster.resources.ledger import LedgerResource
@@ -65,7 +66,8 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([mapping_checks, invoice_checks]),
     jobs=[sync_sage_x3_to_procore, replay_failed_transactions, reconcile, sync_reference_data,
           preview_sync],
-    sensors=[x3_purchase_order_changes, x3_purchase_invoice_changes],
+    sensors=[x3_purchase_order_changes, x3_purchase_invoice_changes,
+             procore_rate_limit_continuation],
     schedules=[sync_fallback_schedule, reconcile_schedule, sync_reference_data_schedule],
     resources=build_resources(),
 )

@@ -27,6 +27,9 @@ def requisition_totals_match_x3(mapped_requisitions: DesiredRequisitions,
     invoices = store.states(ENTITY)
     pos = set(mapped_requisitions.x3_totals["po_number"]) | {
         po for s in invoices.values() for po in ((s.summary or {}).get("parts") or {})}
+    scope = mapped_requisitions.scope
+    if scope is not None and scope.covered_pos is not None:
+        pos &= scope.covered_pos  # the POs whose invoices this run staged, every one of them
     table = reconcile_totals(mapped_requisitions, invoices, store.states(PO_ENTITY, pos))
     mismatched = table[table["difference"].abs() >= 0.005]
     # Procore keeps synced invoices immutable: these differences wait for a person.

@@ -39,6 +39,7 @@ import pandas as pd
 from mlc_dagster.invoices.staging import FINAL, KEY, StagedInvoices
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.mapping.commitments import _decimal, content_hash, line_origin_id
+from mlc_dagster.sage_x3.scope import StagingScope
 from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
 
 ENTITY = "purchase_invoice"
@@ -119,6 +120,7 @@ class DesiredRequisitions:
     stamps: dict[str, str | None]
     x3_totals: pd.DataFrame  # po_number, x3_total, invoices (final, type "invoice", valid)
     invoice_pos: dict[str, list[str]] = field(default_factory=dict)  # every valid invoice
+    scope: StagingScope | None = None  # what this run staged (sage_x3/scope.py)
 
     def held_reasons(self) -> dict[str, str]:
         grouped = self.holds.groupby(KEY, sort=True)["reason"]
@@ -312,16 +314,22 @@ class RequisitionPlan:
     # Procore requisition id -> the X3 invoice whose ledger part it is: a hand-entered invoice
     # already adopted by one X3 invoice is never adopted by a second one.
     claimed: dict[int, str] = field(default_factory=dict, compare=False)
+    # held because the commitment refuses invoices, X3 unchanged, not re-checked this run
+    awaiting_invoicing: list[str] = field(default_factory=list)
 
 
 def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, RecordState],
                             po_states: dict[str, RecordState],
-                            deleted_keys: set[str] | None = None) -> RequisitionPlan:
+                            deleted_keys: set[str] | None = None, *,
+                            recheck_invoicing: bool = True) -> RequisitionPlan:
     """What to do with every invoice, never an edit of what Procore already holds.
 
     Not in Procore yet: created when final and its PO is in Procore, else held with why.
     In Procore: unchanged, or held with the difference (X3 changed, deleted by a full read,
     no longer final), once - the same hold is not recorded again on the next poll.
+    `recheck_invoicing=False`: an invoice held because its commitment refuses invoices, and
+    unchanged in X3 since, is not tried (each try reads the commitment; nothing in X3 tells
+    when someone enables invoicing in Procore, so the caller re-checks on a slower clock).
     """
     plan = RequisitionPlan([], [], claimed={
         int(part["id"]): number for number, state in states.items()
@@ -334,17 +342,18 @@ def plan_requisition_writes(desired: DesiredRequisitions, states: dict[str, Reco
         sent = sent_parts(state)
         if sent:
             _plan_sent(plan, number, state, invoice, holds.get(number), number in deleted,
-                       desired.stamps.get(number), po_states)
+                       desired.stamps.get(number), po_states, recheck_invoicing)
         elif number in holds:
             _hold(plan, number, state, holds[number], desired.stamps.get(number))
         elif invoice is not None:
-            _plan_create(plan, invoice, state, invoice.parts, po_states)
+            _plan_create(plan, invoice, state, invoice.parts, po_states, recheck_invoicing)
     return plan
 
 
 def _plan_sent(plan: RequisitionPlan, number: str, state: RecordState,
                invoice: DesiredInvoice | None, held: str | None, deleted: bool,
-               stamp: str | None, po_states: dict[str, RecordState]) -> None:
+               stamp: str | None, po_states: dict[str, RecordState],
+               recheck_invoicing: bool) -> None:
     summary = state.summary or {}
     if deleted:
         _hold(plan, number, state, _deleted_difference(sent_parts(state)), stamp)
@@ -363,7 +372,7 @@ def _plan_sent(plan: RequisitionPlan, number: str, state: RecordState,
     billed_then = set(summary.get("pos") or sent)
     missing = [p for p in invoice.parts if p.po_number not in sent and p.po_number in billed_then]
     if missing:  # a part not created yet (partial write): still to be sent
-        _plan_create(plan, invoice, state, missing, po_states)
+        _plan_create(plan, invoice, state, missing, po_states, recheck_invoicing)
         return
     if state.status == "synced":
         plan.unchanged.append(number)
@@ -385,8 +394,19 @@ def _hold(plan: RequisitionPlan, number: str, state: RecordState | None, reason:
         summary=state.summary if state else None, x3_stamp=stamp))
 
 
+def awaits_invoicing(state: RecordState | None, invoice: DesiredInvoice) -> bool:
+    """Held only because its commitment refuses invoices, and unchanged in X3 since."""
+    return bool(state and state.status == "held"
+                and (state.summary or {}).get("invoicing_disabled")
+                and state.x3_stamp == invoice.x3_stamp)
+
+
 def _plan_create(plan: RequisitionPlan, invoice: DesiredInvoice, state: RecordState | None,
-                 parts: list[RequisitionPart], po_states: dict[str, RecordState]) -> None:
+                 parts: list[RequisitionPart], po_states: dict[str, RecordState],
+                 recheck_invoicing: bool = True) -> None:
+    if not recheck_invoicing and awaits_invoicing(state, invoice):
+        plan.awaiting_invoicing.append(invoice.invoice_number)
+        return
     resolved, waiting = [], []
     for part in parts:
         found = _resolve(part, po_states.get(part.po_number))
@@ -760,7 +780,8 @@ def preview_requisition_plan(desired: DesiredRequisitions, states: dict[str, Rec
                              po_outcomes: Mapping[str, tuple[str, int | None]],
                              po_projects: Mapping[str, int], *,
                              deleted_keys: set[str] | None = None,
-                             max_invoices: int = 0) -> RequisitionPreview:
+                             max_invoices: int = 0,
+                             recheck_invoicing: bool = True) -> RequisitionPreview:
     """`plan_requisition_writes` over the PO ledger as this run's commitments step leaves it.
 
     `po_outcomes`: PO number -> (the action the PO plan predicts, its commitment id when known:
@@ -769,7 +790,8 @@ def preview_requisition_plan(desired: DesiredRequisitions, states: dict[str, Rec
     the live write step (run after the commitments step) creates them in the same run.
     """
     predicted = predicted_po_states(desired, po_states, po_outcomes, po_projects)
-    plan = plan_requisition_writes(desired, states, predicted, deleted_keys)
+    plan = plan_requisition_writes(desired, states, predicted, deleted_keys,
+                                   recheck_invoicing=recheck_invoicing)
     if max_invoices:
         plan.writes = plan.writes[:max_invoices]  # the rest waits for a later run: no event
     return RequisitionPreview(desired, plan, predicted)

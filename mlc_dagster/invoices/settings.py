@@ -11,8 +11,12 @@ from mlc_dagster.settings import env_flag, env_int
 class InvoiceSettings:
     create_billing_periods: bool  # MLC_CREATE_BILLING_PERIODS: create a missing period, else hold
     max_invoices_per_run: int  # MLC_MAX_INVOICES_PER_RUN: the rest waits for the next run
+    # MLC_INVOICING_RECHECK_SECONDS: how often invoices held because their commitment refuses
+    # invoices are tried again (one commitment read each); 0 = on every run
+    invoicing_recheck_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> InvoiceSettings:
         return cls(create_billing_periods=env_flag("MLC_CREATE_BILLING_PERIODS"),
-                   max_invoices_per_run=env_int("MLC_MAX_INVOICES_PER_RUN", 5000))
+                   max_invoices_per_run=env_int("MLC_MAX_INVOICES_PER_RUN", 5000),
+                   invoicing_recheck_seconds=env_int("MLC_INVOICING_RECHECK_SECONDS", 3600))

@@ -21,6 +21,7 @@ import pandera.pandas as pa
 
 from mlc_dagster.sage_x3 import quarantine as q
 from mlc_dagster.sage_x3.schemas import MAX_AMOUNT, MAX_QUANTITY, _cents
+from mlc_dagster.sage_x3.scope import StagingScope
 
 KEY, LABEL = "invoice_number", "invoice"
 INVOICE_TYPES = ("invoice", "credit_memo")
@@ -74,12 +75,14 @@ WORDING = {
 
 @dataclass
 class StagedInvoices:
-    """Valid invoices (headers + lines), the quarantine, and every invoice's X3 stamp."""
+    """Valid invoices (headers + lines), the quarantine, and every invoice's X3 stamp;
+    `scope` says which invoices of the snapshot these are (sage_x3/scope.py)."""
 
     headers: pd.DataFrame
     lines: pd.DataFrame
     quarantine: pd.DataFrame
     stamps: dict[str, str | None]
+    scope: StagingScope | None = None
 
     @property
     def quarantined(self) -> set[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from mlc_dagster.invoices.requisitions import (
@@ -51,7 +51,9 @@ from mlc_dagster.invoices.requisitions import (
 )
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger
+from mlc_dagster.procore.continuation import Progress
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
+from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.procore_client import ProcoreError
 
 # From this many commitments touched in one project, one project-wide listing (usually a
@@ -92,7 +94,9 @@ class RequisitionWriter:
         self.log = log
         # no breaker given: one that never opens (unit tests, callers outside a run)
         self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
-        self.deferred: list[str] = []  # invoices not tried: Procore unavailable
+        self.deferred: list[str] = []  # invoices not tried: Procore unavailable or rate limit
+        self.over_limit: list[str] = []  # beyond the per-run limit, deferred untried
+        self.progress: dict = {}  # written / remaining / rate-limit window / ETA, at the end
         self._mark = 0  # Procore calls made before the current invoice
         self.batch = ChangeBatch(ledger, run_id)
         self.outcomes: list[InvoiceOutcome] = []
@@ -106,21 +110,41 @@ class RequisitionWriter:
         self.batch.add(*plan.new_holds, *plan.resolved)
         self.outcomes += [InvoiceOutcome(c.key, c.action, c.status, c.procore_id, c.reason)
                           for c in plan.new_holds + plan.resolved]
-        if not self.breaker.is_open:
-            self._list_busy_projects(plan.writes)
+        progress = Progress("requisitions", len(plan.writes), self.log, self.client)
+        try:
+            if not self.breaker.stopped:
+                self._list_busy_projects(plan.writes)
+        except WaitTooLong as exc:
+            self._pause(exc)
         for done, write in enumerate(plan.writes, start=1):
-            if self.breaker.is_open:
+            if self.breaker.stopped:
                 self._defer(write)
             else:
                 self._mark = self._calls()
-                self._write_invoice(write)
-            if done % 100 == 0:
-                self.log(f"requisitions: {done}/{len(plan.writes)} invoices written")
+                try:
+                    self._write_invoice(write)
+                except WaitTooLong as exc:  # parts created before it are found by origin_id
+                    self._pause(exc)
+                    self._defer(write)
+            progress.tick(done)
         self.batch.flush()
+        self.progress = progress.facts(len(plan.writes) - len(self.deferred))
+        if plan.writes:
+            progress.tick(len(plan.writes) - len(self.deferred), force=True)
         if self.deferred:
             self.log(f"requisitions: {len(self.deferred)} invoice(s) deferred: "
                      f"{self.breaker.reason()}")
         return self.outcomes
+
+    def defer(self, writes: list[RequisitionWrite], reason: str) -> None:
+        """Record `writes` as deferred without trying them (over the per-run limit)."""
+        for write in writes:
+            self._defer(write, reason=reason)
+        self.batch.flush()
+
+    def _pause(self, exc: WaitTooLong) -> None:
+        """The rate-limit allowance is out for longer than a step may wait: stop sending."""
+        self.breaker.pause(datetime.fromtimestamp(exc.resume_at, UTC), exc.reason)
 
     # --- the circuit breaker: outcomes in, `deferred` out ---------------------------------
 
@@ -137,12 +161,12 @@ class RequisitionWriter:
                      "records failed in a row, so nothing more is sent to Procore in this run "
                      "and every invoice not tried yet is deferred to the next run")
 
-    def _defer(self, write: RequisitionWrite) -> None:
+    def _defer(self, write: RequisitionWrite, *, reason: str | None = None) -> None:
         """Not tried: recorded `deferred` with what the ledger knew (its parts already in
         Procore stay recorded, so none is created twice); once per record and outage."""
         inv, state = write.invoice, write.state
-        reason = self.breaker.reason()
-        self.deferred.append(inv.invoice_number)
+        (self.deferred if reason is None else self.over_limit).append(inv.invoice_number)
+        reason = reason or self.breaker.reason()
         self.outcomes.append(InvoiceOutcome(inv.invoice_number, "defer", "deferred",
                                             state.procore_id if state else None, reason))
         if state and state.status == "deferred":

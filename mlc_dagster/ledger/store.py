@@ -297,6 +297,92 @@ class Ledger:
         with self.engine.connect() as conn:
             return {row.key for row in conn.execute(query)}
 
+    # --- incremental staging (sage_x3/scope.py): which records can have changed -------------
+    def snapshot_records(self, entity: str, keys: Iterable[str]) -> list[dict]:
+        """The live snapshot records of `keys`, in key order; unknown or deleted keys are
+        left out."""
+        keys = sorted(set(keys))
+        records: list[dict] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(keys, 500):
+                query = sa.select(x3_snapshot.c.record).where(
+                    x3_snapshot.c.entity == entity, x3_snapshot.c.key.in_(chunk),
+                    x3_snapshot.c.deleted.is_(False)).order_by(x3_snapshot.c.key)
+                records += [row.record if isinstance(row.record, dict) else json.loads(row.record)
+                            for row in conn.execute(query)]
+        return records
+
+    def snapshot_changed_keys(self, entity: str, since: datetime, *,
+                              include_deleted: bool = False) -> set[str]:
+        """Keys of the snapshot rows written after `since`: merged from an X3 read, or marked
+        deleted by a full read (both stamp `updated_at`)."""
+        query = sa.select(x3_snapshot.c.key).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.updated_at > since)
+        if not include_deleted:
+            query = query.where(x3_snapshot.c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            return {row.key for row in conn.execute(query)}
+
+    def unsettled_snapshot_keys(self, entity: str) -> set[str]:
+        """Live snapshot keys whose ledger state is anything but `synced`: held, failed,
+        deferred (and any status added later). Their outcome can change without an X3
+        change, so the next plan must see them again."""
+        joined = x3_snapshot.join(sync_records, sa.and_(
+            sync_records.c.entity == x3_snapshot.c.entity,
+            sync_records.c.key == x3_snapshot.c.key))
+        query = sa.select(x3_snapshot.c.key).select_from(joined).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(False),
+            sync_records.c.status != "synced")
+        with self.engine.connect() as conn:
+            return {row.key for row in conn.execute(query)}
+
+    def unrecorded_snapshot_keys(self, entity: str) -> set[str]:
+        """Live snapshot keys with no ledger state at all: never planned (e.g. left over by a
+        per-run limit, or read by a run that crashed before its write step)."""
+        joined = x3_snapshot.outerjoin(sync_records, sa.and_(
+            sync_records.c.entity == x3_snapshot.c.entity,
+            sync_records.c.key == x3_snapshot.c.key))
+        query = sa.select(x3_snapshot.c.key).select_from(joined).where(
+            x3_snapshot.c.entity == entity, x3_snapshot.c.deleted.is_(False),
+            sync_records.c.key.is_(None))
+        with self.engine.connect() as conn:
+            return {row.key for row in conn.execute(query)}
+
+    def snapshot_keys_with_line_value(self, entity: str, field_name: str,
+                                      values: Iterable[str]) -> set[str]:
+        """Live snapshot keys of the records with a line whose `field_name` (trimmed text) is
+        one of `values`, e.g. the invoices billing some POs. Filtered in SQL (SQLite JSON1,
+        PostgreSQL json functions): no record is parsed in Python."""
+        values = sorted({str(v) for v in values})
+        if not values:
+            return set()
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            sql = ("SELECT DISTINCT s.key FROM mlc_x3_snapshot AS s, "
+                   "json_each(s.record, '$.lines') AS line "
+                   "WHERE s.entity = :entity AND s.deleted = 0 "
+                   "AND json_type(s.record, '$.lines') = 'array' AND line.type = 'object' "
+                   "AND trim(CAST(CASE WHEN line.type = 'object' "
+                   "THEN json_extract(line.value, :path) END AS TEXT)) IN :values")
+            params = {"path": f"$.{field_name}"}
+        elif dialect == "postgresql":
+            sql = ("SELECT DISTINCT s.key FROM mlc_x3_snapshot AS s, "
+                   "json_array_elements(CASE WHEN json_typeof(s.record -> 'lines') = 'array' "
+                   "THEN s.record -> 'lines' ELSE '[]'::json END) AS line "
+                   "WHERE s.entity = :entity AND NOT s.deleted "
+                   "AND json_typeof(line) = 'object' "
+                   "AND trim(line ->> :field) IN :values")
+            params = {"field": field_name}
+        else:
+            raise RuntimeError(f"ledger supports SQLite and PostgreSQL, not {dialect}")
+        query = sa.text(sql).bindparams(sa.bindparam("values", expanding=True))
+        keys: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(values, 500):
+                rows = conn.execute(query, {"entity": entity, "values": chunk, **params})
+                keys.update(row.key for row in rows)
+        return keys
+
     # --- company write locks: who holds one (ledger/lock.py) -----------------------------
     def set_lock_holder(self, name: str, run_id: str | None, pid: int, host: str) -> datetime:
         since = _now()

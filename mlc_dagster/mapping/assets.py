@@ -1,6 +1,8 @@
 """The accountants' GL -> cost code table, and desired commitments built from it."""
 
 
+from dataclasses import replace
+
 import dagster as dg
 import pandas as pd
 
@@ -9,7 +11,14 @@ from mlc_dagster.mapping.commitments import (
     build_desired_commitments,
 )
 from mlc_dagster.mapping.gl_map import GlMapping, parse_gl_mapping, parse_project_map
-from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
+from mlc_dagster.procore.adoption import AdoptionRules
+from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.sage_x3.scope import (
+    commitment_fingerprint,
+    confirm_fingerprint,
+    scope_records,
+)
+from mlc_dagster.sage_x3.staging import StagedPurchaseOrders, stage_purchase_orders
 from mlc_dagster.settings import Settings, read_text
 from mlc_dagster.utils import table_metadata
 
@@ -43,19 +52,38 @@ def mapped_commitments(
     procore_vendors: pd.DataFrame,
     procore_cost_codes: pd.DataFrame,
     procore_line_item_types: pd.DataFrame,
+    ledger: LedgerResource,
 ):
-    """Desired Procore commitments (headers + line items) for every placeable PO; the rest held."""
+    """Desired Procore commitments (headers + line items) for every placeable staged PO; the
+    rest held. Every PO of the snapshot when the plan fingerprint (mapping, Procore reference
+    data, planning settings, code) differs from the last completed plan's."""
     settings = Settings.from_env()
-    table = parse_project_map(read_text(settings.project_map_path)) if (
-        settings.project_match == "table" and settings.project_map_path) else {}
+    by_table = settings.project_match == "table" and bool(settings.project_map_path)
+    map_text = read_text(settings.project_map_path) if by_table else ""
+    table = parse_project_map(map_text) if by_table else {}
+    fingerprint = commitment_fingerprint(
+        gl_cost_code_mapping.fingerprint, map_text,
+        {"projects": procore_projects, "vendors": procore_vendors,
+         "cost_codes": procore_cost_codes, "line_item_types": procore_line_item_types},
+        (settings.project_match, settings.new_commitment_status, settings.inactive_status,
+         settings.approved_policy, AdoptionRules.from_env()))
+    store = ledger.get_ledger()
+    staged_scope = x3_purchase_orders.scope
+    scope = confirm_fingerprint(store, staged_scope, fingerprint)
+    staged = x3_purchase_orders
+    if scope.everything and staged_scope is not None and not staged_scope.everything:
+        staged = stage_purchase_orders(scope_records(store, scope))
+    staged = replace(staged, scope=scope)
     desired = build_desired_commitments(
-        x3_purchase_orders, gl_cost_code_mapping, procore_projects, procore_vendors,
+        staged, gl_cost_code_mapping, procore_projects, procore_vendors,
         procore_cost_codes, procore_line_item_types,
         CommitmentRules(project_rule=settings.project_match, project_table=table),
     )
     held = desired.held_reasons()
-    context.log.info(f"{len(desired.commitments)} commitments desired, {len(held)} POs held")
+    context.log.info(f"{len(desired.commitments)} commitments desired, {len(held)} POs held; "
+                     f"staged {len(staged.po_numbers)} POs ({scope.describe()})")
     yield dg.Output(desired, metadata={
+        "staged_pos": len(staged.po_numbers), "staging_scope": scope.describe(),
         "commitments": len(desired.commitments),
         "line_items": sum(len(c.lines) for c in desired.commitments),
         "held_pos": len(held),

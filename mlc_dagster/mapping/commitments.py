@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from mlc_dagster.mapping.gl_map import GlMapping, match_projects
+from mlc_dagster.sage_x3.scope import StagingScope
 from mlc_dagster.sage_x3.staging import StagedPurchaseOrders
 
 DESCRIPTION_LIMIT = 255
@@ -74,6 +75,8 @@ class DesiredCommitments:
     commitments: list[DesiredCommitment]
     holds: pd.DataFrame  # po_number, x3_stamp, reason
     unmapped: pd.DataFrame  # gl_account (the unmapped mapping key), po_number
+    # Which POs these are (sage_x3/scope.py): the write step hands it to `mark_planned`.
+    scope: StagingScope | None = None
 
     def held_reasons(self) -> dict[str, str]:
         grouped = self.holds.groupby("po_number", sort=True)["reason"]
@@ -200,7 +203,8 @@ def build_desired_commitments(
     # `gl_account` of the report holds the unmapped key (an account or a dimension value).
     unmapped_report = (unmapped[["mapping_key", "po_number"]].rename(
         columns={"mapping_key": "gl_account"}).drop_duplicates().reset_index(drop=True))
-    return DesiredCommitments(commitments, all_holds.reset_index(drop=True), unmapped_report)
+    return DesiredCommitments(commitments, all_holds.reset_index(drop=True), unmapped_report,
+                              staged.scope)
 
 
 def _payloads(headers: pd.DataFrame, lines: pd.DataFrame, rules: CommitmentRules

@@ -11,6 +11,7 @@ from mlc_dagster.ledger.store import RETRIED_STATUSES, Ledger
 from mlc_dagster.mapping.commitments import DesiredCommitments
 from mlc_dagster.preview.mode import ensure_live
 from mlc_dagster.procore.commitment_sync import ENTITY, CommitmentWriter
+from mlc_dagster.procore.continuation import hand_over
 from mlc_dagster.procore.planning import commitment_plan_settings, plan_commitments
 from mlc_dagster.procore.reference import (
     LINE_ITEM_TYPE_COLUMNS,
@@ -21,9 +22,9 @@ from mlc_dagster.procore.reference import (
 )
 from mlc_dagster.procore.write_guard import company_write_lock, fail_if_unavailable, run_breaker
 from mlc_dagster.reference_data.freshness import recent_materialization
-from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.sage_x3.scope import mark_planned
 from mlc_dagster.settings import Settings
 from mlc_dagster.utils import table_metadata
 
@@ -98,7 +99,10 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     POs cost nothing. Outcomes (synced / held / failed / deferred, with reasons) go to the
     ledger. Plans and writes holding the Procore company's write lock (procore/write_guard.py);
     when Procore is unavailable (the run's circuit breaker opens) the POs not tried are
-    recorded `deferred` and the step fails with "Procore unavailable since ...".
+    recorded `deferred` and the step fails with "Procore unavailable since ...". When the
+    rate-limit allowance is used up for longer than it may wait, or MLC_MAX_POS_PER_RUN is
+    reached, the rest is deferred too but the step ends green, `continuing`: the next run
+    takes over (procore/continuation.py). Progress is logged at least once a minute.
     """
     ensure_live("procore_commitments")
     settings = Settings.from_env()
@@ -114,20 +118,19 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
                                 commitment_plan_settings(settings), only_keys=only_keys,
                                 replay=config.replay)
         limit = config.max_pos or settings.max_pos_per_run
-        deferred = max(0, len(plan.writes) - limit)
+        over_limit = plan.writes[limit:]
         plan.writes = plan.writes[:limit]
         adopting = sum(w.action == "adopt" for w in plan.writes)
         context.log.info(f"commitments: {len(plan.writes)} to write ({adopting} adopting a "
                          f"hand-made twin), {len(plan.unchanged)} unchanged, "
-                         f"{len(plan.new_holds)} newly held, {deferred} deferred to the next run")
+                         f"{len(plan.new_holds)} newly held, {len(over_limit)} over "
+                         f"MLC_MAX_POS_PER_RUN ({limit}), continued by the next run")
         writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
                                   approved_policy=settings.approved_policy, breaker=breaker)
-        try:
-            outcomes = writer.run(plan)
-        except WaitTooLong as exc:
-            writer.flush()
-            raise dg.RetryRequested(max_retries=5,
-                                    seconds_to_wait=min(exc.seconds, 3600)) from None
+        outcomes = writer.run(plan)
+        writer.defer(over_limit, f"over MLC_MAX_POS_PER_RUN ({limit}): continued by the next run")
+        handed_over = hand_over(store, breaker, context.run.run_id,
+                                deferred=len(writer.deferred), over_limit=len(over_limit))
 
     rows = pd.DataFrame([
         {"po": o.po_number, "action": o.action, "status": o.status, "procore_id": o.procore_id,
@@ -147,8 +150,11 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
         "unchanged": len(plan.unchanged),
         "held": int((rows["status"] == "held").sum()) if len(rows) else 0,
         "failed": int((rows["status"] == "failed").sum()) if len(rows) else 0,
-        "deferred": deferred,  # over MLC_MAX_POS_PER_RUN: planned again by the next run
-        "deferred_procore_unavailable": len(writer.deferred),
+        "deferred": len(over_limit),  # over MLC_MAX_POS_PER_RUN: continued by the next run
+        "deferred_procore_unavailable": 0 if breaker.is_paused else len(writer.deferred),
+        "deferred_rate_limit": len(writer.deferred) if breaker.is_paused else 0,
+        **handed_over,
+        **{k: v for k, v in writer.progress.items() if k not in {"written", "remaining"}},
         "procore_calls": stats.total_calls,
         "procore_429s": stats.rate_limited,
         "rate_limit_wait_seconds": round(stats.waited_seconds, 1),
@@ -157,4 +163,5 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     }
     fail_if_unavailable(breaker, len(writer.deferred), {
         k: v for k, v in metadata.items() if k != "pos_touched"})
+    mark_planned(store, ENTITY, mapped_commitments.scope, complete=not config.replay)
     return dg.MaterializeResult(metadata=metadata)

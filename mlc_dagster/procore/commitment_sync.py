@@ -14,6 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
@@ -43,7 +44,9 @@ from mlc_dagster.procore.change_orders import (
     total_amount,
     unrepresentable_changes,
 )
+from mlc_dagster.procore.continuation import Progress
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
+from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.procore_client import ProcoreError
 
 ENTITY = "purchase_order"
@@ -311,7 +314,9 @@ class CommitmentWriter:
         self._contracts: dict[str, dict] = {}
         # no breaker given: one that never opens (unit tests, callers outside a run)
         self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
-        self.deferred: list[str] = []  # POs not tried: Procore unavailable
+        self.deferred: list[str] = []  # POs not tried: Procore unavailable or rate limit
+        self.over_limit: list[str] = []  # POs beyond the per-run limit, deferred untried
+        self.progress: dict = {}  # written / remaining / rate-limit window / ETA, at the end
         self._recorded: set[str] = set()  # POs with an outcome in this run
         self._mark = 0  # Procore calls made before the current record (attempt counting)
 
@@ -322,28 +327,46 @@ class CommitmentWriter:
             for change in plan.new_holds:
                 self.outcomes.append(WriteOutcome(change.key, change.project_id or 0, "hold",
                                                   "held", change.procore_id, change.reason))
-        total, done = len(plan.writes), 0
+        progress = Progress("commitments", len(plan.writes), self.log, self.client)
+        done = 0
         for writes in _by_project(plan.writes):
-            linked = self._link_twins([w for w in writes if w.adoption is not None])
-            contract_ids = self._sync_headers([w for w in writes if w.send_header and (
-                w.adoption is None or w.po_number in linked)])
-            for write in writes:
-                done += 1
-                if write.po_number in self._recorded:
-                    pass  # its header failed, was held or deferred
-                elif self.breaker.is_open:
-                    self._defer(write, contract_ids.get(write.po_number))
-                elif write.po_number in contract_ids or not write.send_header:
-                    self._mark = self._calls()
-                    self._sync_lines(write, contract_ids.get(write.po_number)
-                                     or (write.state.procore_id if write.state else None))
-                if done % self.flush_every == 0 or done == total:
-                    self.flush()
-                    self.log(f"commitments: {done}/{total} POs written; {self._stats_text()}")
+            contract_ids: dict[str, int] = {}
+            try:
+                linked = self._link_twins([w for w in writes if w.adoption is not None])
+                contract_ids = self._sync_headers([w for w in writes if w.send_header and (
+                    w.adoption is None or w.po_number in linked)])
+                for write in writes:
+                    if write.po_number in self._recorded:
+                        pass  # its header failed, was held or deferred
+                    elif self.breaker.stopped:
+                        self._defer(write, contract_ids.get(write.po_number))
+                    elif write.po_number in contract_ids or not write.send_header:
+                        self._mark = self._calls()
+                        self._sync_lines(write, contract_ids.get(write.po_number)
+                                         or (write.state.procore_id if write.state else None))
+                    done += 1
+                    if done % self.flush_every == 0:
+                        self.flush()
+                    progress.tick(done)
+            except WaitTooLong as exc:  # nothing was sent by the call that raised it
+                self.breaker.pause(datetime.fromtimestamp(exc.resume_at, UTC), exc.reason)
+                for write in writes:
+                    if write.po_number not in self._recorded:
+                        self._defer(write, contract_ids.get(write.po_number))
+                done = len(self._recorded)
         self.flush()
+        self.progress = progress.facts(len(plan.writes) - len(self.deferred))
+        if plan.writes:
+            progress.tick(len(plan.writes) - len(self.deferred), force=True)
         if self.deferred:
             self.log(f"commitments: {len(self.deferred)} PO(s) deferred: {self.breaker.reason()}")
         return self.outcomes
+
+    def defer(self, writes: list[CommitmentWrite], reason: str) -> None:
+        """Record `writes` as deferred without trying them (over the per-run limit)."""
+        for write in writes:
+            self._defer(write, reason=reason)
+        self.flush()
 
     def flush(self) -> None:
         """Write pending outcomes to the ledger (also called before giving up on a long wait)."""
@@ -365,7 +388,8 @@ class CommitmentWriter:
                      "records failed in a row, so nothing more is sent to Procore in this run "
                      "and every PO not tried yet is deferred to the next run")
 
-    def _defer(self, write: CommitmentWrite, contract_id: int | None = None) -> None:
+    def _defer(self, write: CommitmentWrite, contract_id: int | None = None, *,
+               reason: str | None = None) -> None:
         """Not tried: Procore is unavailable. Recorded `deferred` (not failed: no payload, no
         per-record retry), keeping what the ledger knew (summary, commitment id) so the next
         run updates the commitment instead of creating it. One event per record and outage:
@@ -374,9 +398,9 @@ class CommitmentWriter:
         procore_id = contract_id or (state.procore_id if state else None)
         if write.adoption is not None:
             procore_id = None  # as for a failure: the next run adopts the twin again
-        reason = self.breaker.reason()
+        (self.deferred if reason is None else self.over_limit).append(c.po_number)
+        reason = reason or self.breaker.reason()
         self._recorded.add(c.po_number)
-        self.deferred.append(c.po_number)
         self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "deferred",
                                           procore_id, reason, write.changes))
         if state and state.status == "deferred" and state.procore_id == procore_id:
@@ -402,7 +426,7 @@ class CommitmentWriter:
         linked = set()
         for write in writes:
             header = write.desired.header
-            if self.breaker.is_open:
+            if self.breaker.stopped:
                 self._defer(write)
                 continue
             if write.adoption.contract.get("origin_id") != header["origin_id"]:
@@ -436,7 +460,7 @@ class CommitmentWriter:
         for project_id, group in by_project.items():
             for start in range(0, len(group), SYNC_BATCH):
                 chunk = group[start:start + SYNC_BATCH]
-                if self.breaker.is_open:
+                if self.breaker.stopped:
                     for w in chunk:
                         self._defer(w)
                     continue

@@ -14,6 +14,11 @@ and 300 `failed` records. The breaker watches record outcomes instead:
 - once open it stays open for the run: writers stop sending and record the records they
   did not try as `deferred`, and the step ends red with `summary()`.
 
+The same object also carries the run's *pause*: when the rate-limit allowance is used up
+for longer than a step may wait (MLC_PROCORE_MAX_WAIT_SECONDS), the writers stop sending
+in the same way, but that is not an outage: the step ends green and hands the rest over
+to a continuation run (procore/continuation.py). `stopped` is either.
+
 Pure Python (no Dagster), so the writers and their unit tests share it.
 """
 
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from mlc_dagster.settings import env_int
 
 OUTAGE = "Procore unavailable"
+RATE_LIMITED = "Procore rate limit"
 DEFAULT_RECORDS = 3
 DEFAULT_ATTEMPTS = 12
 
@@ -67,10 +73,28 @@ class CircuitBreaker:
         self.since: datetime | None = None  # first failure of the current streak
         self.opened_at: datetime | None = None
         self.last_error: str | None = None
+        self.paused_until: datetime | None = None  # the rate-limit allowance returns then
+        self.pause_cause: str | None = None
 
     @property
     def is_open(self) -> bool:
         return self.opened_at is not None
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_until is not None and not self.is_open
+
+    @property
+    def stopped(self) -> bool:
+        """Whether writers must stop sending: an outage (open) or a rate-limit pause."""
+        return self.is_open or self.paused_until is not None
+
+    def pause(self, until: datetime, cause: str) -> None:
+        """Stop sending until `until` (the rate-limit allowance is used up); the first pause
+        of a run wins, later ones only move the time forward."""
+        if self.paused_until is None or until > self.paused_until:
+            self.paused_until = until
+        self.pause_cause = self.pause_cause or cause
 
     @property
     def streak(self) -> int:
@@ -107,7 +131,12 @@ class CircuitBreaker:
         return attempts > 0 and len(self._streak) >= 2 and sum(self._streak.values()) >= attempts
 
     def reason(self) -> str:
-        """What each deferred record carries: since when, and Procore's last answer."""
+        """What each deferred record carries: since when, and Procore's last answer (or, when
+        paused, that the rate limit stopped it and from when the next run continues)."""
+        if self.is_paused:
+            until = self.paused_until.strftime("%Y-%m-%d %H:%M:%S UTC")
+            return (f"{RATE_LIMITED}: allowance used up, continuing in the next run from {until} "
+                    f"({self.pause_cause})")
         since = (self.since or self.opened_at or self.clock()).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{OUTAGE} since {since}: {self.last_error or 'no answer'}"
 

@@ -8,7 +8,7 @@ flaky, rate-limited APIs can be tested with `httpx.MockTransport` and a fake clo
 - `compute_wait()` decides how long to wait before the next attempt. `Retry-After` wins,
   then `X-Rate-Limit-Reset` (429 only), then exponential backoff with full jitter.
 - Waits longer than a cap raise `WaitTooLong` rather than blocking a worker for minutes;
-  the Dagster layer turns that into `RetryRequested`.
+  the write steps hand the rest of their work over to a later run (procore/continuation.py).
 - Nothing here ever sees a header value in its output: records carry method, path (no
   query string), status and timings only.
 """
@@ -59,14 +59,23 @@ class RetryPolicy:
 class WaitTooLong(Exception):
     """A retry or pacing wait is longer than the caller is willing to block for.
 
-    `seconds` is how long to wait before trying again; callers reschedule the work
-    (Dagster: `RetryRequested(seconds_to_wait=...)`) instead of sleeping.
+    `seconds` is how long to wait before trying again, from `raised_at` (epoch seconds, the
+    sender's clock); callers reschedule the work instead of sleeping. Nothing was sent by
+    the attempt that raised it.
     """
 
-    def __init__(self, seconds: float, reason: str = "") -> None:
+    def __init__(self, seconds: float, reason: str = "", *, raised_at: float | None = None,
+                 pacing: bool = False) -> None:
         self.seconds = seconds
         self.reason = reason
+        self.raised_at = time.time() if raised_at is None else raised_at
+        self.pacing = pacing  # True: the rate-limit allowance is used up (not an error)
         super().__init__(f"need to wait {seconds:.1f}s before retrying" + (f": {reason}" if reason else ""))
+
+    @property
+    def resume_at(self) -> float:
+        """Epoch seconds from which the wait is over."""
+        return self.raised_at + self.seconds
 
 
 class WriteRefused(PermissionError):
@@ -259,7 +268,16 @@ class RatePacer:
         self.margin = margin
         self.clock = clock
         self._not_before = 0.0
+        self._spread = False  # whether _not_before only spreads a low (not empty) budget
+        self._held_until = 0.0
         self._lock = threading.Lock()
+        self.window: RateWindow | None = None  # the last rate-limit headers seen
+
+    def hold_until(self, epoch_seconds: float) -> None:
+        """Send nothing before `epoch_seconds`: a run that continues a handed-over backfill
+        knows when the allowance returns before it has seen a single header."""
+        with self._lock:
+            self._held_until = max(self._held_until, epoch_seconds)
 
     def observe(self, headers: httpx.Headers) -> None:
         limit = _header_number(headers, "x-rate-limit-limit")
@@ -267,21 +285,41 @@ class RatePacer:
         reset = _header_number(headers, "x-rate-limit-reset")
         if limit is None or remaining is None or reset is None:
             return
+        self.window = RateWindow(int(limit), int(remaining), reset)
         now = self.clock()
         until_reset = max(0.0, reset - now) + self.margin
+        spread = False
         if remaining <= 0:
             not_before = now + until_reset
         elif remaining <= max(self.min_remaining, limit * self.low_fraction):
-            not_before = now + until_reset / remaining
+            not_before, spread = now + until_reset / remaining, True
         else:
             not_before = 0.0
         with self._lock:
-            self._not_before = not_before
+            self._not_before, self._spread = not_before, spread
 
-    def delay(self) -> float:
-        """Seconds to sleep before the next request may be sent."""
+    def delay(self, cap: float | None = None) -> float:
+        """Seconds to sleep before the next request may be sent.
+
+        A spreading delay (budget low but not gone) longer than `cap` is dropped: the calls
+        left are sent now rather than given up by a caller that will not wait that long (at
+        600/h, spreading the last 25 calls over the hour would cost ~4 % of every hour of a
+        backfill). Gone budget and `hold_until` always count."""
         with self._lock:
-            return max(0.0, self._not_before - self.clock())
+            now = self.clock()
+            spread = max(0.0, self._not_before - now)
+            if self._spread and cap is not None and spread > cap:
+                spread = 0.0
+            return max(spread, self._held_until - now, 0.0)
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """What the last response said of the rate-limit window (X-Rate-Limit-*), for progress."""
+
+    limit: int
+    remaining: int
+    reset: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -407,9 +445,9 @@ class RetrySender:
         return next((reason for guard in self.guards if (reason := guard(request))), None)
 
     def _pace(self) -> float:
-        pause = self.pacer.delay() if self.pacer is not None else 0.0
+        pause = self.pacer.delay(cap=self.max_wait_seconds) if self.pacer is not None else 0.0
         if pause > 0:
-            self._wait(pause, "pacing by the rate-limit headers", retry=False)
+            self._wait(pause, "rate-limit allowance used up", retry=False)
         return pause
 
     def _attempt(self, request: httpx.Request, attempt: int, waited: float
@@ -427,7 +465,8 @@ class RetrySender:
 
     def _wait(self, seconds: float, reason: str, *, retry: bool) -> None:
         if seconds > self.max_wait_seconds:
-            raise WaitTooLong(seconds, f"{self.system}: {reason}")
+            raise WaitTooLong(seconds, f"{self.system}: {reason}", raised_at=self.clock(),
+                              pacing=not retry)
         self.stats.add_wait(seconds, retry)
         self.sleep(seconds)
 

@@ -11,6 +11,19 @@ from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.tls import check_url
 from mlc_dagster.settings import env_float, env_int, insecure_loopback_allowed
 
+# Set on a run that continues a hand-over at the rate limit (procore/continuation.py): the
+# epoch second from which its Procore client may send.
+NOT_BEFORE_TAG = "mlc/procore_not_before"
+
+
+def not_before(tags: dict[str, str]) -> float | None:
+    """The time a continuation run may send its first Procore call, from its tags."""
+    value = tags.get(NOT_BEFORE_TAG)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
 
 class ProcoreResource(dg.ConfigurableResource):
     """OAuth client credentials, pacing by rate-limit headers, retries and batch sync.
@@ -31,6 +44,13 @@ class ProcoreResource(dg.ConfigurableResource):
     allow_insecure_loopback: bool | None = None
 
     _client: ProcoreClient | None = PrivateAttr(default=None)
+    _not_before: float | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run continuing a hand-over at the rate limit (procore/continuation.py) carries
+        the time the allowance returns; its client sends nothing before then."""
+        run = context.run
+        self._not_before = not_before(run.tags) if run is not None else None
 
     def get_client(self) -> ProcoreClient:
         """One client per run (or sensor tick), so the token and pacing state are shared.
@@ -52,6 +72,8 @@ class ProcoreResource(dg.ConfigurableResource):
                 max_wait_seconds=(self.max_wait_seconds
                                   or env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0)),
             )
+            if self._not_before:
+                self._client.hold_until(self._not_before)
             if is_preview():
                 self._client.refuse_requests(procore_read_only(self._client.token_url))
         return self._client

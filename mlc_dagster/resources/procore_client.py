@@ -26,6 +26,7 @@ from mlc_dagster.resources.http_core import (
     Endpoint,
     HttpClientBase,
     RatePacer,
+    RateWindow,
     RequestRecord,
     RetryPolicy,
     RetrySender,
@@ -152,6 +153,15 @@ class ProcoreClient(HttpClientBase):
         self._token: Secret | None = None
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()
+
+    def hold_until(self, epoch_seconds: float) -> None:
+        """Send nothing before `epoch_seconds` (a continuation run, procore/continuation.py)."""
+        self._sender.pacer.hold_until(epoch_seconds)
+
+    @property
+    def rate_window(self) -> RateWindow | None:
+        """The rate-limit window as the last response described it (None before any call)."""
+        return self._sender.pacer.window
 
     def __repr__(self) -> str:
         return (f"ProcoreClient(api_url={self.api_url!r}, company_id={self.company_id}, "

@@ -4,11 +4,14 @@
 import hashlib
 import itertools
 import json
+import time
 
 import dagster as dg
 
 from mlc_dagster.jobs import sync_sage_x3_to_procore
 from mlc_dagster.preview.mode import is_preview, skip_reason
+from mlc_dagster.procore.continuation import lead_seconds, waiting_for_allowance
+from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.resources.sage_x3_client import CANONICAL_KEYS, DeltaCursor
 from mlc_dagster.settings import Settings
@@ -31,6 +34,9 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
     re-reads everything changed since its own stored stamps, so a tick that stops at
     MAX_PAGES_PER_TICK still leads to a complete sync.
 
+    While a backfill handed over at Procore's rate limit waits for its allowance, skips
+    without reading X3 (procore/continuation.py: the continuation run stages these changes).
+
     MLC_WRITE_MODE=preview: skips without reading X3 and leaves the cursor alone, so the
     first live tick still sees every change made meanwhile (and the run it requests plans from
     the ledger's whole X3 snapshot anyway, which a preview run's refresh only brings forward).
@@ -46,9 +52,12 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
         description=(f"Requests a sync run when Sage X3 {noun}s change "
                      "(update stamp + overlap window)."),
     )
-    def _sensor(context: dg.SensorEvaluationContext, sage_x3: SageX3Resource):
+    def _sensor(context: dg.SensorEvaluationContext, sage_x3: SageX3Resource,
+                ledger: LedgerResource):
         if is_preview():
             return dg.SkipReason(skip_reason(f"sensor {name}"))
+        if waiting := waiting_for_allowance(ledger.get_ledger(), time.time(), lead_seconds()):
+            return dg.SkipReason(waiting)  # cursor untouched: the changes stay to be seen
         headers, lines = load_cursors(context.cursor, entity)
         client = sage_x3.get_client()
         new = headers.advance(first_pages(client.changed(

@@ -13,6 +13,18 @@ from collections.abc import Callable
 
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.sage_x3_client import CANONICAL_KEYS, DeltaCursor
+from mlc_dagster.settings import env_int
+
+DEFAULT_READ_CONCURRENCY = 4
+
+
+def x3_read_concurrency() -> int:
+    """MLC_X3_READ_CONCURRENCY: detail reads (REST, one per changed document) in flight at
+    once. X3 web-service pools are small: raise it only if the pool has room."""
+    value = env_int("MLC_X3_READ_CONCURRENCY", DEFAULT_READ_CONCURRENCY)
+    if value < 1:
+        raise ValueError(f"MLC_X3_READ_CONCURRENCY must be at least 1, got {value}")
+    return value
 
 
 def cursor_name(entity: str) -> str:

@@ -8,7 +8,7 @@ half-synced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlc_dagster.sage_x3 import quarantine
 from mlc_dagster.sage_x3.schemas import PO_HEADER_SCHEMA, PO_LINE_SCHEMA
+from mlc_dagster.sage_x3.scope import StagingScope
 
 HEADER_TEXT = ["po_number", "supplier_code", "project_code", "currency", "site", "reference",
                "update_stamp"]
@@ -26,15 +27,37 @@ QUARANTINE_COLUMNS = quarantine.columns("po_number")
 
 @dataclass
 class StagedPurchaseOrders:
-    """Valid POs (headers + lines) and the quarantine explaining every held PO."""
+    """Valid POs (headers + lines) and the quarantine explaining every held PO; `scope` says
+    which POs of the snapshot these are (sage_x3/scope.py; None: not chosen by a run)."""
 
     headers: pd.DataFrame
     lines: pd.DataFrame
     quarantine: pd.DataFrame
+    scope: StagingScope | None = None
 
     @property
     def held_po_numbers(self) -> set[str]:
         return set(self.quarantine["po_number"])
+
+    @property
+    def po_numbers(self) -> set[str]:
+        """Every staged PO, valid or quarantined."""
+        return set(self.headers["po_number"]) | self.held_po_numbers
+
+    def plus(self, other: StagedPurchaseOrders) -> StagedPurchaseOrders:
+        """These POs and `other`'s (staged apart, e.g. loaded by key for invoices); the
+        scope stays this one's."""
+        return replace(self, headers=_concat(self.headers, other.headers),
+                       lines=_concat(self.lines, other.lines),
+                       quarantine=_concat(self.quarantine, other.quarantine))
+
+
+def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    if not len(second):
+        return first
+    if not len(first):
+        return second
+    return pd.concat([first, second], ignore_index=True)
 
 
 def stage_purchase_orders(records: list[dict]) -> StagedPurchaseOrders:

@@ -134,7 +134,9 @@ def test_seeded_invoices_become_requisitions_per_line_item_and_bad_ones_are_quar
     clear_calls(sandboxes["procore"], sandboxes["sage_x3"])
     second = run()
     assert api_writes(sandboxes["procore"]) == [] and api_writes(sandboxes["sage_x3"]) == []
-    assert materialization(second, "procore_requisitions")["unchanged"] == len(expected)
+    # only what can have changed is staged: the held and quarantined invoices, not the sent ones
+    assert materialization(second, "x3_purchase_invoices")["staged_invoices"] == 4
+    assert materialization(second, "procore_requisitions")["unchanged"] == 0
 
 
 def test_an_invoice_not_final_in_x3_waits_and_is_sent_once_it_is_posted(
@@ -255,7 +257,7 @@ def test_invoice_on_held_po_waits_then_syncs_with_it_and_a_missing_open_period_i
 
 
 def test_a_commitment_with_invoicing_disabled_holds_its_invoices_without_retrying_the_post(
-        sandboxes, run, sync_env):
+        sandboxes, run, sync_env, monkeypatch):
     x3, procore = X3Records(sandboxes["sage_x3"].url), ProcoreApi(sandboxes["procore"].url)
     ledger = Ledger(sync_env["ledger_url"])
     (po,) = SEED.requisitions_disabled_pos
@@ -268,8 +270,16 @@ def test_a_commitment_with_invoicing_disabled_holds_its_invoices_without_retryin
     assert state.reason.startswith("invoicing is not enabled on this commitment in Procore")
     assert f"X3:PI:{number}:{po}" not in procore.all_requisitions()
 
+    show = f"/rest/v1.0/purchase_order_contracts/{contract_of(procore, po)['id']}"
     clear_calls(sandboxes["procore"])
-    run()  # the commitment is read first: no refused POST on every poll, no new event
+    run()  # within MLC_INVOICING_RECHECK_SECONDS (1 h) of the last try: not even read
+    assert not sandbox_calls(sandboxes["procore"], path=show)
+    assert not sandbox_calls(sandboxes["procore"], method="POST", path=REQUISITIONS)
+
+    monkeypatch.setenv("MLC_INVOICING_RECHECK_SECONDS", "0")
+    clear_calls(sandboxes["procore"])
+    run()  # re-checked: the commitment is read first, no refused POST, no new event
+    assert sandbox_calls(sandboxes["procore"], method="GET", path=show)
     assert not sandbox_calls(sandboxes["procore"], method="POST", path=REQUISITIONS)
     assert len(ledger.events("purchase_invoice", number)) == 1
 
@@ -284,7 +294,7 @@ def test_invoice_sensor_requests_one_run_per_new_invoice_and_the_po_sensor_stays
     from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
 
     x3, procore = X3Records(sandboxes["sage_x3"].url), ProcoreApi(sandboxes["procore"].url)
-    resources = {"sage_x3": build_resources()["sage_x3"]}
+    resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
 
     def tick(sensor, cursor):
         with dg.build_sensor_context(instance=run.instance, cursor=cursor,

@@ -161,12 +161,14 @@ def test_preview_mode_launches_nothing_and_every_writer_refuses(sandboxes, run, 
     clear_calls(sandboxes["procore"], sandboxes["sage_x3"])
     for sensor in defs.sensors:
         with dg.build_sensor_context(instance=run.instance, cursor="untouched",
-                                     resources={"sage_x3": resources["sage_x3"]}) as context:
+                                     resources={"sage_x3": resources["sage_x3"],
+                                                "ledger": resources["ledger"]}) as context:
             tick = sensor.evaluate_tick(context)
         assert not tick.run_requests and tick.cursor in (None, "untouched"), sensor.name
         assert tick.skip_message.startswith("MLC_WRITE_MODE=preview: sensor"), tick.skip_message
     for schedule in defs.schedules:
-        with dg.build_schedule_context(instance=run.instance) as context:
+        with dg.build_schedule_context(instance=run.instance,
+                                       resources={"ledger": resources["ledger"]}) as context:
             tick = schedule.evaluate_tick(context)
         assert not tick.run_requests and "MLC_WRITE_MODE=preview" in tick.skip_message
     assert sandbox_calls(sandboxes["sage_x3"]) == []  # the sensors did not even read X3
@@ -198,10 +200,12 @@ def test_preview_mode_launches_nothing_and_every_writer_refuses(sandboxes, run, 
 
     monkeypatch.setenv("MLC_WRITE_MODE", "live")  # the same ticks launch runs when live
     tick_schedule = defs.resolve_schedule_def("sync_sage_x3_to_procore_fallback")
-    with dg.build_schedule_context(instance=run.instance) as context:
+    with dg.build_schedule_context(instance=run.instance,
+                                   resources={"ledger": resources["ledger"]}) as context:
         assert len(tick_schedule.evaluate_tick(context).run_requests) == 1
     with dg.build_sensor_context(instance=run.instance, cursor=None,
-                                 resources={"sage_x3": resources["sage_x3"]}) as context:
+                                 resources={"sage_x3": resources["sage_x3"],
+                                                "ledger": resources["ledger"]}) as context:
         assert defs.resolve_sensor_def("x3_purchase_order_changes").evaluate_tick(
             context).run_requests
 

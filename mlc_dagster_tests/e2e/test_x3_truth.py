@@ -94,7 +94,7 @@ def test_sensor_requests_a_run_for_a_line_only_change(sandboxes, sync_env):
     from mlc_dagster.definitions import build_resources
     from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
 
-    resources = {"sage_x3": build_resources()["sage_x3"]}
+    resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
     x3 = X3Driver(sandboxes["sage_x3"].url)
     with dg.instance_for_test() as instance:
         def tick(cursor):

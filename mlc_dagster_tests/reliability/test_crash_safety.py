@@ -693,7 +693,7 @@ def _new_po(world: World, number: str) -> None:
 def test_sensor_tick_lost_before_its_cursor_is_stored_requests_the_change_again(world):
     from mlc_dagster.definitions import build_resources
 
-    resources = {"sage_x3": build_resources()["sage_x3"]}
+    resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
     instance = dg.DagsterInstance.ephemeral()
     stored = _idle_cursor(instance, resources)
     world.sync()  # everything seeded is in Procore
@@ -732,7 +732,7 @@ def test_late_committed_change_inside_the_overlap_is_not_skipped(world):
     transaction) is still read: by the sensor and by the run's own delta read."""
     from mlc_dagster.definitions import build_resources
 
-    resources = {"sage_x3": build_resources()["sage_x3"]}
+    resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
     instance = dg.DagsterInstance.ephemeral()
     stored = _idle_cursor(instance, resources)
     world.sync()

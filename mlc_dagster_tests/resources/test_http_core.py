@@ -321,3 +321,34 @@ def test_redact_replaces_every_secret():
     text = "token abc123 and secret s3cr3t and abc123 again"
     assert redact(text, ["abc123", Secret("s3cr3t"), None, ""]) == \
         "token [REDACTED] and secret [REDACTED] and [REDACTED] again"
+
+
+def test_pacer_sends_a_low_budget_now_rather_than_spreading_it_beyond_the_cap():
+    """At 600/h the last 25 calls spread over ~50 min would cost > 120 s each: a step that
+    will not wait that long sends them now, and stops only when nothing remains."""
+    clock = FakeClock()
+    pacer = RatePacer(clock=clock, margin=0.0)
+    pacer.observe(rate_headers(600, 25, NOW + 3000))
+    assert pacer.delay() == pytest.approx(120.0)
+    assert pacer.delay(cap=119.0) == 0.0
+    pacer.observe(rate_headers(600, 0, NOW + 3000))
+    assert pacer.delay(cap=119.0) == pytest.approx(3000.0)
+
+
+def test_pacer_holds_until_a_given_time_before_any_header():
+    clock = FakeClock()
+    pacer = RatePacer(clock=clock, margin=0.0)
+    pacer.hold_until(NOW + 30)
+    assert pacer.delay(cap=1.0) == pytest.approx(30.0)
+    clock.now += 30
+    assert pacer.delay() == 0.0
+
+
+def test_a_pacing_stop_says_when_it_may_resume():
+    clock = FakeClock()
+    script = Script(httpx.Response(200, headers=rate_headers(600, 0, NOW + 1800)))
+    send, _ = sender(script, clock, pacer=RatePacer(clock=clock, margin=0.0), max_wait_seconds=120)
+    send.send(get())
+    with pytest.raises(WaitTooLong) as caught:
+        send.send(get())
+    assert caught.value.pacing and caught.value.resume_at == pytest.approx(NOW + 1800)

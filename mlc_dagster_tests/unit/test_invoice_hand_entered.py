@@ -4,6 +4,7 @@ must predict exactly the action the writer then records."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -341,3 +342,31 @@ def test_an_adopted_twin_then_differing_in_x3_is_held_like_a_sent_invoice():
     assert sent_differences(summary, invoice(amount="11.00")) == [
         "PO PO1 line 1000: amount 10.00 -> 11.00",
         "total in Procore 10.00, in Sage X3 now 11.00 (difference +1.00)"]
+
+
+def test_an_invoice_awaiting_invoicing_is_tried_again_only_when_rechecking_or_changed(ledger):
+    """Nothing in X3 says when someone enables invoicing in Procore: between re-checks
+    (MLC_INVOICING_RECHECK_SECONDS) such a hold costs no call; an X3 change is tried at once.
+    The preview plans it the same way."""
+    desired = desired_of(two_line_invoice())
+    procore = PreviewProcore(invoicing=False)
+    RequisitionWriter(procore, ledger, "r1").run(
+        plan_requisition_writes(desired, {}, {"PO1": adopted_po()}))
+    state = ledger.states("purchase_invoice")["PI1"]
+    assert state.status == "held" and state.summary["invoicing_disabled"]
+
+    quiet = plan_requisition_writes(desired, {"PI1": state}, {"PO1": adopted_po()},
+                                    recheck_invoicing=False)
+    assert (quiet.writes, quiet.awaiting_invoicing, quiet.new_holds) == ([], ["PI1"], [])
+    preview = preview_requisition_plan(desired, {"PI1": state}, {"PO1": adopted_po()},
+                                       {"PO1": ("update", 900)}, {"PO1": 10},
+                                       recheck_invoicing=False)
+    assert preview.plan.writes == [] and preview.plan.awaiting_invoicing == ["PI1"]
+
+    rechecked = plan_requisition_writes(desired, {"PI1": state}, {"PO1": adopted_po()})
+    assert [w.invoice.invoice_number for w in rechecked.writes] == ["PI1"]
+    amended = desired_of(two_line_invoice(amounts=("7.00", "4.00")))
+    amended.invoices[0] = dataclasses.replace(amended.invoices[0], x3_stamp="2027-01-02T00:00:00")
+    changed = plan_requisition_writes(amended, {"PI1": state}, {"PO1": adopted_po()},
+                                      recheck_invoicing=False)
+    assert [w.invoice.invoice_number for w in changed.writes] == ["PI1"]

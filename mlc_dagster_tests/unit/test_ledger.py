@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -268,7 +269,8 @@ def test_reopening_the_ledger_keeps_everything(ledger_url):
 EXERCISED = {"apply", "states", "keys_with_status", "events", "events_for_run", "upsert_snapshot",
              "mark_deleted", "snapshot", "snapshot_stamps", "snapshot_keys", "deleted_keys",
              "get_cursor", "set_cursor", "dispose", "set_lock_holder", "lock_holder",
-             "clear_lock_holder"}
+             "clear_lock_holder", "snapshot_records", "snapshot_changed_keys",
+             "unsettled_snapshot_keys", "unrecorded_snapshot_keys", "snapshot_keys_with_line_value"}
 
 
 def test_no_ledger_method_updates_or_deletes_events(ledger):
@@ -299,6 +301,11 @@ def test_no_ledger_method_updates_or_deletes_events(ledger):
     ledger.snapshot_stamps(PO)
     ledger.snapshot_keys(PO)
     ledger.deleted_keys(PO)
+    ledger.snapshot_records(PO, ["PO1", "PO2"])
+    ledger.snapshot_changed_keys(PO, datetime(2000, 1, 1, tzinfo=UTC), include_deleted=True)
+    ledger.unsettled_snapshot_keys(PO)
+    ledger.unrecorded_snapshot_keys(PO)
+    ledger.snapshot_keys_with_line_value(PO, "po_number", ["PO1"])
     ledger.set_cursor("c", "1")
     ledger.set_cursor("c", "2")
     ledger.get_cursor("c")
