@@ -33,10 +33,11 @@ the floor is wrong.
 
 A no-change run, and the same run one fallback-schedule gap (900 s) later, must make no
 Procore call and no write on either system. The X3 side is checked from the call log and by a
-digest of every X3 record. One gap is known and reported apart (strict xfail below): an
-invoice held because its commitment refuses invoices costs a token and a read of that
-commitment on every run. Each delta run stays at its own floor (a token, one header sync per
-project touched, one line-item sync per amended PO) plus that same known gap.
+digest of every X3 record. Invoices held because their commitment refuses invoices are
+re-checked at most every MLC_INVOICING_RECHECK_SECONDS (1 h), not on every run (until issue
+15 that cost a token and a read per such commitment on every run: the former known gap, now
+0). Each delta run stays at its own floor (a token, one header sync per project touched, one
+line-item sync per amended PO).
 
 Each guard is also shown to fail: a writer that syncs lines twice, the old 600 s reuse window
 (the fallback run 900 s later re-reads the reference data), reference data that is never
@@ -82,9 +83,9 @@ def smoke(tmp_path_factory):
     return results, json_path, md_path
 
 
-def known_noop_gap(results) -> dict[str, int]:
-    """The re-check of commitments that refuse invoices, counted from the seed (Floor.recheck):
-    a token and one read of PO26000013's commitment on this seed."""
+def hourly_recheck(results) -> dict[str, int]:
+    """What the hourly re-check of invoices held on commitments that refuse invoices costs,
+    counted from the seed (Floor.recheck): a token and one read of PO26000013's commitment."""
     return results["scenarios"]["backfill"]["floor"]["recheck"]
 
 
@@ -147,10 +148,9 @@ def test_noop_run_makes_no_procore_call_and_writes_nothing(smoke):
         noop = results["scenarios"][key]
         assert noop["success"] and noop["fallback_tick"]["success"]
         assert noop["fallback_tick"]["later_s"] == 900
-        assert known_noop_gap(results) == {call_floor.CONTRACT_READ: 1, call_floor.TOKEN: 1}
-        assert noop["known_gap"] == known_noop_gap(results)
-        assert bench.noop_violations(noop, known_noop_gap(results)) == []
-        assert noop["violations_beyond_known_gap"] == []
+        assert hourly_recheck(results) == {call_floor.CONTRACT_READ: 1, call_floor.TOKEN: 1}
+        assert bench.noop_violations(noop) == []  # no tolerance left: 0 Procore calls
+        assert noop["procore"]["total"] == noop["fallback_tick"]["procore"]["total"] == 0
         for run in (noop, noop["fallback_tick"]):
             assert run["procore"]["writes"] == 0 and run["x3"]["writes"] == 0
             assert run["x3_state_unchanged"] is True
@@ -166,30 +166,16 @@ def test_noop_run_makes_no_procore_call_and_writes_nothing(smoke):
         assert poll["x3"]["total"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap, reported to the invoice flow's owners: an invoice held because its commitment "
-    "refuses invoices re-reads that commitment (and fetches a token) on every run, so a "
-    "no-change run costs 1 + one call per such commitment (+ one listing per project with 5 "
-    "or more: 109 calls per run at the benchmark's 5,000 POs)"))
-def test_noop_run_makes_no_procore_call_at_all(smoke):
-    results, _, _ = smoke
-    assert bench.noop_violations(results["scenarios"]["noop"]) == []
-
-
 def test_delta_runs_stay_at_their_floor(smoke):
     results, _, _ = smoke
     delta = results["scenarios"]["delta"]
     assert [r["fraction"] for r in delta["runs"]] == [0.05, 0.1]
-    gap = Counter(known_noop_gap(results))
-    gap.pop(call_floor.TOKEN, None)  # the delta floor counts the token already
     for run in delta["runs"]:
         assert run["success"]
-        over = run["floor_check"]["over"]
-        assert over == {e: n for e, n in gap.items() if n}, over
+        assert run["floor_check"]["over"] == {}
         assert run["floor_check"]["under"] == {}
         assert "calls_per_changed_po" in run
     assert "procore_calls" in delta["scaling"]
-    assert bench.to_markdown(results).count("(known gap)") == 2  # both no-change runs
 
 
 def test_staging_and_baseline_report(smoke):
@@ -289,11 +275,13 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     assert not any(v.startswith("sensor poll") for v in x3["violations"])
     monkeypatch.undo()
 
-    # 3. content hashes that never match: every PO is written again
+    # 3. content hashes that never match, every PO staged: every PO is written again
     from mlc_dagster.mapping import commitments
+    from mlc_dagster.sage_x3 import scope
 
     counter = iter(range(10**6))
     monkeypatch.setattr(commitments, "content_hash", lambda payload: f"changed-{next(counter)}")
+    monkeypatch.setattr(scope, "read_planned", lambda store, entity: None)
     rewrites = bench.bench_noop(small_session)
     assert "whole run: 21 Procore write(s)" in rewrites["violations"]  # 2 headers + 19 POs
     assert "run one fallback tick later: 21 Procore write(s)" in rewrites["violations"]

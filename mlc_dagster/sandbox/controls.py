@@ -10,7 +10,8 @@ upstream would.
   "status": 429, "count": 3, "retry_after": 1, "delay": 0, "drop": false}`; `route` is
   `"[METHOD ]path-regex"` matched with `re.search`; `count` = how many matching calls fail
   (`-1` = until cleared). `DELETE` clears all faults; `GET` lists them.
-- `GET/POST /_sandbox/config` -> token lifetime, hourly and spike limits, latency (ms), and
+- `GET/POST /_sandbox/config` -> token lifetime, hourly and spike limits and their window
+  lengths (seconds, floats: a benchmark compresses time), latency (ms), and
   `approved_lock` (Procore only): the company setting that locks Approved / Complete commitments,
   `x3_line_change_moves_header` (Sage X3 only, default false).
 - A simulated API may note facts about a call in `scope[CALL_NOTE]` (a dict); they are added to
@@ -48,7 +49,10 @@ class SandboxConfig:
     token_lifetime_seconds: int = 5400
     hourly_limit: int = 3600
     spike_limit: int = 1000
-    spike_window_seconds: int = 10
+    # Window lengths are floats so that a benchmark can compress time for both limits
+    # together (600 per 3600/C s and 25 per 10/C s); Procore's own are 3600 s and 10 s.
+    spike_window_seconds: float = 10.0
+    hourly_window_seconds: float = 3600.0
     latency_ms: int = 0
     # Procore: "Commitment Settings" company option (procore/documentation
     # tutorials/tutorial_financial_tools.md, "Record locking / Commitments"); on by default.

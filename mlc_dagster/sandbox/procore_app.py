@@ -374,7 +374,16 @@ class RateLimiter:
     """Procore's two fixed windows, hourly and spike, read live from SandboxConfig.
 
     A window opens at the first request after the previous one ended, so tests never
-    straddle a boundary by accident. Changing any limit resets both counters.
+    straddle a boundary by accident. Changing any limit or window length resets both
+    counters. Both lengths are configurable (`hourly_window_seconds`, default 3600, and
+    `spike_window_seconds`, default 10) and may be fractions of a second, so a benchmark
+    can compress time for both limits together.
+
+    `X-Rate-Limit-Reset` stays an integer epoch, as Procore sends it
+    (procore/documentation plan_your_app/rate_limiting.md): the end of the shown window
+    rounded up. With a compressed window the header can therefore name a moment up to 1 s
+    after the window really ends, and a client that waits for it waits up to 1 s longer
+    than it had to.
     """
 
     def __init__(self) -> None:
@@ -383,14 +392,15 @@ class RateLimiter:
         self._windows: list[_Window] = []
 
     def take(self, config: SandboxConfig) -> tuple[bool, dict[str, str]]:
-        settings = (config.hourly_limit, config.spike_limit, config.spike_window_seconds)
+        settings = (config.hourly_limit, config.spike_limit, config.spike_window_seconds,
+                    config.hourly_window_seconds)
         now = time.time()
         with self._lock:
             if settings != self._settings:
                 self._settings = settings
                 # Spike first: it is reported when both are equally close to exhaustion.
                 self._windows = [_Window(config.spike_window_seconds, config.spike_limit, now),
-                                 _Window(3600, config.hourly_limit, now)]
+                                 _Window(config.hourly_window_seconds, config.hourly_limit, now)]
             for window in self._windows:
                 if now >= window.start + window.length:
                     window.start, window.count = now, 0
