@@ -28,10 +28,15 @@ END = "<!-- performance-targets:end -->"
 def target_table(results: dict) -> str:
     """The rows with a target, as a markdown table, under a line naming the measurement."""
     rows = [r for r in summary_rows(results) if r["target"]]
-    git = results.get("git") or {}
-    when = str(results.get("started_at") or "")[:10]
-    lines = [f"Measured {when} on commit `{str(git.get('commit') or '?')[:7]}` "
-             f"(`benchmarks/results/{results.get('name', '?')}.json`):", "",
+    parts = results.get("merged_from") or [{
+        "name": results.get("name"), "commit": (results.get("git") or {}).get("commit"),
+        "started_at": results.get("started_at"), "scenarios": sorted(results["scenarios"])}]
+    used = {s.get("from_run", results.get("name")) for s in results["scenarios"].values()}
+    sources = "; ".join(
+        f"`{p['name']}` ({', '.join(p['scenarios'])}) {str(p['started_at'])[:10]} on "
+        f"`{str(p['commit'] or '?')[:7]}`" for p in parts if p["name"] in used)
+    lines = [f"From `benchmarks/results/{results.get('name', '?')}.json`, merged from: "
+             f"{sources}.", "",
              "| Scenario | Metric | Value | Target | Met |", "|---|---|---|---|---|"]
     lines += [f"| {r['scenario']} | {r['metric']} | {r['value']} | {r['target']} | {r['met']} |"
               for r in rows]

@@ -976,11 +976,14 @@ def prepare_staging(cfg: BenchConfig, workdir: Path) -> dict:
         frame,
     )
     from mlc_dagster.resources.sage_x3_client import SageX3RestClient
+    from mlc_dagster.sandbox.sage_x3_app import PORDER, _rest_row
 
     workdir.mkdir(parents=True, exist_ok=True)
     seed = build_seed_for(cfg, "staging")
+    # As the sandbox serves a `$details` row: since issue 13 a line's GL account is in the
+    # PORDERC member, not on the line (a bare seed record would stage with no mapping key).
     converter = SageX3RestClient("http://127.0.0.1:9", "SEED", "user", "password")
-    records = [converter._from_rest("purchase_order", {**po, "PORDERQ": po["lines"]},
+    records = [converter._from_rest("purchase_order", _rest_row(PORDER, po, with_lines=True),
                                     with_lines=True) for po in seed.x3_purchase_orders]
     converter.close()
     ledger_url = f"sqlite:///{workdir / 'staging_ledger.sqlite'}"

@@ -182,6 +182,10 @@ def test_staging_and_baseline_report(smoke):
     results, _, _ = smoke
     staging = results["scenarios"]["staging"]
     assert staging["lines"] == 2 * 10 * 3
+    # the records are what the X3 client makes of a `$details` row: they stage and map (until
+    # issue 15 every one was quarantined for a blank mapping key, and nothing noticed)
+    assert staging["valid_pos"] == staging["pos"] == staging["commitments"] + staging["held_pos"]
+    assert staging["commitments"] > 0 and staging["hashes"] == staging["commitments"]
     assert staging["peak_rss_mib"] > 0
     assert set(staging["phases"]) == {"snapshot_load", "staging_and_validation", "mapping",
                                       "content_hashes"}

@@ -13,6 +13,7 @@ of ours. `ping` must list each warning with counts and examples, exit 0 on warni
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -299,11 +300,14 @@ def test_a_nearly_spent_rate_limit_is_a_warning_with_the_numbers(day_one):
     found = by_check(rows)
     limit = found["procore rate limit"]
     assert limit.level == WARN, limit
-    assert limit.detail.startswith("limit 50, remaining 4 (resets in ")  # after ping's token
+    # 4 left after ping's token; ping's reads spend them rather than spread them over the
+    # hour (a wait it would not sit through), so the row shows what the last answer said
+    assert re.match(r"limit 50, remaining [0-4] \(resets in ", limit.detail), limit.detail
     assert "less than 10% left" in limit.detail and "wait for the reset" in limit.fix
-    company = found["procore company access"]
-    assert company.level == FAIL and "WaitTooLong" in company.detail
-    assert "rate limit" in company.fix
+    # the reads made after the allowance ran out fail, saying why (which ones depends on how
+    # many of the 4 calls left ping's earlier reads used)
+    waited = [r for r in rows if r.level == FAIL and "WaitTooLong" in r.detail]
+    assert waited and all("rate limit" in r.fix for r in waited), rows
     assert exit_code(rows) == 1
 
 
