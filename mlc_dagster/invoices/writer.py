@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 
 from mlc_dagster.invoices.requisitions import (
@@ -144,7 +144,7 @@ class RequisitionWriter:
 
     def _pause(self, exc: WaitTooLong) -> None:
         """The rate-limit allowance is out for longer than a step may wait: stop sending."""
-        self.breaker.pause(datetime.fromtimestamp(exc.resume_at, UTC), exc.reason)
+        self.breaker.pause(exc.resume_at, exc.reason)
 
     # --- the circuit breaker: outcomes in, `deferred` out ---------------------------------
 

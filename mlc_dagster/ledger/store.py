@@ -193,6 +193,13 @@ class Ledger:
         with self.engine.connect() as conn:
             return [row.key for row in conn.execute(query)]
 
+    def procore_ids(self, entity: str) -> set[int]:
+        """The Procore ids the ledger holds for `entity` (one column, not every state)."""
+        query = sa.select(sync_records.c.procore_id).where(
+            sync_records.c.entity == entity, sync_records.c.procore_id.is_not(None))
+        with self.engine.connect() as conn:
+            return {int(row.procore_id) for row in conn.execute(query)}
+
     def apply(self, changes: Iterable[Change], run_id: str | None) -> int:
         """Write new states and append their events atomically. Returns events written."""
         changes = list(changes)

@@ -22,6 +22,7 @@ from mlc_dagster.procore.reference import (
 )
 from mlc_dagster.procore.write_guard import company_write_lock, fail_if_unavailable, run_breaker
 from mlc_dagster.reference_data.freshness import recent_materialization
+from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.sage_x3.scope import mark_planned
@@ -114,9 +115,16 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
         if config.replay:
             only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, RETRIED_STATUSES))
             context.log.info(f"replay: {len(only_keys)} record(s) selected")
-        plan = plan_commitments(mapped_commitments, store, client,
-                                commitment_plan_settings(settings), only_keys=only_keys,
-                                replay=config.replay)
+        try:
+            plan = plan_commitments(mapped_commitments, store, client,
+                                    commitment_plan_settings(settings), only_keys=only_keys,
+                                    replay=config.replay)
+        except WaitTooLong as exc:  # a project scan met a used-up allowance: nothing written
+            breaker.pause(exc.resume_at, exc.reason)
+            handed_over = hand_over(store, breaker, context.run.run_id,
+                                    deferred=len(mapped_commitments.commitments), over_limit=0)
+            context.log.info(f"commitments: not planned, {breaker.reason()}")
+            return dg.MaterializeResult(metadata={**handed_over, "planned": False})
         limit = config.max_pos or settings.max_pos_per_run
         over_limit = plan.writes[limit:]
         plan.writes = plan.writes[:limit]

@@ -14,7 +14,6 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
@@ -349,7 +348,7 @@ class CommitmentWriter:
                         self.flush()
                     progress.tick(done)
             except WaitTooLong as exc:  # nothing was sent by the call that raised it
-                self.breaker.pause(datetime.fromtimestamp(exc.resume_at, UTC), exc.reason)
+                self.breaker.pause(exc.resume_at, exc.reason)
                 for write in writes:
                     if write.po_number not in self._recorded:
                         self._defer(write, contract_ids.get(write.po_number))
@@ -399,17 +398,9 @@ class CommitmentWriter:
         if write.adoption is not None:
             procore_id = None  # as for a failure: the next run adopts the twin again
         (self.deferred if reason is None else self.over_limit).append(c.po_number)
-        reason = reason or self.breaker.reason()
-        self._recorded.add(c.po_number)
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "deferred",
-                                          procore_id, reason, write.changes))
-        if state and state.status == "deferred" and state.procore_id == procore_id:
-            return
-        self.batch.add(Change(
-            entity=ENTITY, key=c.po_number, status="deferred", action="defer", reason=reason,
-            procore_id=procore_id, project_id=c.project_id, content_hash=None,
-            x3_stamp=c.x3_stamp, summary=state.summary if state else None,
-            changes={"summary": write.changes}))
+        self._unsent(write, "deferred", "defer", reason or self.breaker.reason(), procore_id,
+                     again=bool(state and state.status == "deferred"
+                                and state.procore_id == procore_id))
 
     def _stats_text(self) -> str:
         stats = getattr(self.client, "stats", None)
@@ -886,16 +877,24 @@ class CommitmentWriter:
     def _hold(self, write: CommitmentWrite, reason: str, contract_id: int | None = None) -> None:
         """Held with the reason; the X3 change stays pending (no content hash), and the same
         hold is not appended again on every run that retries it."""
-        c = write.desired
         state = write.state
-        procore_id = contract_id or (state.procore_id if state else None)
+        self._unsent(write, "held", "hold", reason,
+                     contract_id or (state.procore_id if state else None),
+                     again=bool(state and state.status == "held" and state.reason == reason))
+
+    def _unsent(self, write: CommitmentWrite, status: str, action: str, reason: str,
+                procore_id: int | None, *, again: bool) -> None:
+        """A PO with nothing sent for it this run (held or deferred): its outcome, and one
+        ledger event unless `again` (the same outcome is already recorded). No content hash,
+        so the X3 change stays pending; the ledger's summary is kept."""
+        c, state = write.desired, write.state
         self._recorded.add(c.po_number)
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "held",
+        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, status,
                                           procore_id, reason, write.changes))
-        if state and state.status == "held" and state.reason == reason:
+        if again:
             return
         self.batch.add(Change(
-            entity=ENTITY, key=c.po_number, status="held", action="hold", reason=reason,
+            entity=ENTITY, key=c.po_number, status=status, action=action, reason=reason,
             procore_id=procore_id, project_id=c.project_id, content_hash=None, x3_stamp=c.x3_stamp,
             summary=state.summary if state else None,
             changes={"summary": write.changes}, request_id=self._request_ids.get(c.po_number),

@@ -85,7 +85,7 @@ def adopt_twins(plan: CommitmentPlan, store: Ledger, client, settings: Commitmen
     if not creates:
         return
     scans = store.states(SCAN_ENTITY, [str(p) for p in creates])
-    taken = {s.procore_id for s in store.states(ENTITY).values() if s.procore_id}
+    taken = store.procore_ids(ENTITY)
     dropped: set[str] = set()
     for project_id, writes in creates.items():
         scan = scans.get(str(project_id))

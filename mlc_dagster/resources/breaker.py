@@ -89,9 +89,11 @@ class CircuitBreaker:
         """Whether writers must stop sending: an outage (open) or a rate-limit pause."""
         return self.is_open or self.paused_until is not None
 
-    def pause(self, until: datetime, cause: str) -> None:
-        """Stop sending until `until` (the rate-limit allowance is used up); the first pause
-        of a run wins, later ones only move the time forward."""
+    def pause(self, until: datetime | float, cause: str) -> None:
+        """Stop sending until `until` (a datetime or epoch seconds: the rate-limit allowance
+        is used up); the first pause's cause wins, later ones only move the time forward."""
+        if not isinstance(until, datetime):
+            until = datetime.fromtimestamp(until, UTC)
         if self.paused_until is None or until > self.paused_until:
             self.paused_until = until
         self.pause_cause = self.pause_cause or cause

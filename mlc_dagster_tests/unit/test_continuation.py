@@ -121,3 +121,12 @@ def test_progress_reports_at_most_once_per_interval_with_window_and_eta(monkeypa
 def test_progress_has_no_eta_before_anything_was_written():
     progress = Progress("requisitions", 10, lambda _m: None, None, every=60, clock=lambda: NOW)
     assert "eta" not in progress.facts(0) and progress.facts(0)["remaining"] == 10
+
+
+def test_a_pause_takes_the_epoch_a_wait_too_long_names():
+    by_epoch = CircuitBreaker(BreakerSettings())
+    by_epoch.pause(NOW + 3000, "procore: rate-limit allowance used up")
+    assert by_epoch.paused_until == paused_breaker().paused_until
+    by_epoch.pause(NOW + 10, "later, shorter")  # never moves back; the first cause stays
+    assert by_epoch.paused_until == paused_breaker().paused_until
+    assert "(procore: rate-limit allowance used up)" in by_epoch.reason()

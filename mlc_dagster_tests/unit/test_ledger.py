@@ -121,6 +121,13 @@ def test_keys_with_status(ledger):
     assert ledger.keys_with_status("invoice", ["failed"]) == []
 
 
+def test_procore_ids_are_the_ids_held_for_an_entity(ledger):
+    ledger.apply([change("A", procore_id=HUGE), change("B", "held", "hold"),
+                  change("C", procore_id=7)], "r")
+    assert ledger.procore_ids(PO) == {HUGE, 7}
+    assert ledger.procore_ids("invoice") == set()
+
+
 def test_long_keys_and_unicode_reasons(ledger):
     key = "K" * 200
     ledger.apply([change(key, reason="✓ " * 5000)], "r")
@@ -266,7 +273,8 @@ def test_reopening_the_ledger_keeps_everything(ledger_url):
 
 # --- the event log is append-only: no statement of the API rewrites it -----------------------
 
-EXERCISED = {"apply", "states", "keys_with_status", "events", "events_for_run", "upsert_snapshot",
+EXERCISED = {"apply", "states", "keys_with_status", "procore_ids", "events", "events_for_run",
+             "upsert_snapshot",
              "mark_deleted", "snapshot", "snapshot_stamps", "snapshot_keys", "deleted_keys",
              "get_cursor", "set_cursor", "dispose", "set_lock_holder", "lock_holder",
              "clear_lock_holder", "snapshot_records", "snapshot_changed_keys",
@@ -291,6 +299,7 @@ def test_no_ledger_method_updates_or_deletes_events(ledger):
     ledger.states(PO)
     ledger.states(PO, ["PO1"])
     ledger.keys_with_status(PO, ["failed"])
+    ledger.procore_ids(PO)
     ledger.events(PO, "PO1")
     ledger.events_for_run("run-1")
     ledger.upsert_snapshot(PO, [po_record("PO1", "s1"), po_record("PO2", "s1")], "po_number")
