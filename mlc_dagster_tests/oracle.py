@@ -97,6 +97,17 @@ def same_reference(a: object, b: object) -> bool:
 
 # --- HTTP readers -----------------------------------------------------------------------------
 
+def retry_pause(response: httpx.Response) -> float:
+    """Seconds a polite client waits before asking again (Retry-After, else the rate reset)."""
+    retry_after = dec(response.headers.get("Retry-After"))
+    if retry_after is not None:
+        return float(max(retry_after, Decimal("0.1")))
+    reset = dec(response.headers.get("X-Rate-Limit-Reset"))
+    if reset is not None and response.status_code == 429:
+        return max(0.1, float(reset) - time.time())
+    return 0.5
+
+
 class _Reader:
     """GETs with the waits a polite client makes (429/5xx retried, a few times)."""
 
@@ -118,7 +129,7 @@ class _Reader:
             if response.status_code == 401 and self._refresh():
                 continue
             if response.status_code == 429 or response.status_code >= 500:
-                pause = self._pause(response)
+                pause = retry_pause(response)
                 if waited + pause > MAX_WAIT or attempt == 7:
                     response.raise_for_status()
                 time.sleep(pause)
@@ -131,15 +142,6 @@ class _Reader:
     def _refresh(self) -> bool:
         return False
 
-    @staticmethod
-    def _pause(response: httpx.Response) -> float:
-        retry_after = dec(response.headers.get("Retry-After"))
-        if retry_after is not None:
-            return float(max(retry_after, Decimal("0.1")))
-        reset = dec(response.headers.get("X-Rate-Limit-Reset"))
-        if reset is not None and response.status_code == 429:
-            return max(0.1, float(reset) - time.time())
-        return 0.5
 
     def close(self) -> None:
         self.http.close()

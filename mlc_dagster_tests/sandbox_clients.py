@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import httpx
 
 from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
+from mlc_dagster_tests.oracle import MAX_WAIT, retry_pause
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
@@ -26,6 +29,24 @@ def run_sync(job_name: str = "sync_sage_x3_to_procore", **run_config):
     return result
 
 
+class RateLimitedTransport(httpx.HTTPTransport):
+    """Waits out a 429 like any client of Procore must: a test reading right after a run that
+    used most of the spike window would otherwise read the error body as data."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        waited = 0.0
+        while True:
+            response = super().handle_request(request)
+            if response.status_code != 429:
+                return response
+            pause = retry_pause(response)
+            if waited + pause > MAX_WAIT:
+                return response
+            response.close()
+            time.sleep(pause)
+            waited += pause
+
+
 class ProcoreReader:
     """Reads Procore sandbox state the way any API client would."""
 
@@ -34,25 +55,29 @@ class ProcoreReader:
             "grant_type": "client_credentials",
             "client_id": SANDBOX_CREDENTIALS["procore_client_id"],
             "client_secret": SANDBOX_CREDENTIALS["procore_client_secret"]}).json()["access_token"]
-        self.http = httpx.Client(base_url=url, headers={
+        self.http = httpx.Client(base_url=url, transport=RateLimitedTransport(), headers={
             "Authorization": f"Bearer {token}", "Procore-Company-Id": str(COMPANY_ID)})
         self.company_id = COMPANY_ID
 
+    def _get(self, path: str, **params) -> list | dict:
+        response = self.http.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
     def projects(self):
-        return self.http.get("/rest/v1.0/projects", params={"company_id": self.company_id,
-                                                             "per_page": 1000}).json()
+        return self._get("/rest/v1.0/projects", company_id=self.company_id, per_page=1000)
 
     def contracts(self):
         out = []
         for project in self.projects():
-            page = self.http.get("/rest/v1.0/purchase_order_contracts",
-                                 params={"project_id": project["id"], "per_page": 1000}).json()
+            page = self._get("/rest/v1.0/purchase_order_contracts", project_id=project["id"],
+                             per_page=1000)
             out += [dict(c, project_id=project["id"]) for c in page]
         return out
 
     def line_items(self, contract):
-        return self.http.get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
-                             params={"project_id": contract["project_id"], "per_page": 1000}).json()
+        return self._get(f"/rest/v1.0/purchase_order_contracts/{contract['id']}/line_items",
+                         project_id=contract["project_id"], per_page=1000)
 
 
 class X3Driver:
