@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/mlc-dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[ui,sandbox,dev]"
 	touch $@
 
 ## Sandboxes + Dagster UI (http://127.0.0.1:3000) with the PO sensor on.

@@ -47,9 +47,9 @@ def simulate(calls: int | None = None, per_call_s: float = 0.058,
     """`calls`: None = the backfill floor of the benchmark's seed."""
     import httpx
 
-    import mlc_dagster.sandbox.procore_app as procore_app
+    import mlc_sandbox.procore_app as procore_app
     from mlc_dagster.resources.http_core import RatePacer
-    from mlc_dagster.sandbox.controls import SandboxConfig
+    from mlc_sandbox.controls import SandboxConfig
 
     if calls is None:
         from benchmarks.floor import backfill_floor

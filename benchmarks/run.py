@@ -215,7 +215,7 @@ class BenchConfig:
 
 
 def build_seed_for(cfg: BenchConfig, which: str = "sync"):
-    from mlc_dagster.sandbox.seed import build_seed
+    from mlc_sandbox.seed import build_seed
 
     scale = {"staging": cfg.staging_scale, "latency": cfg.latency_scale,
              "x3_load": cfg.x3_load_scale}.get(which, cfg.scale)
@@ -337,7 +337,7 @@ def machine_info() -> dict:
 
 @contextlib.contextmanager
 def started_sandboxes(seed_data):
-    from mlc_dagster.sandbox.server import running_sandboxes
+    from mlc_sandbox.server import running_sandboxes
 
     with running_sandboxes(seed_data=seed_data) as handles:
         yield handles
@@ -357,7 +357,7 @@ def configure(handles, *, latency_ms: int, x3_latency_ms: int, limits: RateLimit
 def sync_environment(handles, workdir: Path, extra: dict | None = None):
     """Like mlc_dagster_tests/conftest.py `sync_env`: sandbox URLs and credentials, a
     temporary SQLite ledger and DAGSTER_HOME, a writable copy of the GL mapping CSV."""
-    from mlc_dagster.sandbox.server import sandbox_env
+    from mlc_sandbox.server import sandbox_env
     from mlc_dagster.settings import sample_mapping_path
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -765,7 +765,7 @@ def amend_pos(x3_url: str, numbers: list[str]) -> None:
     """Through the X3 REST API: bump the revision and add 1 to the first line's quantity."""
     import httpx
 
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
 
     with httpx.Client(base_url=f"{x3_url}/api1/x3/erp/{creds['x3_endpoint']}",
                       auth=(creds["x3_user"], creds["x3_password"]), timeout=60) as http:
@@ -863,7 +863,7 @@ class NaiveProcoreWriter:
     def __init__(self, url: str, company_id: int) -> None:
         import httpx
 
-        from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+        from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
 
         token = httpx.post(f"{url}/oauth/token", data={
             "grant_type": "client_credentials", "client_id": creds["procore_client_id"],
@@ -897,8 +897,8 @@ def bench_baseline(cfg: BenchConfig, workdir: Path) -> dict:
     from mlc_dagster.resources.procore_client import ProcoreClient
     from mlc_dagster.resources.sage_x3_client import SageX3RestClient
     from mlc_dagster.sage_x3.staging import stage_purchase_orders
-    from mlc_dagster.sandbox.seed import COMPANY_ID
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+    from mlc_sandbox.seed import COMPANY_ID
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
     from mlc_dagster.settings import read_text, sample_mapping_path
 
     seed = build_seed_for(cfg)
@@ -976,7 +976,7 @@ def prepare_staging(cfg: BenchConfig, workdir: Path) -> dict:
         frame,
     )
     from mlc_dagster.resources.sage_x3_client import SageX3RestClient
-    from mlc_dagster.sandbox.sage_x3_app import PORDER, _rest_row
+    from mlc_sandbox.sage_x3_app import PORDER, _rest_row
 
     workdir.mkdir(parents=True, exist_ok=True)
     seed = build_seed_for(cfg, "staging")
@@ -1162,7 +1162,7 @@ def _walk_sensors(instance=None) -> dict[str, tuple[int, str]]:
 def _create_po(x3_url: str, number: str, template: dict, project: str) -> int:
     import httpx
 
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
 
     body = {k: v for k, v in template.items() if not k.startswith("$") and k != "PORDERQ"}
     body.update({"POHNUM": number, "PJTH": project, "REVNUM": 0, "CLEFLG": 1,
@@ -1181,7 +1181,7 @@ def _templates(handles, seed, count: int) -> list[dict]:
     """Open synced POs whose lines all map: their copies sync cleanly."""
     import httpx
 
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
 
     synced = _synced_contracts(handles["procore"])
     numbers = sorted(po for po, c in synced.items() if c["status"] == "Draft")[:count]
@@ -1203,8 +1203,8 @@ def bench_latency(cfg: BenchConfig, workdir: Path) -> dict:
 
     from benchmarks.latency import ProcoreApiWatcher
     from mlc_dagster.ledger.store import Ledger
-    from mlc_dagster.sandbox.seed import COMPANY_ID
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as creds
+    from mlc_sandbox.seed import COMPANY_ID
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
 
     rng = random.Random(cfg.seed + 4)
     workdir = workdir / "latency"

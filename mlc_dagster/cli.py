@@ -62,8 +62,19 @@ def _sandbox_args(parser: argparse.ArgumentParser) -> None:
                              "for the connector to adopt (default: on)")
 
 
+def _sandbox_server():
+    """The simulators' server module, or a clear hint when the sandbox extra is missing."""
+    try:
+        from mlc_sandbox import server
+    except ImportError as exc:
+        raise SystemExit(f"the sandboxes need the 'sandbox' extra ({exc.name} is missing): "
+                         "pip install 'mlc-dagster[sandbox,ui]'") from None
+    return server
+
+
 def cmd_sandbox(args) -> int:
-    from mlc_dagster.sandbox.server import ensure_loopback, serve_forever
+    server = _sandbox_server()
+    ensure_loopback, serve_forever = server.ensure_loopback, server.serve_forever
 
     ensure_loopback(args.host)
 
@@ -81,7 +92,9 @@ def cmd_sandbox(args) -> int:
 
 def cmd_demo(args) -> int:
     """Start the sandboxes, then `dagster dev` pointed at them with automation on."""
-    from mlc_dagster.sandbox.server import running_sandboxes, sandbox_env, write_env_file
+    server = _sandbox_server()
+    running_sandboxes, sandbox_env = server.running_sandboxes, server.sandbox_env
+    write_env_file = server.write_env_file
 
     home = Path(args.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)

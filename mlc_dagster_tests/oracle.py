@@ -56,7 +56,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, X3_CHART
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, X3_CHART
 
 CENT = Decimal("0.01")
 LOCKED = {"approved", "complete"}  # Procore locks the schedule of values of these

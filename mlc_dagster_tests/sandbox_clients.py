@@ -12,7 +12,7 @@ import time
 import dagster as dg
 import httpx
 
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 from mlc_dagster_tests.oracle import MAX_WAIT, retry_pause
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}

@@ -17,7 +17,7 @@ import pytest
 
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.procore.adoption import normalise_number
-from mlc_dagster.sandbox.server import running_sandboxes
+from mlc_sandbox.server import running_sandboxes
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,
     X3Records,

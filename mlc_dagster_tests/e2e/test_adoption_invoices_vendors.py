@@ -19,7 +19,7 @@ import pytest
 
 from mlc_dagster.invoices.requisitions import CHANGED_AFTER_SEND, normalise_invoice_number
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.sandbox.server import running_sandboxes
+from mlc_sandbox.server import running_sandboxes
 from mlc_dagster.suppliers.plan import norm_compact, norm_name
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,

@@ -33,7 +33,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Ledger, sync_events
-from mlc_dagster.sandbox.seed import COMPANY_ID, build_seed
+from mlc_sandbox.seed import COMPANY_ID, build_seed
 from mlc_dagster_tests.postgres import scratch_database
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,

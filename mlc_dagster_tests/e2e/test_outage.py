@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from mlc_dagster.resources.breaker import DEFAULT_RECORDS
-from mlc_dagster.sandbox.seed import SeedData, build_seed
+from mlc_sandbox.seed import SeedData, build_seed
 from mlc_dagster_tests.reliability.harness import (
     REPLAY_JOB,
     SYNC_JOB,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.sandbox.seed import UNMAPPED_GL_ACCOUNTS
+from mlc_sandbox.seed import UNMAPPED_GL_ACCOUNTS
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, X3Driver, run_sync
 from mlc_dagster_tests.sandbox_clients import ProcoreReader as Procore
@@ -24,7 +24,7 @@ def _expected_pos(seed_pos, vendors_with_origin):
 
 
 def test_seeded_run_syncs_every_valid_po_and_second_run_writes_nothing(sandboxes, sync_env):
-    from mlc_dagster.sandbox.seed import build_seed
+    from mlc_sandbox.seed import build_seed
 
     seed = build_seed(42, "small")
     expected = _expected_pos(seed.x3_purchase_orders, {v["origin_id"] for v in seed.vendors})

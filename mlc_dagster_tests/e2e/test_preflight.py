@@ -30,7 +30,7 @@ from mlc_dagster.preflight.golive import (
     tier_row,
     write_mode_row,
 )
-from mlc_dagster.sandbox.server import sandbox_env
+from mlc_sandbox.server import sandbox_env
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,

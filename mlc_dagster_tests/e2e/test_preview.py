@@ -26,7 +26,7 @@ from mlc_dagster.preview.mode import STEP_REFUSAL
 from mlc_dagster.preview.report import COLUMNS, NOT_WRITTEN
 from mlc_dagster.procore.adoption import SCAN_ENTITY
 from mlc_dagster.resources.http_core import WriteRefused
-from mlc_dagster.sandbox.server import running_sandboxes, sandbox_env
+from mlc_sandbox.server import running_sandboxes, sandbox_env
 from mlc_dagster.x3_import.settings import X3WriteSettings
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.e2e.flow_helpers import (

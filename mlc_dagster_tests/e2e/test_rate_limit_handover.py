@@ -21,7 +21,7 @@ import pytest
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.procore.continuation import read_continuation
 from mlc_dagster.resources.procore import NOT_BEFORE_TAG
-from mlc_dagster.sandbox.seed import SeedData, build_seed
+from mlc_sandbox.seed import SeedData, build_seed
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
     assert_converged,

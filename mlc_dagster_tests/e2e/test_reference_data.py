@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.sandbox import sage_x3_app
+from mlc_sandbox import sage_x3_app
 from mlc_dagster.suppliers.plan import supplier_code_for
 from mlc_dagster_tests.e2e import flow_helpers as flows
 from mlc_dagster_tests.e2e.flow_helpers import (

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.sandbox.seed import dimension_mapping_csv
+from mlc_sandbox.seed import dimension_mapping_csv
 from mlc_dagster_tests.e2e.flow_helpers import compact_sandboxes_fixture  # noqa: F401
 from mlc_dagster_tests.sandbox_clients import ProcoreReader, X3Driver, run_sync
 

@@ -38,7 +38,7 @@ import pytest
 import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
 
-from mlc_dagster.sandbox.server import free_port, sandbox_env
+from mlc_sandbox.server import free_port, sandbox_env
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, ProcoreReader, X3Driver
 
 pytestmark = [

@@ -38,9 +38,9 @@ import httpx
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Ledger, RecordState, sync_records
-from mlc_dagster.sandbox.controls import Fault
-from mlc_dagster.sandbox.seed import SeedData, build_seed
-from mlc_dagster.sandbox.server import running_sandboxes, sandbox_env
+from mlc_sandbox.controls import Fault
+from mlc_sandbox.seed import SeedData, build_seed
+from mlc_sandbox.server import running_sandboxes, sandbox_env
 from mlc_dagster.settings import sample_mapping_path
 
 SYNC_JOB = "sync_sage_x3_to_procore"
@@ -603,7 +603,7 @@ def unaccounted(world: World, state: EndState, job: str = SYNC_JOB) -> list[str]
 
 def x3_client(world: World, api: str = "rest"):
     from mlc_dagster.resources.sage_x3_client import SageX3GraphQLClient, SageX3RestClient
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as C
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as C
 
     if api == "graphql":
         return SageX3GraphQLClient(world.x3.url, C["x3_endpoint"], jwt_client_id=C["x3_jwt_client_id"],
@@ -612,7 +612,7 @@ def x3_client(world: World, api: str = "rest"):
 
 
 def x3_rest(world: World) -> httpx.Client:
-    from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS as C
+    from mlc_sandbox.seed import SANDBOX_CREDENTIALS as C
 
     return httpx.Client(base_url=f"{world.x3.url}/api1/x3/erp/{C['x3_endpoint']}",
                         auth=(C["x3_user"], C["x3_password"]))
@@ -637,7 +637,7 @@ def inject_x3_po(world: World, record: dict) -> None:
 
 def syncable_pos(seed: SeedData) -> list[dict]:
     """Seed POs the fault-free sync writes (mapped GL accounts, supplier with a vendor)."""
-    from mlc_dagster.sandbox.seed import UNMAPPED_GL_ACCOUNTS
+    from mlc_sandbox.seed import UNMAPPED_GL_ACCOUNTS
 
     vendors = {v["origin_id"] for v in seed.vendors if v.get("origin_id")}
     return [po for po in seed.x3_purchase_orders if po["BPSNUM"] in vendors

@@ -38,8 +38,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from mlc_dagster.mapping.commitments import clean_text
-from mlc_dagster.sandbox.sage_x3_app import _line_amount
-from mlc_dagster.sandbox.seed import X3_CHART
+from mlc_sandbox.sage_x3_app import _line_amount
+from mlc_sandbox.seed import X3_CHART
 from mlc_dagster_tests.reliability.harness import (
     assert_converged,
     differences,

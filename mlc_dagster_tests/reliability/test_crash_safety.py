@@ -107,7 +107,7 @@ class RunProcesses:
     """Starts job runs as separate processes (forked from one pre-imported server)."""
 
     def __init__(self) -> None:
-        from mlc_dagster.sandbox.server import sandbox_env
+        from mlc_sandbox.server import sandbox_env
 
         # optional EnvVars are bound only for variables set at import: set them all; each
         # run then resolves its values from the test's own environment

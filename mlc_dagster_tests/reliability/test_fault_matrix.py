@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from mlc_dagster.sandbox import seed as seed_module
+from mlc_sandbox import seed as seed_module
 from mlc_dagster_tests.reliability.harness import (
     REFERENCE_JOB,
     REPLAY_JOB,

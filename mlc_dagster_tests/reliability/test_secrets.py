@@ -29,8 +29,8 @@ import pytest
 from dagster._serdes import serialize_value
 
 from mlc_dagster.resources.tls import InsecureURLError, check_url
-from mlc_dagster.sandbox import seed as seed_module
-from mlc_dagster.sandbox.server import ensure_loopback, running_sandboxes
+from mlc_sandbox import seed as seed_module
+from mlc_sandbox.server import ensure_loopback, running_sandboxes
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
     job_names,

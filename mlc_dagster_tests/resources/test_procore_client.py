@@ -29,8 +29,8 @@ from mlc_dagster.resources.procore_client import (
     ProcoreWriteForbidden,
     SyncResult,
 )
-from mlc_dagster.sandbox.seed import COMPANY_ID as SANDBOX_COMPANY_ID
-from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS
+from mlc_sandbox.seed import COMPANY_ID as SANDBOX_COMPANY_ID
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.resources.test_http_core import FakeClock
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 import uvicorn
 
-from mlc_dagster.sandbox import procore_app
-from mlc_dagster.sandbox.controls import SandboxControls
-from mlc_dagster.sandbox.procore_app import ProcoreState
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, build_seed
-from mlc_dagster.sandbox.server import free_port
+from mlc_sandbox import procore_app
+from mlc_sandbox.controls import SandboxControls
+from mlc_sandbox.procore_app import ProcoreState
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, build_seed
+from mlc_sandbox.server import free_port
 
 SEED = build_seed(42, "small")
 PROJECT = SEED.projects[0]["id"]

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mlc_dagster.sandbox.procore_app import INVOICE_SYNCED
-from mlc_dagster.sandbox.procore_spec import body_templates, permitted_body
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
+from mlc_sandbox.procore_app import INVOICE_SYNCED
+from mlc_sandbox.procore_spec import body_templates, permitted_body
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
     CLOSED_PERIOD,
     HTTP,

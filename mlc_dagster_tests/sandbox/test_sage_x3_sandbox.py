@@ -23,10 +23,10 @@ import jwt
 import pytest
 import uvicorn
 
-from mlc_dagster.sandbox import sage_x3_app
-from mlc_dagster.sandbox.controls import SandboxControls
-from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, SeedData, build_seed
-from mlc_dagster.sandbox.server import free_port
+from mlc_sandbox import sage_x3_app
+from mlc_sandbox.controls import SandboxControls
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS, SeedData, build_seed
+from mlc_sandbox.server import free_port
 from mlc_dagster.x3_import.templates import render, supplier_template
 
 C = SANDBOX_CREDENTIALS

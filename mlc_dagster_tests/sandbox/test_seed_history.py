@@ -20,9 +20,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from mlc_dagster.cli import _sandbox_args
-from mlc_dagster.sandbox.seed import COMPANY_ID, _Ids, build_seed
-from mlc_dagster.sandbox.seed_history import add_history
-from mlc_dagster.sandbox.server import running_sandboxes
+from mlc_sandbox.seed import COMPANY_ID, _Ids, build_seed
+from mlc_sandbox.seed_history import add_history
+from mlc_sandbox.server import running_sandboxes
 from mlc_dagster_tests.sandbox_clients import ProcoreReader
 
 COMPACT = {"projects": 4, "pos_per_project": 6}

@@ -1,6 +1,6 @@
 """What the X3 sandbox refuses because Sage's documents say X3 refuses it, and how it imports
 a file the way X3's Imports function does (issue 13 point 9). Sources are cited next to the
-rules in mlc_dagster/sandbox/sage_x3_app.py (WEB_API_READ_ONLY, _mutation_sdl, import_file).
+rules in mlc_sandbox/sage_x3_app.py (WEB_API_READ_ONLY, _mutation_sdl, import_file).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from mlc_dagster.sandbox import sage_x3_app
-from mlc_dagster.sandbox.controls import SandboxControls
-from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, build_seed
+from mlc_sandbox import sage_x3_app
+from mlc_sandbox.controls import SandboxControls
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
 from mlc_dagster.x3_import.templates import (
     dimension_template,
     render,

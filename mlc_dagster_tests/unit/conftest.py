@@ -9,7 +9,7 @@ import pytest
 from mlc_dagster.mapping.commitments import build_desired_commitments
 from mlc_dagster.mapping.gl_map import parse_gl_mapping
 from mlc_dagster.sage_x3.staging import stage_purchase_orders
-from mlc_dagster.sandbox.seed import build_seed
+from mlc_sandbox.seed import build_seed
 
 from .helpers import canonical_po, procore_frames
 

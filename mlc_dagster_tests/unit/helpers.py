@@ -14,7 +14,7 @@ from mlc_dagster.procore.reference import (
     cost_codes_frame,
     frame,
 )
-from mlc_dagster.sandbox.seed import SeedData
+from mlc_sandbox.seed import SeedData
 
 
 def canonical_line(line: dict) -> dict:

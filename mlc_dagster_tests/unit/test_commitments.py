@@ -22,7 +22,7 @@ from mlc_dagster.mapping.commitments import (
 )
 from mlc_dagster.mapping.gl_map import parse_gl_mapping
 from mlc_dagster.sage_x3.staging import stage_purchase_orders
-from mlc_dagster.sandbox.seed import GL_ACCOUNTS, UNMAPPED_GL_ACCOUNTS
+from mlc_sandbox.seed import GL_ACCOUNTS, UNMAPPED_GL_ACCOUNTS
 
 from .helpers import simple_po
 

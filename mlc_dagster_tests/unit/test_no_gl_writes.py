@@ -54,7 +54,7 @@ from mlc_dagster.resources.sage_x3_client import (
     WRITABLE_REST_CLASSES,
     X3Names,
 )
-from mlc_dagster.sandbox.server import running_sandboxes
+from mlc_sandbox.server import running_sandboxes
 from mlc_dagster.x3_import import templates
 from mlc_dagster.x3_import.files import (
     WRITABLE_IMPORT_OBJECTS,
@@ -402,7 +402,7 @@ def test_only_the_known_senders_can_put_a_write_on_the_wire():
 
 
 def test_the_sandbox_imports_no_http_client():
-    """The scan leaves out mlc_dagster/sandbox/ (simulated servers): they import no HTTP
+    """The scan leaves out mlc_sandbox/ (simulated servers): they import no HTTP
     client, so they cannot send to Procore either."""
     sandbox = {p.relative_to(ROOT).as_posix(): p.read_text()
                for p in (ROOT / "sandbox").rglob("*.py")}

@@ -43,13 +43,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlc_dagster.sandbox.controls import (
+from mlc_sandbox.controls import (
     CALL_NOTE,
     ControlsMiddleware,
     SandboxConfig,
     SandboxControls,
 )
-from mlc_dagster.sandbox.procore_spec import (
+from mlc_sandbox.procore_spec import (
     FILTER_KEY,
     ISO_3166_2_SUBDIVISIONS,
     ISO_3166_ALPHA2,
@@ -60,7 +60,7 @@ from mlc_dagster.sandbox.procore_spec import (
     range_bound_format,
     range_formats,
 )
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, SeedData
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, SeedData
 
 log = logging.getLogger(__name__)
 
@@ -1771,7 +1771,7 @@ def tier_arrays(state: ProcoreState, contract: dict) -> dict[str, list]:
     """OAS: GET /rest/v1.0/purchase_order_contracts/:id (Show Purchase Order Contract), "Special
     notes (Tiers)": 1-tier shows Change Order Packages; 2-tier adds Potential Change Orders;
     3-tier adds Change Order Requests (not modelled: always empty). Detail responses only."""
-    from mlc_dagster.sandbox.procore_change_orders import package_out, pco_out
+    from mlc_sandbox.procore_change_orders import package_out, pco_out
 
     tier = state.change_order_tier(contract["_project_id"])
     arrays = {"change_order_packages": [package_out(state, p)
@@ -2427,4 +2427,4 @@ def build_app(seed_data: SeedData, controls: SandboxControls):
 
 # The change order endpoints live in their own module, which builds on the helpers above;
 # importing it here registers them with every app this module builds.
-from mlc_dagster.sandbox import procore_change_orders  # noqa: E402, F401
+from mlc_sandbox import procore_change_orders  # noqa: E402, F401

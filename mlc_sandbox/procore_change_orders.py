@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from mlc_dagster.sandbox.procore_app import (
+from mlc_sandbox.procore_app import (
     ApiError,
     Call,
     Invalid,

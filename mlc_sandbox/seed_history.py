@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
-from mlc_dagster.sandbox.seed import GL_ACCOUNTS, SeedData, money
+from mlc_sandbox.seed import GL_ACCOUNTS, SeedData, money
 
 FOREIGN_PO_ORIGIN = ("ACME-ERP:PO:4711", "4711")
 FOREIGN_VENDOR_ORIGIN = ("ACME-ERP:V:88", "88")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from mlc_dagster.sandbox.controls import SandboxConfig, SandboxControls
-from mlc_dagster.sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, SeedData, build_seed
+from mlc_sandbox.controls import SandboxConfig, SandboxControls
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, SeedData, build_seed
 
 
 def ensure_loopback(host: str) -> str:
@@ -38,7 +38,13 @@ def ensure_loopback(host: str) -> str:
 
 
 def check_port_free(host: str, port: int) -> None:
+    """Fail early, with a hint, when something listens on the port.
+
+    SO_REUSEADDR as uvicorn binds: connections of a sandbox stopped a moment ago linger in
+    TIME_WAIT for about a minute and must not count as "in use".
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -69,7 +75,7 @@ class SandboxHandle:
 def build_apps(seed_data: SeedData, procore_config: SandboxConfig | None = None,
                x3_config: SandboxConfig | None = None):
     # Imported here so the seed and controls modules stay importable on their own.
-    from mlc_dagster.sandbox import procore_app, sage_x3_app
+    from mlc_sandbox import procore_app, sage_x3_app
 
     procore_controls = SandboxControls(procore_config)
     x3_controls = SandboxControls(x3_config)

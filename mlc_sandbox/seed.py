@@ -472,7 +472,7 @@ def build_seed(
     )
     if history:
         # Imported here: seed_history builds on this module's constants.
-        from mlc_dagster.sandbox.seed_history import add_history
+        from mlc_sandbox.seed_history import add_history
 
         add_history(data, new_id)
         data.ids = {"next": new_id.next}

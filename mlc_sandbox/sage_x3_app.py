@@ -46,10 +46,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlc_dagster.sandbox import x3_where
-from mlc_dagster.sandbox.controls import ControlsMiddleware, SandboxControls
-from mlc_dagster.sandbox.seed import SANDBOX_CREDENTIALS, SeedData, money, stamp
-from mlc_dagster.sandbox.x3_where import (
+from mlc_sandbox import x3_where
+from mlc_sandbox.controls import ControlsMiddleware, SandboxControls
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS, SeedData, money, stamp
+from mlc_sandbox.x3_where import (
     InvalidValueError,
     QueryError,
     UnknownPropertyError,
