@@ -255,7 +255,7 @@ def backfill_floor(seed, mapping_csv: str, *, chart: str = "SEED") -> Floor:
 
 
 # The one allowance: the connector lists requisitions per commitment when a run touches fewer
-# than 5 commitments of a project, and once per project from 5 (invoices/writer.py). On a
+# than 5 commitments of a project, and once per project from 5 (defs/invoices/writer.py). On a
 # project holding thousands of requisitions, a few filtered listings are fewer calls and far
 # smaller answers than the whole project in pages of 1000; it cannot know which case it is in
 # before listing. At most 3 calls per project per run, and none on a project with 1 or 5+.

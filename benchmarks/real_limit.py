@@ -118,7 +118,7 @@ def _deferred(store) -> dict[str, int]:
 
 def measured_run(session: bench.SyncSession, store, tags: dict | None, trigger: str) -> dict:
     """One run of the real job, with its calls, outcome and hand-over."""
-    from mlc_dagster.procore.continuation import NOT_BEFORE_TAG, read_continuation
+    from mlc_dagster.procore_writes.continuation import NOT_BEFORE_TAG, read_continuation
 
     session.procore_log.mark()
     started = time.time()
@@ -160,7 +160,7 @@ def drive(session: bench.SyncSession, tick_s: float, fallback_s: float, deadline
 
     from mlc_dagster.definitions import build_resources
     from mlc_dagster.ledger.store import Ledger
-    from mlc_dagster.procore.continuation import read_continuation
+    from mlc_dagster.procore_writes.continuation import read_continuation
 
     store = Ledger(session.env["MLC_LEDGER_URL"])
     sensor = bench._sensor(SENSOR)

@@ -357,8 +357,8 @@ def configure(handles, *, latency_ms: int, x3_latency_ms: int, limits: RateLimit
 def sync_environment(handles, workdir: Path, extra: dict | None = None):
     """Like mlc_dagster_tests/conftest.py `sync_env`: sandbox URLs and credentials, a
     temporary SQLite ledger and DAGSTER_HOME, a writable copy of the GL mapping CSV."""
-    from mlc_sandbox.server import sandbox_env
     from mlc_dagster.settings import sample_mapping_path
+    from mlc_sandbox.server import sandbox_env
 
     workdir.mkdir(parents=True, exist_ok=True)
     mapping = workdir / "gl_map.csv"
@@ -712,7 +712,7 @@ def bench_noop(session: SyncSession) -> dict:
 
 def fallback_gap_seconds() -> int:
     """The longest gap between two fallback-schedule ticks (MLC_SYNC_CRON)."""
-    from mlc_dagster.reference_data.settings import (
+    from mlc_dagster.defs.reference.settings import (
         DEFAULT_SYNC_CRON,
         FALLBACK_GAP_SECONDS,
         cron_longest_gap_seconds,
@@ -725,8 +725,8 @@ def fallback_gap_seconds() -> int:
 @contextlib.contextmanager
 def fallback_tick_later(seconds: float):
     """Judge reference-data reuse `seconds` later than now, as the next fallback tick would,
-    without waiting for it (the clock of reference_data/freshness.py)."""
-    from mlc_dagster.reference_data import freshness
+    without waiting for it (the clock of defs/reference/freshness.py)."""
+    from mlc_dagster.defs.reference import freshness
 
     saved = freshness.clock
     freshness.clock = lambda: time.time() + seconds
@@ -885,9 +885,10 @@ class NaiveProcoreWriter:
 def bench_baseline(cfg: BenchConfig, workdir: Path) -> dict:
     """The same backfill as a simple integration would write it: read X3 the same way, map
     the same way, then one POST per contract and one POST per line item."""
-    from mlc_dagster.mapping.commitments import build_desired_commitments
-    from mlc_dagster.mapping.gl_map import parse_gl_mapping
-    from mlc_dagster.procore.reference import (
+    from mlc_dagster.defs.purchase_orders.desired import build_desired_commitments
+    from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
+    from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
+    from mlc_dagster.defs.reference.frames import (
         LINE_ITEM_TYPE_COLUMNS,
         PROJECT_COLUMNS,
         VENDOR_COLUMNS,
@@ -896,10 +897,9 @@ def bench_baseline(cfg: BenchConfig, workdir: Path) -> dict:
     )
     from mlc_dagster.resources.procore_client import ProcoreClient
     from mlc_dagster.resources.sage_x3_client import SageX3RestClient
-    from mlc_dagster.sage_x3.staging import stage_purchase_orders
+    from mlc_dagster.settings import read_text, sample_mapping_path
     from mlc_sandbox.seed import COMPANY_ID
     from mlc_sandbox.seed import SANDBOX_CREDENTIALS as creds
-    from mlc_dagster.settings import read_text, sample_mapping_path
 
     seed = build_seed_for(cfg)
     with started_sandboxes(seed) as handles:
@@ -967,14 +967,14 @@ def bench_baseline(cfg: BenchConfig, workdir: Path) -> dict:
 def prepare_staging(cfg: BenchConfig, workdir: Path) -> dict:
     """Seed -> canonical X3 records (the REST client's own converter) -> a ledger snapshot,
     plus the Procore reference frames; what `x3_purchase_orders` would find on a poll."""
-    from mlc_dagster.ledger.store import Ledger
-    from mlc_dagster.procore.reference import (
+    from mlc_dagster.defs.reference.frames import (
         LINE_ITEM_TYPE_COLUMNS,
         PROJECT_COLUMNS,
         VENDOR_COLUMNS,
         cost_codes_frame,
         frame,
     )
+    from mlc_dagster.ledger.store import Ledger
     from mlc_dagster.resources.sage_x3_client import SageX3RestClient
     from mlc_sandbox.sage_x3_app import PORDER, _rest_row
 
@@ -1005,10 +1005,10 @@ def prepare_staging(cfg: BenchConfig, workdir: Path) -> dict:
 def measure_staging(prepared: dict, profile_fraction: float = 0.0) -> dict:
     """Snapshot load, staging + pandera validation, mapping, content hashes: seconds and
     peak RSS after each phase (this process only; run it in a fresh one for clean peaks)."""
+    from mlc_dagster.defs.purchase_orders.desired import build_desired_commitments
+    from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
+    from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
     from mlc_dagster.ledger.store import Ledger
-    from mlc_dagster.mapping.commitments import build_desired_commitments
-    from mlc_dagster.mapping.gl_map import parse_gl_mapping
-    from mlc_dagster.sage_x3.staging import stage_purchase_orders
 
     frames = pickle.loads(Path(prepared["frames"]).read_bytes())
     mapping = parse_gl_mapping(Path(prepared["mapping"]).read_text())
@@ -1056,9 +1056,9 @@ def measure_staging(prepared: dict, profile_fraction: float = 0.0) -> dict:
 def profile_per_row(prepared: dict, mapping, frames, fraction: float, top: int = 10) -> dict:
     """cProfile a slice of the snapshot through the same three phases and list the connector
     functions called about once per line or per PO: Python loops over rows."""
+    from mlc_dagster.defs.purchase_orders.desired import build_desired_commitments
+    from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
     from mlc_dagster.ledger.store import Ledger
-    from mlc_dagster.mapping.commitments import build_desired_commitments
-    from mlc_dagster.sage_x3.staging import stage_purchase_orders
 
     ledger = Ledger(prepared["ledger_url"])
     records = list(ledger.snapshot("purchase_order"))

@@ -132,7 +132,7 @@ def cmd_ping(_args) -> int:
 
 def cmd_preview(_args) -> int:
     """preview_sync in this process against the configured systems; exit 1 if it failed."""
-    from mlc_dagster.preview.run import run_preview, summary_text
+    from mlc_dagster.preflight.preview import run_preview, summary_text
 
     run = run_preview()
     if not run.success:

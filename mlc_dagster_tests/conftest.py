@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mlc_sandbox.server import running_sandboxes, sandbox_env
 from mlc_dagster.settings import sample_mapping_path
+from mlc_sandbox.server import running_sandboxes, sandbox_env
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import time
 import dagster as dg
 import httpx
 
-from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 from mlc_dagster_tests.oracle import MAX_WAIT, retry_pause
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 

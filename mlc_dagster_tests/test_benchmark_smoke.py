@@ -236,7 +236,7 @@ def test_floor_guard_fails_when_the_writer_syncs_lines_twice(small_session, monk
 
 
 def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypatch):
-    from mlc_dagster.procore import assets as procore_assets
+    from mlc_dagster.defs.reference import assets as reference_assets
 
     assert bench.bench_backfill(small_session)["success"]
     clean = bench.bench_noop(small_session)
@@ -253,7 +253,7 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     monkeypatch.undo()
 
     # 1. reference data never reused: the no-change runs read Procore (and only read)
-    monkeypatch.setattr(procore_assets, "recent_materialization", lambda context: None)
+    monkeypatch.setattr(reference_assets, "recent_materialization", lambda context: None)
     reads = bench.bench_noop(small_session)
     assert [v.split(":")[0] for v in reads["violations"]] == [
         "whole run", "run one fallback tick later"]
@@ -263,15 +263,15 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
 
     # 2. a run that writes to X3: an edit through the X3 REST API from the PO step's own
     # X3 read (the sensors do not call it)
-    from mlc_dagster.sage_x3 import assets as x3_assets
+    from mlc_dagster.defs.purchase_orders import assets as po_assets
 
-    refresh_snapshot = x3_assets.refresh_snapshot
+    refresh_snapshot = po_assets.refresh_snapshot
 
     def edit_then_refresh(client, store, entity, **kwargs):
         bench.amend_pos(small_session.handles["sage_x3"].url, ["PO26000001"])
         return refresh_snapshot(client, store, entity, **kwargs)
 
-    monkeypatch.setattr(x3_assets, "refresh_snapshot", edit_then_refresh)
+    monkeypatch.setattr(po_assets, "refresh_snapshot", edit_then_refresh)
     x3 = bench.bench_noop(small_session)
     for label in ("whole run", "run one fallback tick later"):
         assert f"{label}: 1 X3 write call(s)" in x3["violations"]
@@ -280,8 +280,8 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     monkeypatch.undo()
 
     # 3. content hashes that never match, every PO staged: every PO is written again
-    from mlc_dagster.mapping import commitments
-    from mlc_dagster.sage_x3 import scope
+    from mlc_dagster.defs.purchase_orders import desired as commitments
+    from mlc_dagster.x3_reads import scope
 
     counter = iter(range(10**6))
     monkeypatch.setattr(commitments, "content_hash", lambda payload: f"changed-{next(counter)}")

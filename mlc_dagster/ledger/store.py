@@ -304,7 +304,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return {row.key for row in conn.execute(query)}
 
-    # --- incremental staging (sage_x3/scope.py): which records can have changed -------------
+    # --- incremental staging (x3_reads/scope.py): which records can have changed -------------
     def snapshot_records(self, entity: str, keys: Iterable[str]) -> list[dict]:
         """The live snapshot records of `keys`, in key order; unknown or deleted keys are
         left out."""

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlc_dagster.mapping.gl_map import match_projects
+from mlc_dagster.defs.purchase_orders.adoption import is_foreign_origin
+from mlc_dagster.defs.purchase_orders.change_orders import change_order_tier
+from mlc_dagster.defs.purchase_orders.gl_map import match_projects
+from mlc_dagster.defs.reference.frames import PROJECT_COLUMNS, frame
 from mlc_dagster.preflight.report import FAIL, OK, WARN, PingRow, listed
-from mlc_dagster.procore.adoption import is_foreign_origin
-from mlc_dagster.procore.change_orders import change_order_tier
-from mlc_dagster.procore.reference import PROJECT_COLUMNS, frame
 
 RATE_HEADERS = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
 LOW_ALLOWANCE = 0.10  # warn below this share of the limit

@@ -84,7 +84,7 @@ def procore_golive_rows(client, env: Mapping[str, str], projects: list[dict],
 
 def _project_table(env: Mapping[str, str]) -> dict[str, str] | None:
     """The explicit X3 -> Procore project table, read only under MLC_PROJECT_MATCH=table."""
-    from mlc_dagster.mapping.gl_map import parse_project_map
+    from mlc_dagster.defs.purchase_orders.gl_map import parse_project_map
     from mlc_dagster.settings import read_text
 
     if env.get("MLC_PROJECT_MATCH", "project_number") != "table":

@@ -17,7 +17,7 @@ and 300 `failed` records. The breaker watches record outcomes instead:
 The same object also carries the run's *pause*: when the rate-limit allowance is used up
 for longer than a step may wait (MLC_PROCORE_MAX_WAIT_SECONDS), the writers stop sending
 in the same way, but that is not an outage: the step ends green and hands the rest over
-to a continuation run (procore/continuation.py). `stopped` is either.
+to a continuation run (procore_writes/continuation.py). `stopped` is either.
 
 Pure Python (no Dagster), so the writers and their unit tests share it.
 """

@@ -8,7 +8,7 @@ flaky, rate-limited APIs can be tested with `httpx.MockTransport` and a fake clo
 - `compute_wait()` decides how long to wait before the next attempt. `Retry-After` wins,
   then `X-Rate-Limit-Reset` (429 only), then exponential backoff with full jitter.
 - Waits longer than a cap raise `WaitTooLong` rather than blocking a worker for minutes;
-  the write steps hand the rest of their work over to a later run (procore/continuation.py).
+  the write steps hand the rest of their work over to a later run (procore_writes/continuation.py).
 - Nothing here ever sees a header value in its output: records carry method, path (no
   query string), status and timings only.
 """

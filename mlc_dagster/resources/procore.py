@@ -5,13 +5,13 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlc_dagster.preview.mode import is_preview, procore_read_only
+from mlc_dagster.common.write_mode import is_preview, procore_read_only
 from mlc_dagster.resources.http_core import RetryPolicy
 from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.tls import check_url
 from mlc_dagster.settings import env_float, env_int, insecure_loopback_allowed
 
-# Set on a run that continues a hand-over at the rate limit (procore/continuation.py): the
+# Set on a run that continues a hand-over at the rate limit (procore_writes/continuation.py): the
 # epoch second from which its Procore client may send.
 NOT_BEFORE_TAG = "mlc/procore_not_before"
 
@@ -47,7 +47,7 @@ class ProcoreResource(dg.ConfigurableResource):
     _not_before: float | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """A run continuing a hand-over at the rate limit (procore/continuation.py) carries
+        """A run continuing a hand-over at the rate limit (procore_writes/continuation.py) carries
         the time the allowance returns; its client sends nothing before then."""
         run = context.run
         self._not_before = not_before(run.tags) if run is not None else None

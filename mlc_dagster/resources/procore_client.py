@@ -155,7 +155,7 @@ class ProcoreClient(HttpClientBase):
         self._token_lock = threading.Lock()
 
     def hold_until(self, epoch_seconds: float) -> None:
-        """Send nothing before `epoch_seconds` (a continuation run, procore/continuation.py)."""
+        """Send nothing before `epoch_seconds` (a continuation run, procore_writes/continuation.py)."""
         self._sender.pacer.hold_until(epoch_seconds)
 
     @property

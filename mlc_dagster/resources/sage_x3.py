@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlc_dagster.preview.mode import is_preview, x3_read_only
+from mlc_dagster.common.write_mode import is_preview, x3_read_only
 from mlc_dagster.resources.sage_x3_client import (
     SageX3GraphQLClient,
     SageX3RestClient,

@@ -8,9 +8,9 @@ Materialisation metadata: the file paths, records per file and template codes.
 import dagster as dg
 import pandas as pd
 
-from mlc_dagster.preview.mode import ensure_live
+from mlc_dagster.common.metadata import table_metadata
+from mlc_dagster.common.write_mode import ensure_live
 from mlc_dagster.resources.ledger import LedgerResource
-from mlc_dagster.utils import table_metadata
 from mlc_dagster.x3_import.files import ExportBatch, write_batches
 from mlc_dagster.x3_import.settings import X3WriteSettings
 from mlc_dagster.x3_import.templates import describe

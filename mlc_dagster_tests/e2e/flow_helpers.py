@@ -15,10 +15,10 @@ import dagster as dg
 import httpx
 import pytest
 
-from mlc_sandbox.seed import build_seed
-from mlc_sandbox.server import running_sandboxes
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, ProcoreReader, X3Driver
+from mlc_sandbox.seed import build_seed
+from mlc_sandbox.server import running_sandboxes
 
 COMPACT = {"projects": 4, "pos_per_project": 6}
 

@@ -15,9 +15,8 @@ from decimal import Decimal
 
 import pytest
 
+from mlc_dagster.defs.purchase_orders.adoption import normalise_number
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.procore.adoption import normalise_number
-from mlc_sandbox.server import running_sandboxes
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,
     X3Records,
@@ -27,6 +26,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     job_runner_fixture,  # noqa: F401 - the `run` fixture
     materialization,
 )
+from mlc_sandbox.server import running_sandboxes
 
 
 @pytest.fixture(name="seed")

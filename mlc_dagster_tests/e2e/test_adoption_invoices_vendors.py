@@ -17,10 +17,9 @@ from decimal import Decimal
 
 import pytest
 
-from mlc_dagster.invoices.requisitions import CHANGED_AFTER_SEND, normalise_invoice_number
+from mlc_dagster.defs.invoices.plan import CHANGED_AFTER_SEND, normalise_invoice_number
+from mlc_dagster.defs.suppliers.plan import norm_compact, norm_name
 from mlc_dagster.ledger.store import Ledger
-from mlc_sandbox.server import running_sandboxes
-from mlc_dagster.suppliers.plan import norm_compact, norm_name
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,
     X3Records,
@@ -30,6 +29,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     history_seed,
     job_runner_fixture,  # noqa: F401 - `run`: jobs on one instance
 )
+from mlc_sandbox.server import running_sandboxes
 
 SEED = compact_seed()
 POS = {po["POHNUM"]: po for po in SEED.x3_purchase_orders}

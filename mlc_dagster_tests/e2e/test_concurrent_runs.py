@@ -33,7 +33,6 @@ import pytest
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Ledger, sync_events
-from mlc_sandbox.seed import COMPANY_ID, build_seed
 from mlc_dagster_tests.postgres import scratch_database
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
@@ -42,6 +41,7 @@ from mlc_dagster_tests.reliability.harness import (
     open_world,
     take_end_state,
 )
+from mlc_sandbox.seed import COMPANY_ID, build_seed
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"

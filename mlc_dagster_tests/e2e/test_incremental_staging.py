@@ -14,9 +14,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from mlc_dagster.defs.purchase_orders.writer import CommitmentWriter
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.procore.commitment_sync import CommitmentWriter
-from mlc_dagster.sage_x3.scope import PO, read_planned
+from mlc_dagster.x3_reads.scope import PO, read_planned
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,
     X3Records,

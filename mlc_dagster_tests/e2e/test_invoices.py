@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from decimal import Decimal
 
-from mlc_dagster.invoices.requisitions import (
+from mlc_dagster.defs.invoices.plan import (
     CHANGED_AFTER_SEND,
     CREDIT_MEMO_REASON,
     DELETED_AFTER_SEND,
@@ -290,8 +290,8 @@ def test_invoice_sensor_requests_one_run_per_new_invoice_and_the_po_sensor_stays
     import dagster as dg
 
     from mlc_dagster.definitions import build_resources
-    from mlc_dagster.invoices.sensors import x3_purchase_invoice_changes
-    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+    from mlc_dagster.defs.invoices.sensors import x3_purchase_invoice_changes
+    from mlc_dagster.defs.purchase_orders.sensors import x3_purchase_order_changes
 
     x3, procore = X3Records(sandboxes["sage_x3"].url), ProcoreApi(sandboxes["procore"].url)
     resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}

@@ -17,7 +17,6 @@ from collections import Counter
 import pytest
 
 from mlc_dagster.resources.breaker import DEFAULT_RECORDS
-from mlc_sandbox.seed import SeedData, build_seed
 from mlc_dagster_tests.reliability.harness import (
     REPLAY_JOB,
     SYNC_JOB,
@@ -27,6 +26,7 @@ from mlc_dagster_tests.reliability.harness import (
     open_world,
     run_errors,
 )
+from mlc_sandbox.seed import SeedData, build_seed
 
 LINE_SYNC = r"PATCH /rest/v1.0/purchase_order_contracts/\d+/line_items/sync$"
 MAX_SECONDS = 60

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_sandbox.seed import UNMAPPED_GL_ACCOUNTS
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, X3Driver, run_sync
 from mlc_dagster_tests.sandbox_clients import ProcoreReader as Procore
+from mlc_sandbox.seed import UNMAPPED_GL_ACCOUNTS
 
 X3 = X3Driver
 def _expected_pos(seed_pos, vendors_with_origin):
@@ -150,7 +150,7 @@ def test_crash_between_contract_write_and_ledger_update_leaves_no_duplicates(
 
 def test_sensor_requests_a_run_for_a_new_po_once(sandboxes, sync_env):
     from mlc_dagster.definitions import build_resources
-    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+    from mlc_dagster.defs.purchase_orders.sensors import x3_purchase_order_changes
 
     resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
     with dg.instance_for_test() as instance:

@@ -30,7 +30,6 @@ from mlc_dagster.preflight.golive import (
     tier_row,
     write_mode_row,
 )
-from mlc_sandbox.server import sandbox_env
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.e2e.flow_helpers import (
     ProcoreApi,
@@ -41,6 +40,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     history_sandboxes_fixture,  # noqa: F401 - `history_sandboxes`: with the hand-made history
     history_seed,
 )
+from mlc_sandbox.server import sandbox_env
 
 SEED = history_seed()
 PROJECTS = [p["project_number"] for p in SEED.projects]  # the order ping reads them in

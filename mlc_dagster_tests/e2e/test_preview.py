@@ -21,12 +21,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlc_dagster.common.write_mode import STEP_REFUSAL
+from mlc_dagster.defs.preview.report import COLUMNS, NOT_WRITTEN
+from mlc_dagster.defs.purchase_orders.adoption import SCAN_ENTITY
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.preview.mode import STEP_REFUSAL
-from mlc_dagster.preview.report import COLUMNS, NOT_WRITTEN
-from mlc_dagster.procore.adoption import SCAN_ENTITY
 from mlc_dagster.resources.http_core import WriteRefused
-from mlc_sandbox.server import running_sandboxes, sandbox_env
 from mlc_dagster.x3_import.settings import X3WriteSettings
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.e2e.flow_helpers import (
@@ -36,6 +35,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     job_runner_fixture,  # noqa: F401 - the `run` fixture
     materialization,
 )
+from mlc_sandbox.server import running_sandboxes, sandbox_env
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,8 @@ import dagster as dg
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.procore.continuation import read_continuation
+from mlc_dagster.procore_writes.continuation import read_continuation
 from mlc_dagster.resources.procore import NOT_BEFORE_TAG
-from mlc_sandbox.seed import SeedData, build_seed
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
     assert_converged,
@@ -29,6 +28,7 @@ from mlc_dagster_tests.reliability.harness import (
     resource_run_config,
     run_errors,
 )
+from mlc_sandbox.seed import SeedData, build_seed
 
 LIMIT, WINDOW = 100, 5
 MAX_RUNS = 20

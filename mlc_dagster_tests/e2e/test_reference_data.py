@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlc_dagster.defs.suppliers.plan import supplier_code_for
 from mlc_dagster.ledger.store import Ledger
-from mlc_sandbox import sage_x3_app
-from mlc_dagster.suppliers.plan import supplier_code_for
 from mlc_dagster_tests.e2e import flow_helpers as flows
 from mlc_dagster_tests.e2e.flow_helpers import (
     compact_sandboxes_fixture,  # noqa: F401 - sandboxes
     job_runner_fixture,  # noqa: F401 - run
 )
+from mlc_sandbox import sage_x3_app
 
 SEED = flows.compact_seed()
 PROCORE_ONLY = [v for v in SEED.vendors if not v["origin_id"]]

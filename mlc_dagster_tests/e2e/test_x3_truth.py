@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_sandbox.seed import dimension_mapping_csv
 from mlc_dagster_tests.e2e.flow_helpers import compact_sandboxes_fixture  # noqa: F401
 from mlc_dagster_tests.sandbox_clients import ProcoreReader, X3Driver, run_sync
+from mlc_sandbox.seed import dimension_mapping_csv
 
 
 def _synced_po(procore: ProcoreReader, x3: X3Driver) -> tuple[dict, dict]:
@@ -63,7 +63,7 @@ def test_a_line_only_change_is_read_once_not_on_every_run(sandboxes, sync_env):
     have its details re-read) on every later run: an idle run is one header page and one
     line-stamp page."""
     from mlc_dagster.definitions import build_resources
-    from mlc_dagster.sage_x3.snapshot import refresh_snapshot
+    from mlc_dagster.x3_reads.snapshot import refresh_snapshot
     from mlc_dagster_tests.conftest import sandbox_calls
 
     ledger, x3 = Ledger(sync_env["ledger_url"]), X3Driver(sandboxes["sage_x3"].url)
@@ -92,7 +92,7 @@ def test_a_line_only_change_is_read_once_not_on_every_run(sandboxes, sync_env):
 
 def test_sensor_requests_a_run_for_a_line_only_change(sandboxes, sync_env):
     from mlc_dagster.definitions import build_resources
-    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+    from mlc_dagster.defs.purchase_orders.sensors import x3_purchase_order_changes
 
     resources = {name: build_resources()[name] for name in ("sage_x3", "ledger")}
     x3 = X3Driver(sandboxes["sage_x3"].url)

@@ -38,8 +38,8 @@ import pytest
 import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
 
-from mlc_sandbox.server import free_port, sandbox_env
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS, ProcoreReader, X3Driver
+from mlc_sandbox.server import free_port, sandbox_env
 
 pytestmark = [
     pytest.mark.postgres,

@@ -38,10 +38,10 @@ import httpx
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Ledger, RecordState, sync_records
+from mlc_dagster.settings import sample_mapping_path
 from mlc_sandbox.controls import Fault
 from mlc_sandbox.seed import SeedData, build_seed
 from mlc_sandbox.server import running_sandboxes, sandbox_env
-from mlc_dagster.settings import sample_mapping_path
 
 SYNC_JOB = "sync_sage_x3_to_procore"
 REPLAY_JOB = "replay_failed_transactions"

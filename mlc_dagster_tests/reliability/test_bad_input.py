@@ -37,9 +37,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from mlc_dagster.mapping.commitments import clean_text
-from mlc_sandbox.sage_x3_app import _line_amount
-from mlc_sandbox.seed import X3_CHART
+from mlc_dagster.defs.purchase_orders.desired import clean_text
 from mlc_dagster_tests.reliability.harness import (
     assert_converged,
     differences,
@@ -51,6 +49,8 @@ from mlc_dagster_tests.reliability.harness import (
     x3_client,
     x3_rest,
 )
+from mlc_sandbox.sage_x3_app import _line_amount
+from mlc_sandbox.seed import X3_CHART
 
 PROJECT, SUPPLIER, GL, ITEM = "P1001", "SUP001", "602300", "CONC-C30"
 _numbers = itertools.count(1)
@@ -491,7 +491,7 @@ def test_the_invoice_check_reports_a_bad_invoice_that_staging_let_through(world,
     invoice through; `_check_invoice` must say so (held expected, got something else)."""
     import pandera.pandas as pa
 
-    from mlc_dagster.invoices import staging
+    from mlc_dagster.defs.invoices import staging
 
     monkeypatch.setattr(staging, "LINE_SCHEMA", pa.DataFrameSchema({}, strict=False))
     world.sync()

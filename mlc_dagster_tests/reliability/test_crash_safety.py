@@ -53,8 +53,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlc_dagster.defs.purchase_orders.writer import CommitmentWriter
 from mlc_dagster.ledger.store import Ledger, sync_records
-from mlc_dagster.procore.commitment_sync import CommitmentWriter
 from mlc_dagster_tests.reliability.harness import (
     REFERENCE_JOB,
     SYNC_JOB,
@@ -571,7 +571,7 @@ def test_a_writer_that_forgets_what_the_killed_run_created_is_caught(run_process
     """The clean run's invoice writer no longer sees the requisitions Procore holds (as if
     it trusted only the ledger): it re-creates what the killed run created; the recovery
     checks must report the doubled invoices."""
-    from mlc_dagster.invoices.writer import RequisitionWriter
+    from mlc_dagster.defs.invoices.writer import RequisitionWriter
 
     counts = census("seed")  # computed with the real connector, before breaking it
     point = resolve("seed", "requisition", "middle", counts)
@@ -663,7 +663,7 @@ def test_soak_sigkill_at_many_distinct_write_points(run_processes, census, tmp_p
 # the change must be requested again (not skipped), under the same run_key (not run twice).
 
 def _tick(instance, cursor, resources):
-    from mlc_dagster.sage_x3.sensors import x3_purchase_order_changes
+    from mlc_dagster.defs.purchase_orders.sensors import x3_purchase_order_changes
 
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
         return x3_purchase_order_changes(ctx)

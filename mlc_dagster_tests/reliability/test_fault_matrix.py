@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from mlc_sandbox import seed as seed_module
 from mlc_dagster_tests.reliability.harness import (
     REFERENCE_JOB,
     REPLAY_JOB,
@@ -50,6 +49,7 @@ from mlc_dagster_tests.reliability.harness import (
     successful_procore_write,
     unaccounted,
 )
+from mlc_sandbox import seed as seed_module
 
 PO_WRITES = r"PATCH /rest/v1.0/purchase_order_contracts/"  # header and line-item syncs
 HEADER_SYNC = r"PATCH /rest/v1.0/purchase_order_contracts/sync$"

@@ -29,8 +29,6 @@ import pytest
 from dagster._serdes import serialize_value
 
 from mlc_dagster.resources.tls import InsecureURLError, check_url
-from mlc_sandbox import seed as seed_module
-from mlc_sandbox.server import ensure_loopback, running_sandboxes
 from mlc_dagster_tests.reliability.harness import (
     SYNC_JOB,
     job_names,
@@ -39,6 +37,8 @@ from mlc_dagster_tests.reliability.harness import (
     run_errors,
     run_job,
 )
+from mlc_sandbox import seed as seed_module
+from mlc_sandbox.server import ensure_loopback, running_sandboxes
 
 CLI = [sys.executable, "-m", "mlc_dagster.cli"]
 

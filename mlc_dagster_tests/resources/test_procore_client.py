@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from mlc_dagster.preview.mode import procore_read_only
+from mlc_dagster.common.write_mode import procore_read_only
 from mlc_dagster.resources import procore_client
 from mlc_dagster.resources.http_core import (
     Endpoint,
@@ -29,10 +29,10 @@ from mlc_dagster.resources.procore_client import (
     ProcoreWriteForbidden,
     SyncResult,
 )
-from mlc_sandbox.seed import COMPANY_ID as SANDBOX_COMPANY_ID
-from mlc_sandbox.seed import SANDBOX_CREDENTIALS
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.resources.test_http_core import FakeClock
+from mlc_sandbox.seed import COMPANY_ID as SANDBOX_COMPANY_ID
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS
 
 LOGIN = "https://login.example.com"
 API = "https://api.example.com"

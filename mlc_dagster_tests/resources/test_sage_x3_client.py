@@ -33,10 +33,10 @@ from mlc_dagster.resources.sage_x3_client import (
     parse_stamp,
     where_literal,
 )
-from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
-from mlc_sandbox.server import running_sandboxes
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.resources.test_http_core import FakeClock
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
+from mlc_sandbox.server import running_sandboxes
 
 BASE = "https://x3.example.com"
 PASSWORD = "x3-password-never-shown-31"

@@ -14,9 +14,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mlc_sandbox.procore_app import INVOICE_SYNCED
-from mlc_sandbox.procore_spec import body_templates, permitted_body
-from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
     CLOSED_PERIOD,
     HTTP,
@@ -35,6 +32,9 @@ from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
     sync_lines,
     token_for,
 )
+from mlc_sandbox.procore_app import INVOICE_SYNCED
+from mlc_sandbox.procore_spec import body_templates, permitted_body
+from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 
 CONTRACTS = "/rest/v1.0/purchase_order_contracts"
 

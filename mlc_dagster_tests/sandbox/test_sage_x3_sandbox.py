@@ -23,11 +23,11 @@ import jwt
 import pytest
 import uvicorn
 
+from mlc_dagster.x3_import.templates import render, supplier_template
 from mlc_sandbox import sage_x3_app
 from mlc_sandbox.controls import SandboxControls
 from mlc_sandbox.seed import SANDBOX_CREDENTIALS, SeedData, build_seed
 from mlc_sandbox.server import free_port
-from mlc_dagster.x3_import.templates import render, supplier_template
 
 C = SANDBOX_CREDENTIALS
 API = f"/api1/x3/erp/{C['x3_endpoint']}"

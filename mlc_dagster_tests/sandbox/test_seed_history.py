@@ -20,10 +20,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from mlc_dagster.cli import _sandbox_args
+from mlc_dagster_tests.sandbox_clients import ProcoreReader
 from mlc_sandbox.seed import COMPANY_ID, _Ids, build_seed
 from mlc_sandbox.seed_history import add_history
 from mlc_sandbox.server import running_sandboxes
-from mlc_dagster_tests.sandbox_clients import ProcoreReader
 
 COMPACT = {"projects": 4, "pos_per_project": 6}
 NEW_FIELDS = ("procore_commitments", "history_cases")

@@ -11,15 +11,15 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from mlc_sandbox import sage_x3_app
-from mlc_sandbox.controls import SandboxControls
-from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
 from mlc_dagster.x3_import.templates import (
     dimension_template,
     render,
     supplier_template,
     supplier_update_template,
 )
+from mlc_sandbox import sage_x3_app
+from mlc_sandbox.controls import SandboxControls
+from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
 
 C = SANDBOX_CREDENTIALS
 API = f"/api1/x3/erp/{C['x3_endpoint']}"

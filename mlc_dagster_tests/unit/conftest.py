@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from mlc_dagster.mapping.commitments import build_desired_commitments
-from mlc_dagster.mapping.gl_map import parse_gl_mapping
-from mlc_dagster.sage_x3.staging import stage_purchase_orders
+from mlc_dagster.defs.purchase_orders.desired import build_desired_commitments
+from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
+from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
 from mlc_sandbox.seed import build_seed
 
 from .helpers import canonical_po, procore_frames

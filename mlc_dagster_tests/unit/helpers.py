@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlc_dagster.procore.reference import (
+from mlc_dagster.defs.reference.frames import (
     LINE_ITEM_TYPE_COLUMNS,
     PROJECT_COLUMNS,
     VENDOR_COLUMNS,

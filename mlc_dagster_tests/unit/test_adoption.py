@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlc_dagster.mapping.commitments import DesiredCommitment, line_origin_id
-from mlc_dagster.procore.adoption import (
+from mlc_dagster.defs.purchase_orders.adoption import (
     HOLD_PREFIX,
     AdoptionRules,
     amounts_equal,
@@ -17,6 +16,7 @@ from mlc_dagster.procore.adoption import (
     pair_lines,
     plan_adoption,
 )
+from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment, line_origin_id
 
 VENDOR = 501
 
@@ -179,7 +179,7 @@ def test_lines_already_carrying_our_origin_are_kept_and_others_never_paired():
 def test_equal_amounts_on_a_locked_twin_need_no_line_write():
     po = desired("PO1")
     twin = contract(5, "PO1", status="Approved")
-    from mlc_dagster.procore.adoption import TwinMatch
+    from mlc_dagster.defs.purchase_orders.adoption import TwinMatch
     adoption = plan_adoption(po, TwinMatch("PO1", "adopt", "number", twin, [twin]),
                              [item(11, 70, "100.00"), item(12, 71, "250.50")])
     assert adoption.locked

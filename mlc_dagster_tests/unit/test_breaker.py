@@ -13,21 +13,21 @@ import dagster as dg
 import httpx
 import pytest
 
-from mlc_dagster.invoices.requisitions import (
+from mlc_dagster.defs.invoices.plan import (
     DesiredInvoice,
     RequisitionPart,
     RequisitionPlan,
     RequisitionWrite,
     ResolvedPart,
 )
-from mlc_dagster.invoices.writer import RequisitionWriter
+from mlc_dagster.defs.invoices.writer import RequisitionWriter
+from mlc_dagster.defs.purchase_orders.desired import build_desired_commitments
+from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
+from mlc_dagster.defs.purchase_orders.writer import ENTITY, CommitmentWriter, plan_commitment_writes
 from mlc_dagster.ledger.store import Ledger, RecordState
-from mlc_dagster.mapping.commitments import build_desired_commitments
-from mlc_dagster.procore.commitment_sync import ENTITY, CommitmentWriter, plan_commitment_writes
-from mlc_dagster.procore.write_guard import fail_if_unavailable, run_breaker
+from mlc_dagster.procore_writes.write_guard import fail_if_unavailable, run_breaker
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.procore_client import ProcoreError
-from mlc_dagster.sage_x3.staging import stage_purchase_orders
 
 from .helpers import simple_po
 from .test_invoice_writer import FakeProcore as FakeInvoiceProcore

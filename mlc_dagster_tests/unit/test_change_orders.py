@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlc_dagster.procore.change_orders import (
+from mlc_dagster.defs.purchase_orders.change_orders import (
     change_order_line_payloads,
     change_order_tier,
     delta_lines,

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from mlc_dagster.mapping.commitments import (
+from mlc_dagster.defs.purchase_orders.desired import (
     DESCRIPTION_LIMIT,
     CommitmentRules,
     DesiredCommitments,
@@ -20,8 +20,8 @@ from mlc_dagster.mapping.commitments import (
     contract_origin_id,
     line_origin_id,
 )
-from mlc_dagster.mapping.gl_map import parse_gl_mapping
-from mlc_dagster.sage_x3.staging import stage_purchase_orders
+from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
+from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
 from mlc_sandbox.seed import GL_ACCOUNTS, UNMAPPED_GL_ACCOUNTS
 
 from .helpers import simple_po
@@ -463,13 +463,13 @@ def test_duplicate_procore_cost_code_does_not_duplicate_lines(seed_mapping, seed
     assert len(origin_ids) == len(set(origin_ids)) == 2
 
 
-# --- Procore reference frames (procore/reference.py) --------------------------------------------
+# --- Procore reference frames (defs/reference/frames.py) --------------------------------------------
 
 BIG_PROJECT = 562949953500001
 
 
 def test_frame_keeps_known_columns_in_order_and_fills_missing():
-    from mlc_dagster.procore.reference import VENDOR_COLUMNS, frame
+    from mlc_dagster.defs.reference.frames import VENDOR_COLUMNS, frame
 
     df = frame([{"name": "Atlas", "id": 2 ** 40 + 1, "extra": "dropped", "is_active": False}],
                VENDOR_COLUMNS, origin_code="n/a")
@@ -481,7 +481,7 @@ def test_frame_keeps_known_columns_in_order_and_fills_missing():
 
 
 def test_cost_codes_frame_prefers_full_code_and_tags_the_project():
-    from mlc_dagster.procore.reference import COST_CODE_COLUMNS, cost_codes_frame
+    from mlc_dagster.defs.reference.frames import COST_CODE_COLUMNS, cost_codes_frame
 
     df = cost_codes_frame({
         BIG_PROJECT: [{"id": 1, "code": "100", "full_code": "01-100", "name": "General"},

@@ -1,4 +1,4 @@
-"""Hand-over between bounded runs (procore/continuation.py) and the breaker's pause."""
+"""Hand-over between bounded runs (procore_writes/continuation.py) and the breaker's pause."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.procore.continuation import (
+from mlc_dagster.procore_writes.continuation import (
     Progress,
     continuation_run_request,
     hand_over,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mlc_dagster.dimensions.assets import dimension_preview_rows, plan_dimension_step
-from mlc_dagster.dimensions.plan import desired_dimensions
+from mlc_dagster.defs.dimensions.assets import dimension_preview_rows, plan_dimension_step
+from mlc_dagster.defs.dimensions.plan import desired_dimensions
 from mlc_dagster.x3_import.settings import X3WriteSettings
 from mlc_dagster_tests.unit.test_dimension_plan import TYPES, frames, states_after, x3_record
 

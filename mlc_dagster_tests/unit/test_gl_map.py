@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import mlc_dagster
-from mlc_dagster.mapping.gl_map import (
+from mlc_dagster.defs.purchase_orders.gl_map import (
     GlMapping,
     MappingError,
     match_projects,

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlc_dagster.invoices.requisitions import (
+from mlc_dagster.defs.invoices.plan import (
     ADOPT_RULE,
     CHANGED_AFTER_SEND,
     DesiredInvoice,
@@ -26,7 +26,7 @@ from mlc_dagster.invoices.requisitions import (
     requisition_total,
     sent_differences,
 )
-from mlc_dagster.invoices.writer import RequisitionWriter, read_procore_for_preview
+from mlc_dagster.defs.invoices.writer import RequisitionWriter, read_procore_for_preview
 from mlc_dagster.ledger.store import Ledger, RecordState
 
 from .test_invoice_writer import LINE, ORIGIN, FakeProcore, invoice, plan

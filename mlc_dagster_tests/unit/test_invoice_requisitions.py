@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from mlc_dagster.invoices.requisitions import (
+from mlc_dagster.defs.invoices.plan import (
     CHANGED_AFTER_SEND,
     CREDIT_MEMO_REASON,
     DELETED_AFTER_SEND,
@@ -19,7 +19,7 @@ from mlc_dagster.invoices.requisitions import (
     plan_requisition_writes,
     reconcile_totals,
 )
-from mlc_dagster.invoices.staging import stage_purchase_invoices
+from mlc_dagster.defs.invoices.staging import stage_purchase_invoices
 from mlc_dagster.ledger.store import RecordState
 
 from .x3_records import simple_invoice

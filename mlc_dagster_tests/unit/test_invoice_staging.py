@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from mlc_dagster.invoices.staging import stage_purchase_invoices
+from mlc_dagster.defs.invoices.staging import stage_purchase_invoices
 
 from .x3_records import canonical_invoice, simple_invoice
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlc_dagster.invoices.requisitions import (
+from mlc_dagster.defs.invoices.plan import (
     CHANGED_AFTER_SEND,
     DesiredInvoice,
     RequisitionPart,
@@ -14,7 +14,7 @@ from mlc_dagster.invoices.requisitions import (
     ResolvedPart,
     sent_differences,
 )
-from mlc_dagster.invoices.writer import RequisitionWriter
+from mlc_dagster.defs.invoices.writer import RequisitionWriter
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.procore_client import ProcoreError
 
@@ -256,7 +256,7 @@ def test_a_repeated_hold_is_not_recorded_again(ledger):
 def test_a_failed_project_listing_falls_back_to_one_listing_per_commitment(ledger):
     """A backfill lists busy projects once; if that listing fails, every invoice still gets
     its own listing and its own outcome - the step never dies on the shortcut."""
-    from mlc_dagster.invoices.writer import PROJECT_LISTING_MIN_COMMITMENTS
+    from mlc_dagster.defs.invoices.writer import PROJECT_LISTING_MIN_COMMITMENTS
 
     class ProjectListingFails(FakeProcore):
         def requisitions(self, project_id, commitment_id=None, per_page=100):

@@ -54,7 +54,6 @@ from mlc_dagster.resources.sage_x3_client import (
     WRITABLE_REST_CLASSES,
     X3Names,
 )
-from mlc_sandbox.server import running_sandboxes
 from mlc_dagster.x3_import import templates
 from mlc_dagster.x3_import.files import (
     WRITABLE_IMPORT_OBJECTS,
@@ -72,6 +71,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     history_seed,
 )
 from mlc_dagster_tests.sandbox_clients import WRITE_METHODS
+from mlc_sandbox.server import running_sandboxes
 
 ROOT = Path(mlc_dagster.__file__).parent
 X3_CLIENT = ROOT / "resources" / "sage_x3_client.py"
@@ -112,8 +112,8 @@ def literal_path(node: ast.AST) -> str | None:
 
 def test_the_scan_sees_the_whole_connector():
     modules = {p.relative_to(ROOT).as_posix() for p in connector_modules()}
-    assert {"invoices/writer.py", "suppliers/writer.py", "dimensions/assets.py",
-            "procore/commitment_sync.py", "resources/procore_client.py"} <= modules
+    assert {"defs/invoices/writer.py", "defs/suppliers/writer.py", "defs/dimensions/assets.py",
+            "defs/purchase_orders/writer.py", "resources/procore_client.py"} <= modules
     assert not any(m.startswith("sandbox/") for m in modules)
 
 
@@ -441,7 +441,7 @@ def with_function(source: str, body: str, *, in_class: str | None = None) -> str
     return ast.unparse(tree)
 
 
-@pytest.mark.parametrize("module", ["suppliers/writer.py", "procore/commitment_sync.py"])
+@pytest.mark.parametrize("module", ["defs/suppliers/writer.py", "defs/purchase_orders/writer.py"])
 @pytest.mark.parametrize("bypass", sorted(BYPASSES))
 def test_the_scan_finds_a_module_that_writes_around_the_one_method(bypass, module):
     sources = connector_sources()

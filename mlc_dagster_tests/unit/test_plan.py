@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from mlc_dagster.ledger.store import Ledger, RecordState
-from mlc_dagster.mapping.commitments import DesiredCommitments, build_desired_commitments
-from mlc_dagster.procore.commitment_sync import (
+from mlc_dagster.defs.purchase_orders.desired import DesiredCommitments, build_desired_commitments
+from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
+from mlc_dagster.defs.purchase_orders.writer import (
     ENTITY,
     CommitmentWriter,
     _summary,
     plan_commitment_writes,
 )
+from mlc_dagster.ledger.store import Ledger, RecordState
 from mlc_dagster.resources.procore_client import ProcoreError, SyncResult
-from mlc_dagster.sage_x3.staging import stage_purchase_orders
 
 from .helpers import simple_po
 

@@ -12,7 +12,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from mlc_dagster.preview.mode import (
+from mlc_dagster.common.write_mode import (
     STEP_REFUSAL,
     ensure_live,
     is_graphql_query,

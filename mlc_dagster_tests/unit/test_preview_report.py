@@ -6,7 +6,7 @@ import csv
 import io
 from decimal import Decimal
 
-from mlc_dagster.preview.report import (
+from mlc_dagster.defs.preview.report import (
     COLUMNS,
     COMPANY_WIDE,
     action_counts,

@@ -12,9 +12,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlc_dagster.reference_data import freshness
-from mlc_dagster.reference_data.freshness import READ_AT, reuse_refusal
-from mlc_dagster.reference_data.settings import (
+from mlc_dagster.defs.reference import freshness
+from mlc_dagster.defs.reference.freshness import READ_AT, reuse_refusal
+from mlc_dagster.defs.reference.settings import (
     DEFAULT_SYNC_CRON,
     ReferenceSettings,
     cron_longest_gap_seconds,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlc_dagster.sage_x3.staging import QUARANTINE_COLUMNS, stage_purchase_orders
+from mlc_dagster.defs.purchase_orders.staging import QUARANTINE_COLUMNS, stage_purchase_orders
 
 from .helpers import simple_po
 
@@ -539,7 +539,7 @@ def test_staging_never_raises_on_messy_records(capsys):
 def test_yes_no_flags_reads_x3_menus_booleans_and_text_and_flags_the_rest():
     import numpy as np
 
-    from mlc_dagster.sage_x3.staging import yes_no_flags
+    from mlc_dagster.defs.purchase_orders.staging import yes_no_flags
 
     values = pd.Series([True, np.bool_(False), 2, 1, "2", " Yes ", "n", "", None, "maybe", 2.5,
                         {"x": 1}], dtype=object)
@@ -553,7 +553,7 @@ def test_yes_no_flags_reads_x3_menus_booleans_and_text_and_flags_the_rest():
 
 def test_cents_check_holds_for_large_amounts_and_still_catches_a_third_decimal():
     """Found by the bad-input suite: 1337222387.89 is 133722238788.99998 cents as a float."""
-    from mlc_dagster.sage_x3.schemas import _cents
+    from mlc_dagster.defs.purchase_orders.schemas import _cents
 
     amounts = pd.Series([1337222387.89, 99999999999.99, 0.1, 12.345, 1234567.891, 1e11 + 0.005])
     assert list(_cents(amounts)) == [True, True, True, False, False, False]

@@ -1,4 +1,4 @@
-"""Which records a run stages (sage_x3/scope.py) and the ledger queries behind it, on SQLite
+"""Which records a run stages (x3_reads/scope.py) and the ledger queries behind it, on SQLite
 and PostgreSQL."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Change, Ledger, metadata
-from mlc_dagster.sage_x3 import scope as sc
-from mlc_dagster.sage_x3.snapshot import x3_read_concurrency
+from mlc_dagster.x3_reads import scope as sc
+from mlc_dagster.x3_reads.snapshot import x3_read_concurrency
 from mlc_dagster_tests.postgres import scratch_database
 
 PO, INV = sc.PO, sc.INVOICE

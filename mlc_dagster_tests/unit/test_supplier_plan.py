@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from mlc_dagster.ledger.store import RecordState
-from mlc_dagster.suppliers.plan import (
+from mlc_dagster.defs.suppliers.plan import (
     SupplierRules,
     create_hash,
     match_unlinked,
@@ -21,7 +20,8 @@ from mlc_dagster.suppliers.plan import (
     supplier_preview_rows,
     x3_view,
 )
-from mlc_dagster.suppliers.staging import stage_suppliers
+from mlc_dagster.defs.suppliers.staging import stage_suppliers
+from mlc_dagster.ledger.store import RecordState
 
 from .x3_records import canonical_supplier
 
@@ -433,9 +433,9 @@ def test_supplier_preview_rows_name_the_ledger_action_and_field_changes():
 
 @pytest.mark.parametrize("by_file", [False, True])
 def test_supplier_preview_rows_are_the_events_the_writer_then_records(tmp_path, by_file):
+    from mlc_dagster.defs.suppliers.exports import SupplierExports
+    from mlc_dagster.defs.suppliers.writer import SupplierWriter
     from mlc_dagster.ledger.store import Change, Ledger
-    from mlc_dagster.suppliers.exports import SupplierExports
-    from mlc_dagster.suppliers.writer import SupplierWriter
     from mlc_dagster.x3_import.files import write_batches
     from mlc_dagster.x3_import.templates import supplier_template, supplier_update_template
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlc_dagster.ledger.store import Change, Ledger
-from mlc_dagster.resources.procore_client import SyncResult
-from mlc_dagster.resources.sage_x3_client import SageX3Error
-from mlc_dagster.suppliers.exports import SupplierExports
-from mlc_dagster.suppliers.plan import (
+from mlc_dagster.defs.suppliers.exports import SupplierExports
+from mlc_dagster.defs.suppliers.plan import (
     SupplierRules,
     pair_hash,
     plan_supplier_sync,
@@ -16,8 +13,11 @@ from mlc_dagster.suppliers.plan import (
     supplier_code_for,
     x3_view,
 )
-from mlc_dagster.suppliers.staging import stage_suppliers
-from mlc_dagster.suppliers.writer import SupplierWriter
+from mlc_dagster.defs.suppliers.staging import stage_suppliers
+from mlc_dagster.defs.suppliers.writer import SupplierWriter
+from mlc_dagster.ledger.store import Change, Ledger
+from mlc_dagster.resources.procore_client import SyncResult
+from mlc_dagster.resources.sage_x3_client import SageX3Error
 from mlc_dagster.x3_import.files import write_batches
 from mlc_dagster.x3_import.templates import supplier_template, supplier_update_template
 

@@ -24,7 +24,7 @@ from mlc_dagster.ledger.lock import (
     lock_file,
 )
 from mlc_dagster.ledger.store import Ledger
-from mlc_dagster.procore.write_guard import company_write_lock
+from mlc_dagster.procore_writes.write_guard import company_write_lock
 from mlc_dagster_tests.postgres import scratch_database
 
 COMPANY = "4321"

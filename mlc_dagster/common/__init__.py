@@ -1,0 +1,1 @@
+"""Small pieces every flow uses: payload helpers, metadata tables, the write-mode switch."""
