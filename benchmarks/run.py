@@ -37,7 +37,7 @@ Scenarios (`--scenario`, comma-separated, or `all`):
 
 Calls are compared with the floor of benchmarks/floor.py, computed from the seed and the
 mapping file alone. Results go to benchmarks/results/<name>.json (no per-call dumps) and
-<name>.md. Nothing here asserts times; `mlc_dagster_tests/test_benchmark_smoke.py` runs a
+<name>.md. Nothing here asserts times; `mlc_dagster_tests/benchmarks/test_smoke.py` runs a
 tiny version in CI and guards the call counts.
 """
 

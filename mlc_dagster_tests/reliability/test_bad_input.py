@@ -1,7 +1,7 @@
 """Bad input end to end: generated bad X3 POs and invoices, hostile keys, malformed mapping
 CSVs.
 
-The unit tests (unit/test_staging.py) prove `stage_purchase_orders` on canonical records.
+The unit tests (purchase_orders/test_staging.py) prove `stage_purchase_orders` on canonical records.
 Here bad POs and purchase invoices are created in the Sage X3 sandbox through its REST API
 and read back by the real job, through X3's REST or GraphQL API (X3 has no GraphQL mutation
 for either: GraphQL reads what REST created): the client's conversions, the snapshot,

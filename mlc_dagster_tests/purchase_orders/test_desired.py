@@ -22,9 +22,8 @@ from mlc_dagster.defs.purchase_orders.desired import (
 )
 from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
 from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders
+from mlc_dagster_tests.records import simple_po
 from mlc_sandbox.seed import GL_ACCOUNTS, UNMAPPED_GL_ACCOUNTS
-
-from .helpers import simple_po
 
 
 def build(records, mapping, frames, rules=None) -> DesiredCommitments:

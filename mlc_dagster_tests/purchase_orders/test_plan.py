@@ -17,8 +17,7 @@ from mlc_dagster.defs.purchase_orders.writer import (
 )
 from mlc_dagster.ledger.store import Ledger, RecordState
 from mlc_dagster.resources.procore_client import ProcoreError, SyncResult
-
-from .helpers import simple_po
+from mlc_dagster_tests.records import simple_po
 
 BIG = 562949953421312  # Procore ids exceed 2**32
 

@@ -28,8 +28,7 @@ from mlc_dagster.defs.invoices.plan import (
 )
 from mlc_dagster.defs.invoices.writer import RequisitionWriter, read_procore_for_preview
 from mlc_dagster.ledger.store import Ledger, RecordState
-
-from .test_invoice_writer import LINE, ORIGIN, FakeProcore, invoice, plan
+from mlc_dagster_tests.invoices.test_writer import LINE, ORIGIN, FakeProcore, invoice, plan
 
 LINE_2 = "X3:PO:PO1:2000"
 

@@ -7,8 +7,7 @@ import copy
 import pytest
 
 from mlc_dagster.defs.invoices.staging import stage_purchase_invoices
-
-from .x3_records import canonical_invoice, simple_invoice
+from mlc_dagster_tests.x3_records import canonical_invoice, simple_invoice
 
 KNOWN = {"PO26000001", "PO26000002"}
 

@@ -28,10 +28,9 @@ from mlc_dagster.ledger.store import Ledger, RecordState
 from mlc_dagster.procore_writes.write_guard import fail_if_unavailable, run_breaker
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.procore_client import ProcoreError
-
-from .helpers import simple_po
-from .test_invoice_writer import FakeProcore as FakeInvoiceProcore
-from .test_plan import FakeProcore
+from mlc_dagster_tests.invoices.test_writer import FakeProcore as FakeInvoiceProcore
+from mlc_dagster_tests.purchase_orders.test_plan import FakeProcore
+from mlc_dagster_tests.records import simple_po
 
 LINE_SYNC = "/rest/v1.0/purchase_order_contracts/1/line_items/sync"
 

@@ -22,8 +22,7 @@ from mlc_dagster.defs.suppliers.plan import (
 )
 from mlc_dagster.defs.suppliers.staging import stage_suppliers
 from mlc_dagster.ledger.store import RecordState
-
-from .x3_records import canonical_supplier
+from mlc_dagster_tests.x3_records import canonical_supplier
 
 
 def supplier(code="SUP900", **fields) -> dict:
@@ -438,8 +437,7 @@ def test_supplier_preview_rows_are_the_events_the_writer_then_records(tmp_path, 
     from mlc_dagster.ledger.store import Change, Ledger
     from mlc_dagster.x3_import.files import write_batches
     from mlc_dagster.x3_import.templates import supplier_template, supplier_update_template
-
-    from .test_supplier_writer import DEFAULTS, FakeProcore, FakeX3
+    from mlc_dagster_tests.suppliers.test_writer import DEFAULTS, FakeProcore, FakeX3
 
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     try:

@@ -10,7 +10,7 @@ import pytest
 from mlc_dagster.defs.dimensions.assets import dimension_preview_rows, plan_dimension_step
 from mlc_dagster.defs.dimensions.plan import desired_dimensions
 from mlc_dagster.x3_import.settings import X3WriteSettings
-from mlc_dagster_tests.unit.test_dimension_plan import TYPES, frames, states_after, x3_record
+from mlc_dagster_tests.dimensions.test_plan import TYPES, frames, states_after, x3_record
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -21,8 +21,7 @@ from mlc_dagster.defs.invoices.plan import (
 )
 from mlc_dagster.defs.invoices.staging import stage_purchase_invoices
 from mlc_dagster.ledger.store import RecordState
-
-from .x3_records import simple_invoice
+from mlc_dagster_tests.x3_records import simple_invoice
 
 PO = "PO26000001"
 

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlc_dagster.defs.purchase_orders.staging import QUARANTINE_COLUMNS, stage_purchase_orders
-
-from .helpers import simple_po
+from mlc_dagster_tests.records import simple_po
 
 # --- the valid seed ------------------------------------------------------------------------
 

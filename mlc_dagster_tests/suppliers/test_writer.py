@@ -20,8 +20,7 @@ from mlc_dagster.resources.procore_client import SyncResult
 from mlc_dagster.resources.sage_x3_client import SageX3Error
 from mlc_dagster.x3_import.files import write_batches
 from mlc_dagster.x3_import.templates import supplier_template, supplier_update_template
-
-from .test_supplier_plan import supplier, vendor
+from mlc_dagster_tests.suppliers.test_plan import supplier, vendor
 
 
 class FakeX3:
