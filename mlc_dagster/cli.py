@@ -110,15 +110,31 @@ def cmd_demo(args) -> int:
         print(f"Procore sandbox {handles['procore'].url} | Sage X3 sandbox {handles['sage_x3'].url}")
         print(f"Dagster UI: http://127.0.0.1:{args.ui_port}  (sensors x3_purchase_order_changes, x3_purchase_invoice_changes and procore_rate_limit_continuation are on)")
         print(f"Sandbox settings: {home / 'sandbox.env'}", flush=True)
-        cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlc_dagster.definitions",
-               "-h", "127.0.0.1", "-p", str(args.ui_port)]
-        proc = subprocess.Popen(cmd, env={**os.environ, **env})
+        cmd, where = dev_command(args.ui_port)
+        proc = subprocess.Popen(cmd, env={**os.environ, **env, "VIRTUAL_ENV": sys.prefix},
+                                cwd=where)
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGINT))
         try:
             return proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             return proc.wait()
+
+
+def dev_command(ui_port: int) -> tuple[list[str], str | None]:
+    """`dg dev` from the project checkout (its pyproject's [tool.dg] names the code location),
+    as Dagster 1.13 recommends; from an installed wheel, which has no project directory,
+    `dagster dev` on the definitions module."""
+    project = Path(__file__).resolve().parent.parent
+    dg_cli = Path(sys.executable).with_name("dg")
+    if dg_cli.exists() and "[tool.dg]" in _read(project / "pyproject.toml"):
+        return [str(dg_cli), "dev", "-h", "127.0.0.1", "-p", str(ui_port)], str(project)
+    return [sys.executable, "-m", "dagster", "dev", "-m", "mlc_dagster.definitions",
+            "-h", "127.0.0.1", "-p", str(ui_port)], None
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def cmd_ping(_args) -> int:
