@@ -58,7 +58,7 @@ class SandboxConfig:
     # tutorials/tutorial_financial_tools.md, "Record locking / Commitments"); on by default.
     approved_lock: bool = True
     # Sage X3: whether a change to a PO line alone also moves the header UPDDATTIM. Not
-    # documented either way, so off by default (the stricter reading; sage_x3_app.py).
+    # documented either way, so off by default (the stricter reading; sage_x3/state.py).
     x3_line_change_moves_header: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
@@ -93,7 +93,8 @@ class Fault:
 
     def matches(self, method: str, path: str) -> bool:
         if self._pattern is None:
-            want_method, _, regex = self.route.partition(" ") if " " in self.route else ("", "", self.route)
+            want_method, _, regex = (self.route.partition(" ") if " " in self.route
+                                     else ("", "", self.route))
             self._want_method = want_method.upper()
             self._pattern = re.compile(regex)
         if self._want_method and self._want_method != method:
@@ -199,8 +200,10 @@ class ControlsMiddleware:
                 headers = [(b"content-type", b"application/json")]
                 if fault.retry_after is not None:
                     headers.append((b"retry-after", str(int(fault.retry_after)).encode()))
-                body = fault.body if fault.body is not None else _fault_body(self.name, fault.status)
-                await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+                body = (fault.body if fault.body is not None
+                        else _fault_body(self.name, fault.status))
+                await send({"type": "http.response.start", "status": fault.status,
+                            "headers": headers})
                 await send({"type": "http.response.body", "body": json.dumps(body).encode()})
                 log(fault.status, f"injected {fault.status}")
                 return
@@ -231,9 +234,7 @@ class ControlsMiddleware:
                         calls = [x for x in c.calls if x["at"] >= since]
                     return await _json(send, 200, {"calls": calls})
                 if method == "DELETE":
-                    with c._lock:
-                        c.calls.clear()
-                    return await _json(send, 200, {"cleared": True})
+                    return await _cleared(send, c, c.calls)
             elif path == "/_sandbox/faults":
                 if method == "GET":
                     return await _json(send, 200, {"faults": [f.public() for f in c.faults]})
@@ -242,9 +243,7 @@ class ControlsMiddleware:
                     added = [c.add_fault(spec).public() for spec in specs]
                     return await _json(send, 200, {"faults": added})
                 if method == "DELETE":
-                    with c._lock:
-                        c.faults.clear()
-                    return await _json(send, 200, {"cleared": True})
+                    return await _cleared(send, c, c.faults)
             elif path == "/_sandbox/config":
                 if method == "POST":
                     c.config.update(payload)
@@ -263,6 +262,13 @@ def _fault_body(system: str, status: int) -> dict:
     if system == "sage_x3":
         return {"$diagnoses": [{"$severity": "error", "$message": f"Injected error {status}"}]}
     return {"error": f"injected {status}"}
+
+
+async def _cleared(send, controls: SandboxControls, items: list) -> None:
+    """Empty one of the controls' lists (the call log or the faults) and say so."""
+    with controls._lock:
+        items.clear()
+    await _json(send, 200, {"cleared": True})
 
 
 async def _json(send, status: int, body: Any) -> None:

@@ -126,6 +126,7 @@ GL_ACCOUNTS = [
     ("628800", "Consultancy (uncoded)", None, None),
 ]
 UNMAPPED_GL_ACCOUNTS = [acc for acc, _d, code, _t in GL_ACCOUNTS if code is None]
+MAPPED_GL_ACCOUNTS = [acc for acc, _d, code, _t in GL_ACCOUNTS if code is not None]
 
 X3_CHART = "SEED"  # the chart of accounts (COA) of the demo folder
 # The analytical dimension type on PO lines whose values a contractor maps to cost codes
@@ -135,6 +136,7 @@ LINE_DIMENSION_TYPE = "CST"
 
 def line_dimension_value(account: str) -> str:
     return f"C{account}"
+
 
 CITIES = [
     ("London", "EC1A 1BB", "GB"), ("Manchester", "M1 1AE", "GB"), ("Leeds", "LS1 4AP", "GB"),
@@ -169,6 +171,16 @@ def stamp(dt: datetime) -> str:
 def money(value: Decimal) -> str:
     """Two decimals, halves rounded up (commercial rounding; ASSUMPTION for X3 amounts)."""
     return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+# Every stamp is relative to this moment; reference data predates it.
+BASE_TIME = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
+CREATED = stamp(BASE_TIME - timedelta(days=30))  # Procore reference data
+PROJECT_KINDS = ["Tower", "Depot", "School", "Clinic", "Bridge"]
+SUB_JOBS = (("A", "Phase A - Substructure"), ("B", "Phase B - Superstructure"))
+SUPPLIER_COUNT = 40
+# Vendors that exist only in Procore (no origin_id): adoption and the vendor sync leave them.
+PROCORE_ONLY_VENDORS = ["Harbor Crane Services", "Local Skip Hire", "Brightline Surveys"]
 
 
 @dataclass
@@ -252,220 +264,31 @@ def build_seed(
 ) -> SeedData:
     """Build the whole demo universe. Same arguments -> byte-identical data.
 
+    The parts are built in a fixed order, because ids are handed out in that order and the
+    purchase orders and invoices draw from one random generator.
+
     history: add the hand-entered Procore history (seed_history.py); off, nothing changes."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    n_projects, n_pos, max_lines, fixed_lines = SCALES[scale]
-    n_projects = projects or n_projects
-    n_pos = pos_per_project or n_pos
-    if lines_per_po:
-        fixed_lines = max_lines = lines_per_po
+    size = _SeedSize.of(scale, projects, pos_per_project, lines_per_po)
     rng = random.Random(seed)
     new_id = _Ids()
-    base_time = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
-    created = stamp(base_time - timedelta(days=30))
-
     company = {"id": COMPANY_ID, "name": "Northbridge Construction Ltd", "is_active": True}
 
-    # --- Procore reference data -------------------------------------------------
-    procore_projects, x3_projects = [], []
-    for i in range(n_projects):
-        number = f"P{1001 + i}"
-        city = CITIES[i % len(CITIES)]
-        name = f"{city[0]} {['Tower', 'Depot', 'School', 'Clinic', 'Bridge'][i % 5]} {i + 1:02d}"
-        procore_projects.append({
-            "id": new_id(), "name": name, "display_name": f"{number} - {name}",
-            "project_number": number, "active": True, "city": city[0], "zip": city[1],
-            "country_code": city[2], "origin_id": None, "origin_code": None, "origin_data": None,
-            "company": {"id": COMPANY_ID, "name": company["name"]},
-            "created_at": created, "updated_at": created,
-        })
-        x3_projects.append({"PJTNUM": number, "DES": name})
-
-    scc_list = {"id": new_id(), "name": "ERP Standard Cost Code List", "company_id": COMPANY_ID}
-    standard_cost_codes = []
-    for code, name in COST_CODES:
-        standard_cost_codes.append({
-            "id": new_id(), "standard_cost_code_list_id": scc_list["id"], "parent_id": None,
-            "code": code, "full_code": code, "name": name, "origin_id": None, "origin_data": None,
-            "created_at": created, "updated_at": created,
-        })
-    project_cost_codes: dict[int, list[dict]] = {}
-    sub_jobs: dict[int, list[dict]] = {}
-    billing_periods: dict[int, list[dict]] = {}
-    for project in procore_projects:
-        project_cost_codes[project["id"]] = [
-            {
-                "id": new_id(), "code": scc["code"], "full_code": scc["code"], "name": scc["name"],
-                "standard_cost_code_id": scc["id"], "parent": None, "position": pos,
-                "biller_type": "Project", "biller_id": project["id"], "origin_id": None,
-                "origin_data": None, "created_at": created, "updated_at": created,
-                "deleted_at": None,
-            }
-            for pos, scc in enumerate(standard_cost_codes)
-        ]
-        sub_jobs[project["id"]] = [
-            {"id": new_id(), "code": f"{project['project_number']}-{s}", "name": name,
-             "origin_id": None, "origin_data": None, "created_at": created, "updated_at": created}
-            for s, name in (("A", "Phase A - Substructure"), ("B", "Phase B - Superstructure"))
-        ]
-        billing_periods[project["id"]] = []
-        for month in range(1, 13):
-            start = datetime(2026, month, 1).date()
-            end = (datetime(2026 + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).date()
-            billing_periods[project["id"]].append({
-                "id": new_id(), "start_date": start.isoformat(), "end_date": end.isoformat(),
-                # Only one billing period can be Open at any given time (Procore support,
-                # "Edit a Billing Period"): the most recent one, invoices go into it.
-                "due_date": end.isoformat(), "status": "open" if month == 12 else "closed",
-                "position": month,
-            })
-
-    line_item_types = [
-        {"id": new_id(), "code": code, "name": name, "base_type": base, "origin_id": None,
-         "origin_data": None}
-        for code, name, base in LINE_ITEM_TYPES
-    ]
+    procore_projects, x3_projects = _projects(size.projects, company, new_id)
+    scc_list, standard_cost_codes = _standard_cost_codes(new_id)
+    project_cost_codes, sub_jobs, billing_periods = _project_setup(
+        procore_projects, standard_cost_codes, new_id)
+    line_item_types = _line_item_types(new_id)
     uoms = [{"id": new_id(), "name": u, "uom_category_id": 1} for u in UOMS]
-
-    # --- suppliers / vendors -------------------------------------------------------
-    x3_suppliers, vendors = [], []
-    n_suppliers = 40
-    no_vendor = {n_suppliers - 1, n_suppliers - 2}  # X3-only: POs from them are held
-    for i in range(n_suppliers):
-        code = f"SUP{i + 1:03d}"
-        word = SUPPLIER_WORDS[i % len(SUPPLIER_WORDS)]
-        trade = SUPPLIER_TRADES[(i * 7) % len(SUPPLIER_TRADES)]
-        name = f"{word} {trade} Ltd" if i < len(SUPPLIER_WORDS) else f"{word} {trade} Group"
-        city = CITIES[i % len(CITIES)]
-        tax_id = f"GB{100000000 + i * 7919:09d}"
-        stamp_at = stamp(base_time - timedelta(days=20, minutes=i))
-        x3_suppliers.append({
-            "BPSNUM": code, "BPSNAM": name, "BPSSHO": name[:10], "BPSTYP": 1, "ENAFLG": 2,
-            "CUR": "GBP" if city[2] == "GB" else "EUR", "CRY": city[2], "CTY": city[0],
-            "POSCOD": city[1], "ADDLIG": f"{10 + i} Industrial Estate", "TEL": f"+44 20 7946 {i:04d}",
-            "WEB": f"{code.lower()}@example.com", "EECNUM": tax_id,
-            "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at,
-        })
-        if i not in no_vendor:
-            vendors.append({
-                "id": new_id(), "name": name, "abbreviated_name": name[:10], "address": x3_suppliers[-1]["ADDLIG"],
-                "city": city[0], "zip": city[1], "country_code": city[2], "business_phone": x3_suppliers[-1]["TEL"],
-                "email_address": x3_suppliers[-1]["WEB"], "is_active": True, "origin_id": code,
-                "origin_code": code, "origin_data": None, "synced_to_erp": True, "tax_id": tax_id,
-                "company": company["name"], "created_at": created, "updated_at": created,
-            })
-    for j, name in enumerate(["Harbor Crane Services", "Local Skip Hire", "Brightline Surveys"]):
-        city = CITIES[j]
-        vendors.append({
-            "id": new_id(), "name": name, "abbreviated_name": name[:10], "address": f"{j + 1} High Street",
-            "city": city[0], "zip": city[1], "country_code": city[2], "business_phone": None,
-            "email_address": None, "is_active": True, "origin_id": None, "origin_code": None,
-            "origin_data": None, "synced_to_erp": False, "tax_id": None,
-            "company": company["name"], "created_at": created, "updated_at": created,
-        })
-
-    # --- X3 GL accounts and dimensions ---------------------------------------------
-    x3_gl_accounts = [
-        {"COA": X3_CHART, "ACC": acc, "DES": des, "UPDDATTIM": stamp(base_time - timedelta(days=60))}
-        for acc, des, _c, _t in GL_ACCOUNTS
-    ]
-    x3_dimensions = [
-        {"DIE": "PRJ", "CCE": p["PJTNUM"], "DES": p["DES"][:30], "DESSHO": p["PJTNUM"], "ENAFLG": 2,
-         "UPDDATTIM": stamp(base_time - timedelta(days=60))}
-        for p in x3_projects
-    ] + [
-        {"DIE": LINE_DIMENSION_TYPE, "CCE": line_dimension_value(acc), "DES": des[:30],
-         "DESSHO": line_dimension_value(acc), "ENAFLG": 2,
-         "UPDDATTIM": stamp(base_time - timedelta(days=60))}
-        for acc, des, _c, _t in GL_ACCOUNTS
-    ]
-
-    # --- X3 purchase orders ----------------------------------------------------------
-    mapped_accounts = [g for g in GL_ACCOUNTS if g[2] is not None]
-    supplier_pool = [s["BPSNUM"] for s in x3_suppliers]
-    x3_pos = []
-    po_seq = 0
-    for p_index, project in enumerate(x3_projects):
-        for k in range(n_pos):
-            po_seq += 1
-            number = f"PO{26000000 + po_seq:08d}"
-            n_lines = fixed_lines or rng.randint(1, max_lines)
-            supplier = supplier_pool[rng.randrange(len(supplier_pool) - 2)]
-            if rng.random() < 0.02:
-                supplier = supplier_pool[-1 - rng.randrange(2)]  # X3-only supplier -> held
-            order_day = base_time + timedelta(days=rng.randrange(300))
-            stamp_at = stamp(base_time + timedelta(seconds=po_seq * 7))
-            lines = []
-            for n in range(n_lines):
-                item, desc, uom = ITEMS[rng.randrange(len(ITEMS))]
-                acc = mapped_accounts[rng.randrange(len(mapped_accounts))][0]
-                if rng.random() < 0.004:
-                    acc = UNMAPPED_GL_ACCOUNTS[rng.randrange(len(UNMAPPED_GL_ACCOUNTS))]
-                qty = Decimal(rng.randint(1, 400)) if uom != "LS" else Decimal(1)
-                price = Decimal(rng.randint(500, 500000)) / 100
-                # X3 keeps a line's accounts in PORDERC.LINACC (by chart, COA) and its
-                # dimensions in CPTANALIN.CCE (by type, DIE); "ACC" is a seed-only shortcut
-                # for LINACC[0] that the sandbox never serves.
-                lines.append({
-                    "POHNUM": number, "POPLIN": (n + 1) * 1000, "POQSEQ": 1, "ITMREF": item,
-                    "ITMDES": desc, "ACC": acc, "COA": [X3_CHART], "LINACC": [acc],
-                    "DIE": ["PRJ", LINE_DIMENSION_TYPE],
-                    "CCE": [project["PJTNUM"], line_dimension_value(acc)],
-                    "PJT": project["PJTNUM"], "QTYUOM": str(qty), "UOM": uom,
-                    "NETPRI": money(price), "LINAMT": money(qty * price), "LINCLEFLG": 1,
-                    "LINSTA": 1, "LINREVNUM": 0, "UPDDATTIM": stamp_at,
-                })
-            closed = rng.random() < 0.04
-            x3_pos.append({
-                "POHNUM": number, "POHTYP": 1, "POHFCY": "FR011" if p_index % 7 == 5 else "GB011",
-                "ORDDAT": order_day.date().isoformat(), "BPSNUM": supplier, "PJTH": project["PJTNUM"],
-                "CUR": "GBP", "REVNUM": 0, "CLEFLG": 2 if closed else 1, "APPFLG": 3,
-                "ORDREF": f"Order {project['PJTNUM']}-{k + 1:04d}",
-                "TOTORD": money(sum(Decimal(line["LINAMT"]) for line in lines)),
-                "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
-            })
-
-    # --- X3 purchase invoices --------------------------------------------------------
-    x3_invoices = []
-    inv_seq = 0
-    open_pos = [po for po in x3_pos if po["CLEFLG"] == 1]
-    for po in open_pos[: max(1, len(open_pos) * 3 // 10)]:
-        inv_seq += 1
-        number = f"PI{26000000 + inv_seq:08d}"
-        inv_day = datetime.fromisoformat(po["ORDDAT"]) + timedelta(days=rng.randint(5, 40))
-        if inv_day.year > 2026:
-            inv_day = datetime(2026, 12, 15)
-        stamp_at = stamp(base_time + timedelta(seconds=po_seq * 7 + inv_seq * 5))
-        lines = []
-        for n, po_line in enumerate(po["lines"][: rng.randint(1, len(po["lines"]))]):
-            frac = Decimal(rng.choice([25, 50, 75, 100])) / 100
-            qty = (Decimal(po_line["QTYUOM"]) * frac).quantize(Decimal("0.001"))
-            amount = Decimal(po_line["NETPRI"]) * qty
-            lines.append({
-                "NUM": number, "PIDLIN": (n + 1) * 1000, "POHNUM": po["POHNUM"],
-                "POPLIN": po_line["POPLIN"], "POQSEQ": 1, "ITMREF": po_line["ITMREF"],
-                "ITMDES": po_line["ITMDES"], "QTYUOM": str(qty),
-                "UOM": po_line["UOM"], "NETPRI": po_line["NETPRI"], "AMTNOTLIN": money(amount),
-                "UPDDATTIM": stamp_at,
-            })
-        x3_invoices.append({
-            "NUM": number, "PIHTYP": 1, "BPSNUM": po["BPSNUM"], "BPSINV": f"INV-{inv_seq:05d}",
-            "INVDAT": inv_day.date().isoformat(), "ACCDAT": inv_day.date().isoformat(),
-            "CUR": po["CUR"], "PJT": po["PJTH"],
-            # Most invoices are posted (final); every 8th one is still being entered.
-            "STA": 1 if inv_seq % 8 == 0 else 2,
-            "AMTNOT": money(sum(Decimal(line["AMTNOTLIN"]) for line in lines)),
-            "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
-        })
-
+    x3_suppliers, vendors = _suppliers_and_vendors(company, new_id)
+    x3_pos = _purchase_orders(rng, size, x3_projects, [s["BPSNUM"] for s in x3_suppliers])
     data = SeedData(
         seed=seed, scale=scale, company=company, projects=procore_projects,
         x3_projects=x3_projects, standard_cost_code_list=scc_list,
         standard_cost_codes=standard_cost_codes, project_cost_codes=project_cost_codes,
         line_item_types=line_item_types, sub_jobs=sub_jobs, uoms=uoms, vendors=vendors,
-        billing_periods=billing_periods, x3_suppliers=x3_suppliers, x3_gl_accounts=x3_gl_accounts,
-        x3_dimensions=x3_dimensions, x3_purchase_orders=x3_pos, x3_purchase_invoices=x3_invoices,
+        billing_periods=billing_periods, x3_suppliers=x3_suppliers,
+        x3_gl_accounts=_gl_accounts(), x3_dimensions=_dimensions(x3_projects),
+        x3_purchase_orders=x3_pos, x3_purchase_invoices=_purchase_invoices(rng, x3_pos),
         mapping_csv=gl_mapping_csv(), ids={"next": new_id.next},
         change_order_tiers=change_order_tiers(procore_projects),
         requisitions_disabled_pos=[po["POHNUM"] for po in x3_pos[12::13]],
@@ -477,3 +300,271 @@ def build_seed(
         add_history(data, new_id)
         data.ids = {"next": new_id.next}
     return data
+
+
+# --- the parts of the seed, in the order build_seed builds them -----------------------------
+
+
+
+@dataclass(frozen=True)
+class _SeedSize:
+    projects: int
+    pos_per_project: int
+    max_lines: int
+    fixed_lines: int | None  # every PO has this many lines; None: 1..max_lines at random
+
+    @classmethod
+    def of(cls, scale: str, projects: int | None, pos_per_project: int | None,
+           lines_per_po: int | None) -> _SeedSize:
+        """The scale's size, with any explicit count taking precedence."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+        n_projects, n_pos, max_lines, fixed_lines = SCALES[scale]
+        if lines_per_po:
+            fixed_lines = max_lines = lines_per_po
+        return cls(projects or n_projects, pos_per_project or n_pos, max_lines, fixed_lines)
+
+
+def _projects(count: int, company: dict, new_id: _Ids) -> tuple[list[dict], list[dict]]:
+    """Procore projects and the X3 project codes they match (project_number = PJTNUM)."""
+    procore_projects, x3_projects = [], []
+    for i in range(count):
+        number = f"P{1001 + i}"
+        city = CITIES[i % len(CITIES)]
+        name = f"{city[0]} {PROJECT_KINDS[i % len(PROJECT_KINDS)]} {i + 1:02d}"
+        procore_projects.append({
+            "id": new_id(), "name": name, "display_name": f"{number} - {name}",
+            "project_number": number, "active": True, "city": city[0], "zip": city[1],
+            "country_code": city[2], "origin_id": None, "origin_code": None, "origin_data": None,
+            "company": {"id": COMPANY_ID, "name": company["name"]},
+            "created_at": CREATED, "updated_at": CREATED,
+        })
+        x3_projects.append({"PJTNUM": number, "DES": name})
+    return procore_projects, x3_projects
+
+
+def _standard_cost_codes(new_id: _Ids) -> tuple[dict, list[dict]]:
+    """The company's standard cost code list and its codes (COST_CODES)."""
+    scc_list = {"id": new_id(), "name": "ERP Standard Cost Code List", "company_id": COMPANY_ID}
+    codes = [{
+        "id": new_id(), "standard_cost_code_list_id": scc_list["id"], "parent_id": None,
+        "code": code, "full_code": code, "name": name, "origin_id": None, "origin_data": None,
+        "created_at": CREATED, "updated_at": CREATED,
+    } for code, name in COST_CODES]
+    return scc_list, codes
+
+
+def _project_setup(projects: list[dict], standard_cost_codes: list[dict], new_id: _Ids
+                   ) -> tuple[dict[int, list[dict]], dict[int, list[dict]], dict[int, list[dict]]]:
+    """Per project, in this order: its cost codes, sub jobs and billing periods."""
+    cost_codes, sub_jobs, billing_periods = {}, {}, {}
+    for project in projects:
+        cost_codes[project["id"]] = _project_cost_codes(project, standard_cost_codes, new_id)
+        sub_jobs[project["id"]] = [
+            {"id": new_id(), "code": f"{project['project_number']}-{suffix}", "name": name,
+             "origin_id": None, "origin_data": None, "created_at": CREATED, "updated_at": CREATED}
+            for suffix, name in SUB_JOBS
+        ]
+        billing_periods[project["id"]] = _billing_periods(new_id)
+    return cost_codes, sub_jobs, billing_periods
+
+
+def _project_cost_codes(project: dict, standard_cost_codes: list[dict], new_id: _Ids
+                        ) -> list[dict]:
+    """One project cost code per standard cost code, billed to the project itself."""
+    return [{
+        "id": new_id(), "code": scc["code"], "full_code": scc["code"], "name": scc["name"],
+        "standard_cost_code_id": scc["id"], "parent": None, "position": position,
+        "biller_type": "Project", "biller_id": project["id"], "origin_id": None,
+        "origin_data": None, "created_at": CREATED, "updated_at": CREATED, "deleted_at": None,
+    } for position, scc in enumerate(standard_cost_codes)]
+
+
+def _billing_periods(new_id: _Ids) -> list[dict]:
+    """One billing period per month of 2026."""
+    periods = []
+    for month in range(1, 13):
+        start = datetime(2026, month, 1).date()
+        end = (datetime(2026 + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).date()
+        periods.append({
+            "id": new_id(), "start_date": start.isoformat(), "end_date": end.isoformat(),
+            # Only one billing period can be Open at any given time (Procore support,
+            # "Edit a Billing Period"): the most recent one, invoices go into it.
+            "due_date": end.isoformat(), "status": "open" if month == 12 else "closed",
+            "position": month,
+        })
+    return periods
+
+
+def _line_item_types(new_id: _Ids) -> list[dict]:
+    return [
+        {"id": new_id(), "code": code, "name": name, "base_type": base, "origin_id": None,
+         "origin_data": None}
+        for code, name, base in LINE_ITEM_TYPES
+    ]
+
+
+def _suppliers_and_vendors(company: dict, new_id: _Ids) -> tuple[list[dict], list[dict]]:
+    """X3 suppliers with their Procore vendors (origin_id = BPSNUM), except the last two
+    suppliers, which are X3-only (POs from them are held), then the Procore-only vendors."""
+    x3_suppliers, vendors = [], []
+    no_vendor = {SUPPLIER_COUNT - 1, SUPPLIER_COUNT - 2}
+    for i in range(SUPPLIER_COUNT):
+        supplier = _x3_supplier(i)
+        x3_suppliers.append(supplier)
+        if i not in no_vendor:
+            vendors.append(_vendor_of(supplier, company, new_id))
+    for j, name in enumerate(PROCORE_ONLY_VENDORS):
+        city = CITIES[j]
+        vendors.append({
+            "id": new_id(), "name": name, "abbreviated_name": name[:10],
+            "address": f"{j + 1} High Street", "city": city[0], "zip": city[1],
+            "country_code": city[2], "business_phone": None,
+            "email_address": None, "is_active": True, "origin_id": None, "origin_code": None,
+            "origin_data": None, "synced_to_erp": False, "tax_id": None,
+            "company": company["name"], "created_at": CREATED, "updated_at": CREATED,
+        })
+    return x3_suppliers, vendors
+
+
+def _x3_supplier(i: int) -> dict:
+    """The i-th BPSUPPLIER record."""
+    code = f"SUP{i + 1:03d}"
+    word = SUPPLIER_WORDS[i % len(SUPPLIER_WORDS)]
+    trade = SUPPLIER_TRADES[(i * 7) % len(SUPPLIER_TRADES)]
+    name = f"{word} {trade} Ltd" if i < len(SUPPLIER_WORDS) else f"{word} {trade} Group"
+    city = CITIES[i % len(CITIES)]
+    stamp_at = stamp(BASE_TIME - timedelta(days=20, minutes=i))
+    return {
+        "BPSNUM": code, "BPSNAM": name, "BPSSHO": name[:10], "BPSTYP": 1, "ENAFLG": 2,
+        "CUR": "GBP" if city[2] == "GB" else "EUR", "CRY": city[2], "CTY": city[0],
+        "POSCOD": city[1], "ADDLIG": f"{10 + i} Industrial Estate",
+        "TEL": f"+44 20 7946 {i:04d}", "WEB": f"{code.lower()}@example.com",
+        "EECNUM": f"GB{100000000 + i * 7919:09d}", "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at,
+    }
+
+
+def _vendor_of(supplier: dict, company: dict, new_id: _Ids) -> dict:
+    """The Procore vendor an earlier sync made of an X3 supplier."""
+    code, name = supplier["BPSNUM"], supplier["BPSNAM"]
+    return {
+        "id": new_id(), "name": name, "abbreviated_name": name[:10],
+        "address": supplier["ADDLIG"], "city": supplier["CTY"], "zip": supplier["POSCOD"],
+        "country_code": supplier["CRY"], "business_phone": supplier["TEL"],
+        "email_address": supplier["WEB"], "is_active": True, "origin_id": code,
+        "origin_code": code, "origin_data": None, "synced_to_erp": True,
+        "tax_id": supplier["EECNUM"], "company": company["name"], "created_at": CREATED,
+        "updated_at": CREATED,
+    }
+
+
+def _gl_accounts() -> list[dict]:
+    return [{"COA": X3_CHART, "ACC": acc, "DES": des,
+             "UPDDATTIM": stamp(BASE_TIME - timedelta(days=60))}
+            for acc, des, _c, _t in GL_ACCOUNTS]
+
+
+def _dimensions(x3_projects: list[dict]) -> list[dict]:
+    """A PRJ dimension per project, then a line dimension (LINE_DIMENSION_TYPE) per GL account."""
+    return [
+        {"DIE": "PRJ", "CCE": p["PJTNUM"], "DES": p["DES"][:30], "DESSHO": p["PJTNUM"],
+         "ENAFLG": 2, "UPDDATTIM": stamp(BASE_TIME - timedelta(days=60))}
+        for p in x3_projects
+    ] + [
+        {"DIE": LINE_DIMENSION_TYPE, "CCE": line_dimension_value(acc), "DES": des[:30],
+         "DESSHO": line_dimension_value(acc), "ENAFLG": 2,
+         "UPDDATTIM": stamp(BASE_TIME - timedelta(days=60))}
+        for acc, des, _c, _t in GL_ACCOUNTS
+    ]
+
+
+def _purchase_orders(rng: random.Random, size: _SeedSize, x3_projects: list[dict],
+                     supplier_pool: list[str]) -> list[dict]:
+    """`size.pos_per_project` POs per project, stamped 7 s apart; a few from X3-only
+    suppliers (the last two of the pool), a few closed."""
+    x3_pos = []
+    for p_index, project in enumerate(x3_projects):
+        for k in range(size.pos_per_project):
+            po_seq = len(x3_pos) + 1
+            number = f"PO{26000000 + po_seq:08d}"
+            n_lines = size.fixed_lines or rng.randint(1, size.max_lines)
+            supplier = supplier_pool[rng.randrange(len(supplier_pool) - 2)]
+            if rng.random() < 0.02:
+                supplier = supplier_pool[-1 - rng.randrange(2)]  # X3-only supplier -> held
+            order_day = BASE_TIME + timedelta(days=rng.randrange(300))
+            stamp_at = stamp(BASE_TIME + timedelta(seconds=po_seq * 7))
+            lines = [_po_line(rng, number, n, project["PJTNUM"], stamp_at)
+                     for n in range(n_lines)]
+            closed = rng.random() < 0.04
+            x3_pos.append({
+                "POHNUM": number, "POHTYP": 1, "POHFCY": "FR011" if p_index % 7 == 5 else "GB011",
+                "ORDDAT": order_day.date().isoformat(), "BPSNUM": supplier,
+                "PJTH": project["PJTNUM"], "CUR": "GBP", "REVNUM": 0,
+                "CLEFLG": 2 if closed else 1, "APPFLG": 3,
+                "ORDREF": f"Order {project['PJTNUM']}-{k + 1:04d}",
+                "TOTORD": money(sum(Decimal(line["LINAMT"]) for line in lines)),
+                "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
+            })
+    return x3_pos
+
+
+def _po_line(rng: random.Random, number: str, index: int, project: str, stamp_at: str) -> dict:
+    """The index-th line of PO `number`; now and then on an unmapped GL account."""
+    item, desc, uom = ITEMS[rng.randrange(len(ITEMS))]
+    acc = MAPPED_GL_ACCOUNTS[rng.randrange(len(MAPPED_GL_ACCOUNTS))]
+    if rng.random() < 0.004:
+        acc = UNMAPPED_GL_ACCOUNTS[rng.randrange(len(UNMAPPED_GL_ACCOUNTS))]
+    qty = Decimal(rng.randint(1, 400)) if uom != "LS" else Decimal(1)
+    price = Decimal(rng.randint(500, 500000)) / 100
+    # X3 keeps a line's accounts in PORDERC.LINACC (by chart, COA) and its dimensions in
+    # CPTANALIN.CCE (by type, DIE); "ACC" is a seed-only shortcut for LINACC[0] that the
+    # sandbox never serves.
+    return {
+        "POHNUM": number, "POPLIN": (index + 1) * 1000, "POQSEQ": 1, "ITMREF": item,
+        "ITMDES": desc, "ACC": acc, "COA": [X3_CHART], "LINACC": [acc],
+        "DIE": ["PRJ", LINE_DIMENSION_TYPE], "CCE": [project, line_dimension_value(acc)],
+        "PJT": project, "QTYUOM": str(qty), "UOM": uom,
+        "NETPRI": money(price), "LINAMT": money(qty * price), "LINCLEFLG": 1,
+        "LINSTA": 1, "LINREVNUM": 0, "UPDDATTIM": stamp_at,
+    }
+
+
+def _purchase_invoices(rng: random.Random, x3_pos: list[dict]) -> list[dict]:
+    """An invoice for each of the first 30 % of the open POs, stamped after every PO; most
+    are posted (final), every 8th one is still being entered."""
+    invoices = []
+    open_pos = [po for po in x3_pos if po["CLEFLG"] == 1]
+    for po in open_pos[: max(1, len(open_pos) * 3 // 10)]:
+        inv_seq = len(invoices) + 1
+        number = f"PI{26000000 + inv_seq:08d}"
+        inv_day = datetime.fromisoformat(po["ORDDAT"]) + timedelta(days=rng.randint(5, 40))
+        if inv_day.year > 2026:
+            inv_day = datetime(2026, 12, 15)
+        stamp_at = stamp(BASE_TIME + timedelta(seconds=len(x3_pos) * 7 + inv_seq * 5))
+        billed = po["lines"][: rng.randint(1, len(po["lines"]))]
+        lines = [_invoice_line(rng, number, n, po, po_line, stamp_at)
+                 for n, po_line in enumerate(billed)]
+        invoices.append({
+            "NUM": number, "PIHTYP": 1, "BPSNUM": po["BPSNUM"], "BPSINV": f"INV-{inv_seq:05d}",
+            "INVDAT": inv_day.date().isoformat(), "ACCDAT": inv_day.date().isoformat(),
+            "CUR": po["CUR"], "PJT": po["PJTH"],
+            "STA": 1 if inv_seq % 8 == 0 else 2,
+            "AMTNOT": money(sum(Decimal(line["AMTNOTLIN"]) for line in lines)),
+            "CREDATTIM": stamp_at, "UPDDATTIM": stamp_at, "lines": lines,
+        })
+    return invoices
+
+
+def _invoice_line(rng: random.Random, number: str, index: int, po: dict, po_line: dict,
+                  stamp_at: str) -> dict:
+    """A quarter, half, three quarters or all of a PO line's quantity, at its price."""
+    fraction = Decimal(rng.choice([25, 50, 75, 100])) / 100
+    qty = (Decimal(po_line["QTYUOM"]) * fraction).quantize(Decimal("0.001"))
+    amount = Decimal(po_line["NETPRI"]) * qty
+    return {
+        "NUM": number, "PIDLIN": (index + 1) * 1000, "POHNUM": po["POHNUM"],
+        "POPLIN": po_line["POPLIN"], "POQSEQ": 1, "ITMREF": po_line["ITMREF"],
+        "ITMDES": po_line["ITMDES"], "QTYUOM": str(qty),
+        "UOM": po_line["UOM"], "NETPRI": po_line["NETPRI"], "AMTNOTLIN": money(amount),
+        "UPDDATTIM": stamp_at,
+    }

@@ -75,7 +75,8 @@ class SandboxHandle:
 def build_apps(seed_data: SeedData, procore_config: SandboxConfig | None = None,
                x3_config: SandboxConfig | None = None):
     # Imported here so the seed and controls modules stay importable on their own.
-    from mlc_sandbox import procore_app, sage_x3_app
+    from mlc_sandbox.procore import app as procore_app
+    from mlc_sandbox.sage_x3 import app as sage_x3_app
 
     procore_controls = SandboxControls(procore_config)
     x3_controls = SandboxControls(x3_config)

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import uvicorn
 
-from mlc_sandbox import procore_app
 from mlc_sandbox.controls import SandboxControls
-from mlc_sandbox.procore_app import ProcoreState
+from mlc_sandbox.procore.app import build_app
+from mlc_sandbox.procore.state import ProcoreState
 from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS, build_seed
 from mlc_sandbox.server import free_port
 
@@ -79,7 +79,7 @@ def sandbox_fixture(server):
     """A freshly seeded Procore sandbox (state, controls, limits) behind the shared server."""
     slot, url = server
     controls = SandboxControls()
-    slot.app = procore_app.build_app(SEED, controls)
+    slot.app = build_app(SEED, controls)
     return Sandbox(url, slot.app.state_obj, controls)
 
 

@@ -2,7 +2,7 @@
 official operation's body template (issue 13 point 4).
 
 The Procore sandbox drops any body attribute that the operation's OAS template
-(mlc_sandbox/procore_api_subset.json) does not name, as Procore ignores attributes it
+(mlc_sandbox/procore/procore_api_subset.json) does not name, as Procore ignores attributes it
 does not permit, and records the dotted paths in the call log (`dropped`). Here the real
 Dagster jobs run end to end against the sandboxes - the reference-data job, the seeded PO
 sync with its invoices, an amendment, an amendment to an Approved commitment (the change

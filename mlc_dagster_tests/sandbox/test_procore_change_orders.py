@@ -1,6 +1,6 @@
 """Change orders in the Procore sandbox, over real HTTP: packages, PCOs, their lines, tiers.
 
-Sources for each rule are cited in mlc_sandbox/procore_change_orders.py.
+Sources for each rule are cited in mlc_sandbox/procore/change_orders.py.
 """
 
 from __future__ import annotations

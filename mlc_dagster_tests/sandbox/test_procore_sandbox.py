@@ -38,8 +38,8 @@ from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
     sync_pco_lines,
     token_for,
 )
-from mlc_sandbox import procore_app
-from mlc_sandbox.procore_spec import SPEC_PATH, listed_filters
+from mlc_sandbox.procore import app as procore_app
+from mlc_sandbox.procore.spec import SPEC_PATH, listed_filters
 from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 
 SUBSET = json.loads(SPEC_PATH.read_text())["requests"]

@@ -32,8 +32,8 @@ from mlc_dagster_tests.sandbox.procore_helpers import (  # noqa: F401 - fixtures
     sync_lines,
     token_for,
 )
-from mlc_sandbox.procore_app import INVOICE_SYNCED
-from mlc_sandbox.procore_spec import body_templates, permitted_body
+from mlc_sandbox.procore.requisitions import INVOICE_SYNCED
+from mlc_sandbox.procore.spec import body_templates, permitted_body
 from mlc_sandbox.seed import COMPANY_ID, SANDBOX_CREDENTIALS
 
 CONTRACTS = "/rest/v1.0/purchase_order_contracts"

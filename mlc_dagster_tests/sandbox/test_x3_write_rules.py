@@ -1,6 +1,7 @@
 """What the X3 sandbox refuses because Sage's documents say X3 refuses it, and how it imports
 a file the way X3's Imports function does (issue 13 point 9). Sources are cited next to the
-rules in mlc_sandbox/sage_x3_app.py (WEB_API_READ_ONLY, _mutation_sdl, import_file).
+rules in mlc_sandbox/sage_x3/ (classes.WEB_API_READ_ONLY, graphql_schema._mutation_sdl,
+admin.import_file).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from mlc_dagster.x3_import.templates import (
     supplier_template,
     supplier_update_template,
 )
-from mlc_sandbox import sage_x3_app
 from mlc_sandbox.controls import SandboxControls
+from mlc_sandbox.sage_x3.app import build_app
+from mlc_sandbox.sage_x3.classes import BPSUPPLIER, CACCE, CLASSES
+from mlc_sandbox.sage_x3.state import copy_json
 from mlc_sandbox.seed import SANDBOX_CREDENTIALS, build_seed
 
 C = SANDBOX_CREDENTIALS
@@ -37,7 +40,7 @@ def seed():
 
 @pytest.fixture
 def x3(seed):
-    app = sage_x3_app.build_app(seed, SandboxControls())
+    app = build_app(seed, SandboxControls())
     with TestClient(app) as client:
         client.state_obj = app.state_obj
         yield client
@@ -74,13 +77,13 @@ def import_file(client, template_code, text, file="f.txt"):
 ])
 def test_rest_writes_to_classic_objects_are_refused_with_a_diagnosis(x3, method, cls, key, facet,
                                                                      body):
-    before = sage_x3_app._copy_json(x3.state_obj.records(sage_x3_app.CLASSES[cls]))
+    before = copy_json(x3.state_obj.records(CLASSES[cls]))
     response = rest(x3, method, cls, key, facet, body)
     assert response.status_code == 405
     (diagnosis,) = response.json()["$diagnoses"]
     assert diagnosis["$severity"] == "error"
     assert "read-only" in diagnosis["$message"] and "import template" in diagnosis["$message"]
-    assert x3.state_obj.records(sage_x3_app.CLASSES[cls]) == before
+    assert x3.state_obj.records(CLASSES[cls]) == before
     assert rest(x3, "GET", cls, key or None, "$query" if key is None else "$details").status_code \
         == 200  # reading stays allowed
 
@@ -97,7 +100,7 @@ def test_graphql_finance_and_supplier_nodes_have_no_mutation_unless_an_operation
               'dimension: "X1", localizedDescription: "New"}) { _id } } } }')
     body = graphql(x3, create).json()  # GraphQL errors, as X3's GraphQL server answers them
     assert body["errors"] and body.get("data") is None
-    assert x3.state_obj.find(sage_x3_app.CACCE, "CCT~X1") is None
+    assert x3.state_obj.find(CACCE, "CCT~X1") is None
     supplier = 'mutation { x3MasterData { supplier { update(data: {code: "SUP001"}) { _id } } } }'
     assert graphql(x3, supplier).json()["errors"]
     query = '{ x3FinanceData { dimension { query(first: 1) { edges { node { _id } } } } } }'
@@ -105,7 +108,7 @@ def test_graphql_finance_and_supplier_nodes_have_no_mutation_unless_an_operation
 
     x3.post("/_sandbox/x3/settings", json={"api_operations": ["dimension"]})  # GESAPIOPE
     done = graphql(x3, create).json()
-    assert "errors" not in done and x3.state_obj.find(sage_x3_app.CACCE, "CCT~X1") is not None
+    assert "errors" not in done and x3.state_obj.find(CACCE, "CCT~X1") is not None
     assert graphql(x3, supplier).json()["errors"]  # only the configured node
 
 
@@ -127,7 +130,7 @@ def test_a_dimension_file_creates_new_values_and_modifies_existing_ones(x3):
     log = import_file(x3, "YMLCCCE", text, "YMLCCCE_1.txt").json()
     assert log["created"] == ["CCT~99-100"] and log["updated"] == ["PRJ~P1001"]
     assert log["errors"] == [] and log["file"] == "YMLCCCE_1.txt"
-    value = x3.state_obj.find(sage_x3_app.CACCE, "PRJ~P1001")
+    value = x3.state_obj.find(CACCE, "PRJ~P1001")
     assert (value["DES"], value["ENAFLG"]) == ("Renamed tower", 1)
     again = import_file(x3, "YMLCCCE", text).json()
     assert again["unchanged"] == ["CCT~99-100", "PRJ~P1001"]
@@ -140,7 +143,7 @@ def test_a_dimension_file_creates_new_values_and_modifies_existing_ones(x3):
 def test_a_file_not_in_the_templates_format_is_refused_whole(x3, data, status, words):
     response = import_file(x3, "YMLCCCE", data)
     assert response.status_code == status and words in response.json()["error"]
-    assert x3.state_obj.find(sage_x3_app.CACCE, "CCT~1") is None
+    assert x3.state_obj.find(CACCE, "CCT~1") is None
 
 
 def test_an_unknown_template_cannot_import(x3):
@@ -168,7 +171,7 @@ def test_a_new_supplier_needs_every_field_sage_lists_as_compulsory(x3):
     log = import_file(x3, "YMLCBPS", render(supplier_template(),
                                             [[("B", NEW_SUPPLIER), ("A", ADDRESS)]])).json()
     assert log["created"] == ["PC77"]
-    created = x3.state_obj.find(sage_x3_app.BPSUPPLIER, "PC77")
+    created = x3.state_obj.find(BPSUPPLIER, "PC77")
     assert (created["BPSNAM"], created["CTY"], created["WEB"], created["ENAFLG"]) == (
         "Harbor Crane", "Liverpool", "ops@harbor.example", 2)
 
@@ -177,7 +180,7 @@ def test_the_update_template_changes_the_active_flag_and_bp_fields_need_the_bp_t
     log = import_file(x3, "YMLCBPSU", render(supplier_update_template(),
                                              [[("B", {"BPSNUM": "SUP001", "ENAFLG": 1})]])).json()
     assert log["updated"] == ["SUP001"]
-    assert x3.state_obj.find(sage_x3_app.BPSUPPLIER, "SUP001")["ENAFLG"] == 1
+    assert x3.state_obj.find(BPSUPPLIER, "SUP001")["ENAFLG"] == 1
     missing = import_file(x3, "YMLCBPSU", "B;NOSUCH;1\r\n").json()
     assert missing["updated"] == [] and missing["errors"]
     renamed = dict(NEW_SUPPLIER, BPSNUM="SUP001", BPRNAM="Renamed by import")
@@ -185,4 +188,4 @@ def test_the_update_template_changes_the_active_flag_and_bp_fields_need_the_bp_t
                                             [[("B", renamed), ("A", ADDRESS)]])).json()
     message = log["errors"][0]["message"]
     assert "BPRNAM" in message and "belong to the business partner" in message
-    assert x3.state_obj.find(sage_x3_app.BPSUPPLIER, "SUP001")["BPSNAM"] != "Renamed by import"
+    assert x3.state_obj.find(BPSUPPLIER, "SUP001")["BPSNAM"] != "Renamed by import"

@@ -7,50 +7,40 @@ on change order packages; "when the Status of a Change Order is Approved or Comp
 SOV cannot be modified, nor can the Change Order be deleted"), and the OAS operations
 registered below (their request shapes are in procore_api_subset.json).
 
-Each project has a change-order tier (procore_app.ProcoreState.change_order_tier), never
+Each project has a change-order tier (state.ProcoreState.change_order_tier), never
 shown as a field: a client learns it from the arrays of the purchase order contract's show
-response (procore_app.tier_arrays). Only a single-tier package gets a potential change
+response (commitments.tier_arrays). Only a single-tier package gets a potential change
 order; on two- and three-tier projects nothing creates one (the sandbox does not serve
 potential change order creation), so line items can only be written on single-tier projects.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.responses import Response
 
-from mlc_sandbox.procore_app import (
-    ApiError,
-    Call,
-    Invalid,
-    ProcoreState,
-    add_error,
-    api,
+from mlc_sandbox.procore.errors import ApiError, Invalid, add_error, not_found
+from mlc_sandbox.procore.listing import filtered, include_deleted, paged
+from mlc_sandbox.procore.routing import Call, api, empty_ok, json_response, no_content
+from mlc_sandbox.procore.sov_lines import holder_line_out, line_or_404, save_schedule_line
+from mlc_sandbox.procore.tables import contract_in, next_number, record_or_404
+from mlc_sandbox.procore.totals import package_total
+from mlc_sandbox.procore.values import (
     boolean,
-    check_origin,
     coerce,
-    contract_in,
-    empty_ok,
-    filtered,
-    holder_line_out,
-    include_deleted,
     integer,
     iso_date,
-    json_response,
-    next_number,
-    no_content,
-    not_found,
     now_iso,
     one_of,
     opaque,
     origin,
-    package_total,
-    paged,
-    record_or_404,
-    require,
-    run_sync,
-    save_schedule_line,
     text,
 )
+from mlc_sandbox.procore.writes import check_origin, require, run_sync
+
+if TYPE_CHECKING:
+    from mlc_sandbox.procore.state import ProcoreState
 
 # ASSUMPTION: no source gives the enum (GET /rest/v1.0/change_order/statuses lists a company's
 # own); lower case, as the OAS examples spell statuses.
@@ -90,7 +80,7 @@ PCO_LINES = PCOS + "/{potential_change_order_id}/line_items"
 CCOS = "/rest/v1.0/projects/{project_id}/commitment_change_orders"
 
 
-# --- packages -------------------------------------------------------------------------------
+# --- packages ---------------------------------------------------------------------------------
 
 
 def save_package(state: ProcoreState, project: dict, contract: dict, values: dict,
@@ -234,7 +224,7 @@ def ensure_package_open(state: ProcoreState, pco: dict) -> None:
 
 
 def save_pco_line(state: ProcoreState, pco: dict, attrs: dict, line: dict | None) -> dict:
-    """Same fields and rules as a commitment's line items (procore_app.save_schedule_line)."""
+    """Same fields and rules as a commitment's line items (sov_lines.save_schedule_line)."""
     ensure_package_open(state, pco)
     return save_schedule_line(state, state.pco_lines, pco["id"], pco["_project_id"], attrs, line)
 
@@ -242,12 +232,11 @@ def save_pco_line(state: ProcoreState, pco: dict, attrs: dict, line: dict | None
 def pco_line_out(state: ProcoreState, line: dict) -> dict:
     """The commitment line item shape; holder_type is an ASSUMPTION."""
     pco = state.pcos.get(line["_pco_id"], include_deleted=True)
-    return holder_line_out(state, line, pco["_project_id"],
-                           {"id": pco["id"], "holder_type": "PotentialChangeOrder"})
+    return holder_line_out(state, line, pco, "PotentialChangeOrder")
 
 
 def pco_line_or_404(call: Call, pco: dict) -> dict:
-    return record_or_404(call.state.pco_lines, call.id(), "Line item", pco["id"])
+    return line_or_404(call, call.state.pco_lines, pco)
 
 
 @api("GET", PCO_LINES, query=("project_id",))
@@ -297,7 +286,7 @@ def sync_pco_lines(call: Call) -> Response:
                     lambda line: pco_line_out(call.state, line))
 
 
-# --- commitment change orders (the package seen through the CCO endpoints) ---------------------
+# --- commitment change orders (the package seen through the CCO endpoints) --------------------
 
 
 def cco_project(call: Call) -> dict:

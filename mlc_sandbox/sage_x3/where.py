@@ -441,7 +441,8 @@ def _bind_where(node, fields: Mapping[str, Kind]) -> Predicate:
     if isinstance(node, Between):
         low = _literal_value(kind, node.low, prop)
         high = _literal_value(kind, node.high, prop)
-        return lambda rec: _compare(value_of(rec), "ge", low) and _compare(value_of(rec), "le", high)
+        return lambda rec: (_compare(value_of(rec), "ge", low)
+                            and _compare(value_of(rec), "le", high))
     if isinstance(node, Like):
         regex = _like_regex(node.pattern.value)
         negated = node.negated

@@ -130,7 +130,7 @@ def _filter(value: Any, template: Any, path: str, dropped: list[str]) -> Any:
     return value
 
 
-# --- filters: only where the operation lists them ----------------------------------------------
+# --- filters: only where the operation lists them ---------------------------------------------
 
 FILTER_KEY = re.compile(r"filters\[(\w+)\](?:\[\])?")
 
@@ -188,7 +188,7 @@ def range_bound_format(value: str, formats: tuple[str, ...]) -> str | None:
     return next((f for f in formats if RANGE_BOUND_FORMATS[f].fullmatch(value)), None)
 
 
-# --- country and state codes -------------------------------------------------------------------
+# --- country and state codes ------------------------------------------------------------------
 
 # "The `country_code` and `state_code` parameter values must conform to the ISO-3166 Alpha-2
 # specification" (OAS: POST /rest/v1.0/vendors (Create company vendor), PATCH
