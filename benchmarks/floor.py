@@ -3,9 +3,9 @@
 Written apart from the connector: nothing here imports `mlc_dagster`. The floor is read from
 the `SeedData` that the sandboxes serve and from the mapping file the run uses, with small
 rules of its own about which POs and invoices must reach Procore. The benchmark and the CI
-smoke test compare the sandboxes' call logs with it. A floor taken from what the run did (the
-commitments it wrote, the lists it reused) would agree with any run, however many calls it
-wasted.
+smoke test compare the sandboxes' call logs with it (`floor_check`). A floor taken from what
+the run did (the commitments it wrote, the lists it reused) would agree with any run, however
+many calls it wasted.
 
 A first backfill into a Procore company with no commitments yet needs, per endpoint:
 
@@ -285,3 +285,17 @@ def under_floor(actual: Counter | dict, floor: Counter | dict) -> dict[str, int]
     """Endpoint -> calls the floor counts but the run did not make. Below the fewest possible
     calls means the floor is wrong (or the run skipped work): either way, a finding."""
     return {e: n - actual.get(e, 0) for e, n in sorted(floor.items()) if n > actual.get(e, 0)}
+
+
+def floor_check(by_endpoint: dict, floor: Floor) -> dict:
+    """A run's Procore calls (endpoint -> calls) against the floor, endpoint by endpoint:
+    calls above it (beyond the allowance), below it, and one line per violation."""
+    actual = Counter(by_endpoint)
+    allowed = floor.calls + floor.allowance
+    over = over_floor(actual, allowed)
+    return {"over": over, "under": under_floor(actual, floor.calls),
+            "calls": sum(actual.values()), "floor": floor.total,
+            "allowance": dict(floor.allowance), "allowance_reasons": floor.allowance_reasons,
+            "violations": [f"{e}: {actual[e]} calls, floor {floor.calls.get(e, 0)}"
+                           + (f" + {floor.allowance[e]} allowed" if floor.allowance.get(e) else "")
+                           + f" (+{n})" for e, n in over.items()]}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """How the Procore client's pacing behaves when BOTH target limits apply in real time.
 
-The main benchmark compresses the 600/h limit in time (see `run.scaled_limits`), which leaves
-the 25/10 s spike limit out. This probe looks at the two together, uncompressed:
+The main benchmark compresses the 600/h limit in time (see `limits.scaled_limits`), which
+leaves the 25/10 s spike limit out. This probe looks at the two together, uncompressed:
 
     python benchmarks/pacing_probe.py simulate            # seconds: pacer + sandbox limiter, fake clock
     python benchmarks/pacing_probe.py live --minutes 20   # the real job against the sandbox
@@ -28,16 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import (  # noqa: E402
-    BenchConfig,
-    CallLog,
-    RateLimits,
-    build_seed_for,
-    configure,
-    started_sandboxes,
-    summarize_calls,
-    sync_environment,
-)
+from benchmarks.calls import CallLog, summarize_calls  # noqa: E402
+from benchmarks.config import BenchConfig, build_seed_for  # noqa: E402
+from benchmarks.harness import configure, started_sandboxes, sync_environment  # noqa: E402
+from benchmarks.limits import RateLimits  # noqa: E402
 
 TARGET = RateLimits(600, 25, 10, "600/h and 25/10 s, real time")
 
@@ -47,7 +41,7 @@ def simulate(calls: int | None = None, per_call_s: float = 0.058,
     """`calls`: None = the backfill floor of the benchmark's seed."""
     import httpx
 
-    import mlc_sandbox.procore_app as procore_app
+    import mlc_sandbox.procore.rate_limit as procore_app
     from mlc_dagster.resources.http_core import RatePacer
     from mlc_sandbox.controls import SandboxConfig
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/readme_table.py benchmarks/results/latest.json
 
-Every row of the report that has a target (benchmarks/run.py `summary_rows`, which also
+Every row of the report that has a target (benchmarks/report.py `summary_rows`, which also
 decides "met") goes between the README's two markers, with the results' commit and date.
 `--check` exits 1 when the README differs from what the results say.
 """
@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.run import summary_rows  # noqa: E402
+from benchmarks.report import summary_rows  # noqa: E402
 
 README = HERE.parent / "README.md"
 START = "<!-- performance-targets:start (benchmarks/readme_table.py) -->"

@@ -1,34 +1,35 @@
 """CI guard for issue #15 part 1: a backfill that needs several rate-limit windows ends with
 no failed run and no 429, handed over from run to run by the real continuation sensor.
 
-benchmarks/real_limit.py on a tiny seed (2 projects x 10 POs x 3 lines: a floor of 36 Procore
-calls, benchmarks/floor.py) against limits small enough to spend the hourly allowance three
-times over: 12 calls per 8 s "hour" and 50 per 1 s spike window, with the connector willing
-to wait 1.5 s at most (MLC_PROCORE_MAX_WAIT_SECONDS). The real job runs in-process; the
-sensor `procore_rate_limit_continuation` is evaluated every 0.25 s with the ledger resource,
-as the daemon would, and its RunRequests are executed with their tags. Nothing asserts a
-time; the counts are calls, runs, 429s and POs, from the sandbox's call log and state. How
-many runs it takes depends on the machine's speed (a slow run lets windows pass), so only
-"at least one hand-over" is asserted.
+benchmarks/scenarios/real_limit.py on a tiny seed (2 projects x 10 POs x 3 lines: a floor of
+36 Procore calls, benchmarks/floor.py) against limits small enough to spend the hourly
+allowance three times over: 12 calls per 8 s "hour" and 50 per 1 s spike window, with the
+connector willing to wait 1.5 s at most (MLC_PROCORE_MAX_WAIT_SECONDS). The real job runs
+in-process; the sensor `procore_rate_limit_continuation` is evaluated every 0.25 s with the
+ledger resource, as the daemon would, and its RunRequests are executed with their tags.
+Nothing asserts a time; the counts are calls, runs, 429s and POs, from the sandbox's call log
+and state. How many runs it takes depends on the machine's speed (a slow run lets windows
+pass), so only "at least one hand-over" is asserted.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import real_limit
-from benchmarks import run as bench
+from benchmarks.config import BenchConfig
+from benchmarks.limits import RateLimits
+from benchmarks.scenarios import real_limit
 
 pytestmark = pytest.mark.slow
 
 SEED = {"projects": 2, "pos_per_project": 10, "lines_per_po": 3}
-LIMITS = bench.RateLimits(hourly_limit=12, spike_limit=50, spike_window_seconds=1.0,
-                          hourly_window_seconds=8.0, description="CI: 12 per 8 s, 50 per 1 s")
+LIMITS = RateLimits(hourly_limit=12, spike_limit=50, spike_window_seconds=1.0,
+                    hourly_window_seconds=8.0, description="CI: 12 per 8 s, 50 per 1 s")
 ENV = {"MLC_PROCORE_MAX_WAIT_SECONDS": "1.5", "MLC_PROGRESS_LOG_SECONDS": "0.5"}
 
 
 def run_tiny(tmp_path) -> dict:
-    cfg = bench.BenchConfig(**SEED, latency_ms=0, real_limit_timeout_s=240)
+    cfg = BenchConfig(**SEED, latency_ms=0, real_limit_timeout_s=240)
     return real_limit.bench_real_limit(cfg, tmp_path / "real_limit", limits=LIMITS, env=ENV,
                                        tick_s=0.25)
 

@@ -1,8 +1,9 @@
-"""CI smoke for benchmarks/run.py, and the guard on Procore call counts (issue #15, part 5).
+"""CI smoke for the benchmarks, and the guard on Procore call counts (issue #15, part 5).
 
 A tiny run of every in-process scenario (4 projects x 12 POs x 3 lines, no latency) through
-the script's own functions: the real Dagster job against the sandboxes. The change-latency
-scenario (a `dagster dev` subprocess for minutes) is not run here. Nothing here asserts a time.
+the benchmark's own functions (benchmarks/suite.py, report.py, floor.py, scenarios/): the
+real Dagster job against the sandboxes. The change-latency scenario (a `dagster dev`
+subprocess for minutes) is not run here. Nothing here asserts a time.
 
 The guard counts calls and never times them. The backfill must not make more Procore calls, on
 any endpoint, than the floor that benchmarks/floor.py computes from the seed and the mapping
@@ -52,7 +53,10 @@ from collections import Counter
 import pytest
 
 from benchmarks import floor as call_floor
-from benchmarks import run as bench
+from benchmarks import report, suite
+from benchmarks.config import BenchConfig, build_seed_for
+from benchmarks.harness import SyncSession
+from benchmarks.scenarios import backfill, delta, noop
 
 pytestmark = pytest.mark.slow
 
@@ -72,14 +76,14 @@ SMOKE_FLOOR = {
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bench")
-    cfg = bench.BenchConfig(
+    cfg = BenchConfig(
         **SMOKE, latency_ms=0, delta_fractions=(0.05, 0.1), staging_scale="small",
         staging_projects=2, staging_pos_per_project=10, staging_lines_per_po=3,
         staging_subprocess=False, staging_profile_fraction=0.5)
-    results = bench.run_benchmarks(
+    results = suite.run_benchmarks(
         cfg, ["backfill", "noop", "delta", "staging", "baseline"], isolate=False,
         workdir=workdir / "work", name="smoke")
-    json_path, md_path = bench.write_results(results, workdir / "results", "smoke")
+    json_path, md_path = report.write_results(results, workdir / "results", "smoke")
     return results, json_path, md_path
 
 
@@ -104,7 +108,7 @@ def test_writes_json_and_markdown_with_machine_and_settings(smoke):
 
 
 def test_the_floor_is_computed_from_the_seed_as_the_docstring_says():
-    seed = bench.build_seed_for(bench.BenchConfig(**SMOKE))
+    seed = build_seed_for(BenchConfig(**SMOKE))
     floor = call_floor.backfill_floor(seed, seed.mapping_csv)
     assert dict(floor.calls) == SMOKE_FLOOR and floor.total == 80
     assert floor.held_pos == {"PO26000009": "supplier SUP039 is not an active Procore vendor"}
@@ -114,9 +118,9 @@ def test_the_floor_is_computed_from_the_seed_as_the_docstring_says():
 def test_floor_check_reports_calls_above_and_below_the_floor():
     floor = call_floor.Floor(Counter({call_floor.TOKEN: 1, call_floor.LINE_SYNC: 3}))
     floor.allowance[call_floor.REQUISITION_LIST] = 1
-    check = bench.floor_check({"POST /oauth/token": 2, "GET /rest/v1.1/requisitions": 2,
-                               "PATCH /rest/v1.0/purchase_order_contracts/{id}/line_items/sync": 2},
-                              floor)
+    check = call_floor.floor_check(
+        {"POST /oauth/token": 2, "GET /rest/v1.1/requisitions": 2,
+         "PATCH /rest/v1.0/purchase_order_contracts/{id}/line_items/sync": 2}, floor)
     assert check["over"] == {"POST /oauth/token": 1, "GET /rest/v1.1/requisitions": 1}
     assert check["under"] == {call_floor.LINE_SYNC: 1}
     assert check["violations"] == [
@@ -145,20 +149,20 @@ def test_backfill_makes_no_procore_call_above_the_independent_floor(smoke):
 def test_noop_run_makes_no_procore_call_and_writes_nothing(smoke):
     results, _, _ = smoke
     for key in ("noop", "noop_after_delta"):
-        noop = results["scenarios"][key]
-        assert noop["success"] and noop["fallback_tick"]["success"]
-        assert noop["fallback_tick"]["later_s"] == 900
+        quiet = results["scenarios"][key]
+        assert quiet["success"] and quiet["fallback_tick"]["success"]
+        assert quiet["fallback_tick"]["later_s"] == 900
         assert hourly_recheck(results) == {call_floor.CONTRACT_READ: 1, call_floor.TOKEN: 1}
-        assert bench.noop_violations(noop) == []  # no tolerance left: 0 Procore calls
-        assert noop["procore"]["total"] == noop["fallback_tick"]["procore"]["total"] == 0
-        for run in (noop, noop["fallback_tick"]):
+        assert noop.noop_violations(quiet) == []  # no tolerance left: 0 Procore calls
+        assert quiet["procore"]["total"] == quiet["fallback_tick"]["procore"]["total"] == 0
+        for run in (quiet, quiet["fallback_tick"]):
             assert run["procore"]["writes"] == 0 and run["x3"]["writes"] == 0
             assert run["x3_state_unchanged"] is True
             assert sorted(run["reference_reused"]) == [
                 "procore_cost_codes", "procore_line_item_types", "procore_projects",
                 "procore_vendors"]
-        assert noop["x3"]["total"] >= 1
-        poll = noop["sensor_poll"]
+        assert quiet["x3"]["total"] >= 1
+        poll = quiet["sensor_poll"]
         assert poll["sensors"] == ["x3_purchase_invoice_changes", "x3_purchase_order_changes"]
         assert poll["run_requests"] == 0 and poll["procore"]["total"] == 0
         # PO headers and PO line stamps (a line-only change need not move the header stamp),
@@ -198,13 +202,13 @@ def test_merge_takes_later_scenarios_and_flags_mixed_commits(smoke):
     results, _, _ = smoke
     rerun = {**results, "name": "rerun", "scenarios": {"noop": results["scenarios"]["noop"]},
              "git": {**results["git"], "commit": "f" * 40}}
-    merged = bench.merge_results([results, rerun], "merged")
+    merged = report.merge_results([results, rerun], "merged")
     assert merged["scenarios"]["noop"]["from_run"] == "rerun"
     assert merged["scenarios"]["backfill"]["from_run"] == "smoke"
     assert merged["commits"] == sorted({results["git"]["commit"], "f" * 40} - {None})
-    text = bench.to_markdown(merged)
+    text = report.to_markdown(merged)
     assert "Merged from:" in text and "`ffffffffffff`)" in text
-    same = bench.merge_results([results, {**results, "name": "again"}], "merged")
+    same = report.merge_results([results, {**results, "name": "again"}], "merged")
     assert len(same["commits"]) == 1 and same["errors"] == {}
 
 
@@ -212,9 +216,9 @@ def test_merge_takes_later_scenarios_and_flags_mixed_commits(smoke):
 
 @pytest.fixture
 def small_session(tmp_path):
-    cfg = bench.BenchConfig(projects=2, pos_per_project=10, lines_per_po=3, latency_ms=0,
-                            rate_compression=0)
-    with bench.SyncSession(cfg, tmp_path / "sync") as session:
+    cfg = BenchConfig(projects=2, pos_per_project=10, lines_per_po=3, latency_ms=0,
+                      rate_compression=0)
+    with SyncSession(cfg, tmp_path / "sync") as session:
         yield session
 
 
@@ -228,7 +232,7 @@ def test_floor_guard_fails_when_the_writer_syncs_lines_twice(small_session, monk
         return sync_lines(self, *args, **kwargs)
 
     monkeypatch.setattr(ProcoreClient, "sync_contract_line_items", twice)
-    b = bench.bench_backfill(small_session)
+    b = backfill.bench_backfill(small_session)
     assert b["success"]  # the commitments are right: only the count betrays it
     assert b["floor_check"]["over"] == {call_floor.LINE_SYNC: 19}
     assert b["floor_check"]["violations"] == [
@@ -238,14 +242,14 @@ def test_floor_guard_fails_when_the_writer_syncs_lines_twice(small_session, monk
 def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypatch):
     from mlc_dagster.defs.reference import assets as reference_assets
 
-    assert bench.bench_backfill(small_session)["success"]
-    clean = bench.bench_noop(small_session)
+    assert backfill.bench_backfill(small_session)["success"]
+    clean = noop.bench_noop(small_session)
     assert clean["violations"] == []  # this seed has no commitment refusing invoices
 
     # 0. the old 600 s reuse window: the run one fallback gap (900 s) later reads the
     # reference data again (token, projects, vendors, line item types, 2 x cost codes)
     monkeypatch.setenv("MLC_REFERENCE_MAX_AGE_SECONDS", "600")
-    old_window = bench.bench_noop(small_session)
+    old_window = noop.bench_noop(small_session)
     assert old_window["violations"] == [
         "run one fallback tick later: 6 Procore call(s): GET /rest/v1.0/cost_codes x2, "
         "GET /rest/v1.0/line_item_types x1, GET /rest/v1.0/projects x1, "
@@ -253,8 +257,9 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     monkeypatch.undo()
 
     # 1. reference data never reused: the no-change runs read Procore (and only read)
-    monkeypatch.setattr(reference_assets, "recent_materialization", lambda context: None)
-    reads = bench.bench_noop(small_session)
+    monkeypatch.setattr(reference_assets, "recent_materialization",
+                        lambda context, settings: None)
+    reads = noop.bench_noop(small_session)
     assert [v.split(":")[0] for v in reads["violations"]] == [
         "whole run", "run one fallback tick later"]
     assert all("Procore call(s)" in v and "/rest/v1.0/cost_codes" in v
@@ -265,14 +270,14 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     # X3 read (the sensors do not call it)
     from mlc_dagster.defs.purchase_orders import assets as po_assets
 
-    refresh_snapshot = po_assets.refresh_snapshot
+    refresh_from_x3 = po_assets.refresh_from_x3
 
     def edit_then_refresh(client, store, entity, **kwargs):
-        bench.amend_pos(small_session.handles["sage_x3"].url, ["PO26000001"])
-        return refresh_snapshot(client, store, entity, **kwargs)
+        delta.amend_pos(small_session.handles["sage_x3"].url, ["PO26000001"])
+        return refresh_from_x3(client, store, entity, **kwargs)
 
-    monkeypatch.setattr(po_assets, "refresh_snapshot", edit_then_refresh)
-    x3 = bench.bench_noop(small_session)
+    monkeypatch.setattr(po_assets, "refresh_from_x3", edit_then_refresh)
+    x3 = noop.bench_noop(small_session)
     for label in ("whole run", "run one fallback tick later"):
         assert f"{label}: 1 X3 write call(s)" in x3["violations"]
         assert f"{label}: X3 records changed" in x3["violations"]
@@ -286,6 +291,6 @@ def test_noop_guard_fails_on_reads_writes_and_x3_writes(small_session, monkeypat
     counter = iter(range(10**6))
     monkeypatch.setattr(commitments, "content_hash", lambda payload: f"changed-{next(counter)}")
     monkeypatch.setattr(scope, "read_planned", lambda store, entity: None)
-    rewrites = bench.bench_noop(small_session)
+    rewrites = noop.bench_noop(small_session)
     assert "whole run: 21 Procore write(s)" in rewrites["violations"]  # 2 headers + 19 POs
     assert "run one fallback tick later: 21 Procore write(s)" in rewrites["violations"]

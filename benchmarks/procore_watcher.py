@@ -1,5 +1,5 @@
 """What a user's script sees: polling Procore's public REST API for commitments (issue #15,
-part 3). Used by the change-latency scenario (`bench_latency` in run.py).
+part 3). Used by the change-latency scenario (benchmarks/scenarios/latency.py).
 
 The watcher gets its own OAuth token from the Procore sandbox's token endpoint and asks, for
 each PO it waits for, `GET /rest/v1.0/purchase_order_contracts?project_id=..&filters[origin_id]=..`

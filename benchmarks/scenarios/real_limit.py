@@ -33,7 +33,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks import floor as call_floor
-from benchmarks import run as bench
+from benchmarks.calls import WRITE_METHODS, CallLog, summarize_calls
+from benchmarks.config import BenchConfig
+from benchmarks.harness import SyncSession, run_sync_job, sensor_named, synced_contracts
+from benchmarks.limits import RateLimits, limiter_times, scaled_limits, window_counts
+from benchmarks.report_rows import AddRow, over_text
 
 SENSOR = "procore_rate_limit_continuation"
 ENTITIES = ("purchase_order", "purchase_invoice")
@@ -53,7 +57,7 @@ def connector_env(compression: float) -> dict[str, str]:
             "MLC_PROGRESS_LOG_SECONDS": f"{PROGRESS_EVERY_S / compression:g}"}
 
 
-def latencies(cfg: bench.BenchConfig) -> tuple[int, int]:
+def latencies(cfg: BenchConfig) -> tuple[int, int]:
     """Per-call latency (Procore, X3) in ms: compressed with time unless given. Uncompressed,
     a client at 50 ms a call needs 2/3 of a 60 s emulated hour for 600 calls, where at real
     time it needs 1/15 of the hour (it is bound by the spike limit): it would then spread the
@@ -116,20 +120,20 @@ def _deferred(store) -> dict[str, int]:
     return {entity: len(store.keys_with_status(entity, ["deferred"])) for entity in ENTITIES}
 
 
-def measured_run(session: bench.SyncSession, store, tags: dict | None, trigger: str) -> dict:
+def measured_run(session: SyncSession, store, tags: dict | None, trigger: str) -> dict:
     """One run of the real job, with its calls, outcome and hand-over."""
     from mlc_dagster.procore_writes.continuation import NOT_BEFORE_TAG, read_continuation
 
     session.procore_log.mark()
     started = time.time()
-    run = bench.run_sync_job(session.instance, tags=tags)
+    run = run_sync_job(session.instance, tags=tags)
     ended = time.time()
     calls = session.procore_log.since_mark()
     commitments = run["metadata"].get("procore_commitments", {})
     requisitions = run["metadata"].get("procore_requisitions", {})
     pending = read_continuation(store)
     handed_over = pending is not None and pending.run_id == run["run_id"]
-    limiter = bench.limiter_times(calls, session.latency_ms)
+    limiter = limiter_times(calls, session.latency_ms)
     not_before = float(tags[NOT_BEFORE_TAG]) if tags and NOT_BEFORE_TAG in tags else None
     return {
         "run_id": run["run_id"], "trigger": trigger, "success": run["success"],
@@ -139,7 +143,7 @@ def measured_run(session: bench.SyncSession, store, tags: dict | None, trigger: 
         "start_to_first_call_s": round(limiter[0] - started, 2) if limiter else None,
         "last_call_at": round(limiter[-1], 3) if limiter else None,
         "procore_calls": len(calls), "status_429": sum(c["status"] == 429 for c in calls),
-        "by_endpoint": bench.summarize_calls(calls, session.latency_ms)["by_endpoint"],
+        "by_endpoint": summarize_calls(calls, session.latency_ms)["by_endpoint"],
         "pos_written": sum(int(commitments.get(k) or 0) for k in ("created", "updated")),
         "invoices_written": int(requisitions.get("created") or 0),
         "deferred_rate_limit": {"pos": commitments.get("deferred_rate_limit"),
@@ -153,7 +157,7 @@ def measured_run(session: bench.SyncSession, store, tags: dict | None, trigger: 
     }
 
 
-def drive(session: bench.SyncSession, tick_s: float, fallback_s: float, deadline: float) -> dict:
+def drive(session: SyncSession, tick_s: float, fallback_s: float, deadline: float) -> dict:
     """The first run, then the daemon's part: the continuation sensor every `tick_s`, the
     fallback schedule every `fallback_s` when nothing is handed over."""
     import dagster as dg
@@ -163,7 +167,7 @@ def drive(session: bench.SyncSession, tick_s: float, fallback_s: float, deadline
     from mlc_dagster.procore_writes.continuation import read_continuation
 
     store = Ledger(session.env["MLC_LEDGER_URL"])
-    sensor = bench._sensor(SENSOR)
+    sensor = sensor_named(SENSOR)
     resources = {"ledger": build_resources()["ledger"]}
     runs = [measured_run(session, store, None, "first run")]
     ticks, skipped_keys, seen_keys, timed_out = 0, 0, set(), False
@@ -198,34 +202,34 @@ def drive(session: bench.SyncSession, tick_s: float, fallback_s: float, deadline
             "timed_out": timed_out, "left_over": left}
 
 
-def bench_real_limit(cfg: bench.BenchConfig, workdir: Path, *,
-                     limits: bench.RateLimits | None = None, env: dict | None = None,
+def bench_real_limit(cfg: BenchConfig, workdir: Path, *,
+                     limits: RateLimits | None = None, env: dict | None = None,
                      tick_s: float | None = None) -> dict:
     """The scenario. `limits`, `env` and `tick_s` replace the compressed defaults (CI runs a
     tiny seed against limits small enough to hand over a few times)."""
     compression = cfg.real_limit_compression
-    limits = limits or bench.scaled_limits(compression)
+    limits = limits or scaled_limits(compression)
     env = env or connector_env(compression)
     tick_s = tick_s or SENSOR_TICK_S / compression
     procore_ms, x3_ms = latencies(cfg)
-    with bench.SyncSession(cfg, workdir, limits=limits, env=env) as session:
+    with SyncSession(cfg, workdir, limits=limits, env=env) as session:
         session.set_latency(procore_ms, x3_ms)
         floor = call_floor.backfill_floor(session.seed, session.mapping_csv())
         rate_floor_s = floor.total / limits.allowed_per_second
         deadline = time.time() + (cfg.real_limit_timeout_s or 3 * rate_floor_s + 900)
-        all_calls = bench.CallLog(session.handles["procore"])
+        all_calls = CallLog(session.handles["procore"])
         driven = drive(session, tick_s, FALLBACK_GAP_S / compression, deadline)
         calls = all_calls.since_mark()
-        contracts = bench._synced_contracts(session.handles["procore"])
+        contracts = synced_contracts(session.handles["procore"])
     runs = driven["runs"]
-    summary = bench.summarize_calls(calls, session.latency_ms)
-    check = bench.floor_check(summary["by_endpoint"], floor)
+    summary = summarize_calls(calls, session.latency_ms)
+    check = call_floor.floor_check(summary["by_endpoint"], floor)
     expected = {po for pos in floor.pos.values() for po in pos}
     wall = runs[-1]["ended_at"] - runs[0]["started_at"]
-    times = bench.limiter_times(calls, session.latency_ms)
-    windows = {name: bench.window_counts(times, length)
+    times = limiter_times(calls, session.latency_ms)
+    windows = {name: window_counts(times, length)
                for name, (length, _) in limits.windows().items()}
-    first_write = min((c["at"] for c in calls if c["method"] in bench.WRITE_METHODS
+    first_write = min((c["at"] for c in calls if c["method"] in WRITE_METHODS
                        and c["path"].startswith("/rest/")), default=None)  # not the token
     before = round(first_write - runs[0]["started_at"], 1) if first_write else None
     gaps = _handover_gaps(runs)
@@ -295,7 +299,7 @@ def _progress_summary(runs: list[dict], compression: float) -> dict:
                                                       else lines[:3] + lines[-2:])]}
 
 
-def summary_rows(r: dict, add) -> None:
+def summary_rows(r: dict, add: AddRow) -> None:
     """Report rows (scenario 1b) with targets and whether each is met."""
     label = f"1b real-limit backfill ({r['compression']:g}x)"
     check = r["compression_check"]
@@ -315,11 +319,12 @@ def summary_rows(r: dict, add) -> None:
         not r["pos_check"]["missing"] and not r["pos_check"]["unexpected"]
         and not r["timed_out"])
     add(label, "Procore calls / floor; above it, by endpoint",
-        f"{r['calls_over_floor']:.4f}; " + bench._over_text(r["floor_check"]),
+        f"{r['calls_over_floor']:.4f}; " + over_text(r["floor_check"]),
         f"≤ {TARGETS['calls_over_floor']}", r["calls_over_floor"] <= TARGETS["calls_over_floor"])
     add(label, "wall, first run start → last run end (rate floor)",
         f"{r['wall_s']:,.1f} s ({r['rate_floor_s']:,.1f} s)")
-    add(label, "wall / rate floor", r["wall_over_rate_floor"], f"≤ {TARGETS['wall_over_rate_floor']}",
+    add(label, "wall / rate floor", r["wall_over_rate_floor"],
+        f"≤ {TARGETS['wall_over_rate_floor']}",
         r["wall_over_rate_floor"] <= TARGETS["wall_over_rate_floor"], 3)
     gaps = r["handover_gaps_s"]
     add(label, "… of which before the first write; hand-over gaps (n, total, max)",
@@ -350,13 +355,15 @@ def _s(value) -> str:
 def markdown(r: dict) -> list[str]:
     """The per-run table."""
     lines = ["", f"## Real-limit backfill: runs ({r['compression']:g}x)", "",
-             "| # | Trigger | Start s | End s | POs written | Invoices | Remaining | Calls | 429s | Status |",
+             "| # | Trigger | Start s | End s | POs written | Invoices | Remaining | Calls | 429s "
+             "| Status |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     t0 = r["per_run"][0]["started_at"] if r["per_run"] else 0
     for i, run in enumerate(r["per_run"], 1):
         lines.append(f"| {i} | {run['trigger']} | {run['started_at'] - t0:.1f} | "
                      f"{run['ended_at'] - t0:.1f} | {run['pos_written']:,} | "
-                     f"{run['invoices_written']:,} | {run['remaining']:,} | {run['procore_calls']:,} | "
+                     f"{run['invoices_written']:,} | {run['remaining']:,} | "
+                     f"{run['procore_calls']:,} | "
                      f"{run['status_429']} | {run['status']} |")
     lines += ["", f"Calls per hourly window ({r['rate_limits']['hourly_window_seconds']:g} s, "
               f"limit {r['window_limit']['hourly']}): {r['calls_per_hourly_window']}."]

@@ -34,7 +34,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from benchmarks import run as bench
+from benchmarks.config import BenchConfig
+from benchmarks.harness import SyncSession, synced_contracts
+from benchmarks.report_rows import AddRow
+from benchmarks.scenarios.delta import amend_pos
 
 PO_CLASS, PO_LINE_CLASS = "PORDER", "PORDERQ"  # the sandbox's REST classes of POs and lines
 PO_NODE, PO_LINE_NODE = "purchaseOrder", "purchaseOrderLine"  # and GraphQL nodes
@@ -120,7 +123,7 @@ def targets(api: str, changed: int, page: int) -> dict:
             "text": "≤ 1 + 1/page per PO" if api == "rest" else "≤ 1/page"}
 
 
-def measure_run(session: bench.SyncSession, api: str, changed: int, page: int) -> dict:
+def measure_run(session: SyncSession, api: str, changed: int, page: int) -> dict:
     from mlc_dagster.resources.http_core import path_template
 
     with graphql_requests() as graphql:
@@ -158,16 +161,16 @@ def measure_run(session: bench.SyncSession, api: str, changed: int, page: int) -
     }
 
 
-def measure_api(cfg: bench.BenchConfig, workdir: Path, api: str) -> dict:
+def measure_api(cfg: BenchConfig, workdir: Path, api: str) -> dict:
     rng = random.Random(cfg.seed + 15)
     page = page_size()
-    with bench.SyncSession(cfg, workdir, latency_ms=0, env={"SAGE_X3_API": api},
+    with SyncSession(cfg, workdir, latency_ms=0, env={"SAGE_X3_API": api},
                            shape="x3_load") as session:
         setup = session.measured_run()
         if not setup["success"]:
             raise RuntimeError(f"x3_load {api}: setup backfill failed: {setup['failures']}")
         session.set_latency(cfg.latency_ms, cfg.x3_latency)
-        pool = sorted(bench._synced_contracts(session.handles["procore"]))
+        pool = sorted(synced_contracts(session.handles["procore"]))
         rng.shuffle(pool)
         if sum(cfg.x3_load_changes) > len(pool):
             raise ValueError(f"x3_load: {sum(cfg.x3_load_changes)} POs to amend, only "
@@ -175,19 +178,19 @@ def measure_api(cfg: bench.BenchConfig, workdir: Path, api: str) -> dict:
         runs = []
         for n in cfg.x3_load_changes:
             chosen, pool = pool[:n], pool[n:]
-            bench.amend_pos(session.handles["sage_x3"].url, chosen)
+            amend_pos(session.handles["sage_x3"].url, chosen)
             runs.append(measure_run(session, api, n, page))
     return {"api": api, "setup_backfill_s": setup["wall_s"],
             "pos_in_x3": len(session.seed.x3_purchase_orders), "runs": runs}
 
 
-def bench_x3_load(cfg: bench.BenchConfig, workdir: Path) -> dict:
+def bench_x3_load(cfg: BenchConfig, workdir: Path) -> dict:
     return {"page_size": page_size(), "read_concurrency": read_concurrency_setting(),
             "latency_ms": cfg.x3_latency, "scale": cfg.x3_load_scale,
             "apis": {api: measure_api(cfg, workdir / api, api) for api in cfg.x3_load_apis}}
 
 
-def summary_rows(x: dict, add) -> None:
+def summary_rows(x: dict, add: AddRow) -> None:
     label = "7 X3 load"
     add(label, "list page size; read concurrency (setting; most detail reads in flight)",
         f"{x['page_size']}; {x['read_concurrency']}; " + ", ".join(
@@ -210,5 +213,7 @@ def summary_rows(x: dict, add) -> None:
             add(where, f"{r['changed_pos']} POs changed: PO-flow X3 calls per changed PO "
                 "(ceiling)", f"{per['total']:.3f} ({r['target_calls'] / r['changed_pos']:.3f})",
                 r["target"], r["met"])
-            add(where, "… without the line-stamp polls", f"{(r['po_flow_total'] - f['line_stamp_polls']) / r['changed_pos']:.3f}",
+            without_polls = r["po_flow_total"] - f["line_stamp_polls"]
+            add(where, "… without the line-stamp polls",
+                f"{without_polls / r['changed_pos']:.3f}",
                 r["target"], r["met_without_line_stamp_polls"])
