@@ -1,104 +1,183 @@
-"""Non-secret settings, read from the environment (documented in README and .env.example).
+"""The connector's settings: one typed object read from the environment by `load_settings`.
 
-Secrets never pass through here: resources take them as `dg.EnvVar`s so the UI
-shows only the variable name.
+Every variable is documented in README and .env.example. Each flow owns its section (its
+`settings.py`); the connection, automation and write-mode sections live here. A bad value
+raises a ValueError naming the variable, so a typo fails at load instead of meaning a default.
+
+Where they are read (docs/architecture.md, "Where settings come from"):
+- `current_settings()`: once per process, when Dagster loads the definitions (job tags, sensor
+  intervals, crons, default statuses);
+- `SettingsResource` (resources/settings.py): once per run, when the run starts; every step of
+  the run gets the same object and hands the sections down to pure functions;
+- sensors and schedules call `load_settings()` once per tick; the Procore and Sage X3
+  resources once per client (a run or a tick).
+
+Secrets never pass through here: resources take them as `dg.EnvVar`s so the UI shows only the
+variable name. So does the ledger URL (it may carry a password): `ledger/store.py`
+`default_ledger_url` is the one place that reads MLC_LEDGER_URL.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-
-def sample_mapping_path() -> str:
-    return str(resources.files("mlc_dagster") / "sample_data" / "gl_cost_code_map.csv")
-
-
-def dagster_home() -> Path:
-    """DAGSTER_HOME, else ./.dagster_home: where the default ledger and import files live."""
-    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
-
-
-def env_int(name: str, default: int) -> int:
-    return _env_number(name, default, int, "a whole number")
-
-
-def env_float(name: str, default: float) -> float:
-    return _env_number(name, default, float, "a number")
-
-
-def _env_number(name: str, default, parse, wording: str):
-    """An optional numeric setting; a bad value names the variable, never a bare ValueError."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be {wording}, got {value!r}") from exc
-
-
-def insecure_loopback_allowed() -> bool:
-    """MLC_ALLOW_INSECURE_LOOPBACK: plain http:// to loopback (the local sandboxes) only."""
-    return env_flag("MLC_ALLOW_INSECURE_LOOPBACK")
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
+from mlc_dagster.common.env import dagster_home, env_flag, env_float, env_int
+from mlc_dagster.defs.invoices.settings import InvoiceSettings
+from mlc_dagster.defs.purchase_orders.settings import PurchaseOrderSettings
+from mlc_dagster.defs.purchase_orders.settings import (
+    sample_mapping_path as sample_mapping_path,  # the default MLC_GL_MAPPING_CSV
+)
+from mlc_dagster.defs.reference.settings import DEFAULT_SYNC_CRON, ReferenceSettings
+from mlc_dagster.ledger.lock import DEFAULT_WAIT_SECONDS
+from mlc_dagster.resources.breaker import BreakerSettings
+from mlc_dagster.resources.sage_x3_client import X3Names, names_from_env
+from mlc_dagster.x3_import.settings import X3WriteSettings
 
 WRITE_MODES = ("live", "preview")
+X3_APIS = ("rest", "graphql")
+DEFAULT_X3_READ_CONCURRENCY = 4
 
 
-def env_write_mode() -> str:
+def env_write_mode(env: Mapping[str, str] = os.environ) -> str:
     """MLC_WRITE_MODE: `live` (default) writes; `preview` reads and plans only (go-live sign-off).
 
     A value that is neither raises, naming the variable: a typo must never silently mean live.
     """
-    value = os.environ.get("MLC_WRITE_MODE", "").strip().lower() or "live"
+    value = (env.get("MLC_WRITE_MODE") or "").strip().lower() or "live"
     if value not in WRITE_MODES:
-        raise ValueError(f"MLC_WRITE_MODE must be preview or live, got "
-                         f"{os.environ['MLC_WRITE_MODE']!r}")
+        raise ValueError(f"MLC_WRITE_MODE must be preview or live, got {env['MLC_WRITE_MODE']!r}")
     return value
 
 
 @dataclass(frozen=True)
-class Settings:
-    gl_mapping_path: str
-    project_match: str
-    project_map_path: str
-    new_commitment_status: str
-    inactive_status: str
-    max_pos_per_run: int
-    sensor_interval_seconds: int
-    sync_cron: str
-    automation_on: bool
-    overlap_seconds: int
-    company_tag: str
-    approved_policy: str
-    reconcile_cron: str
-    write_mode: str = "live"  # MLC_WRITE_MODE: live | preview (see env_write_mode)
+class AutomationSettings:
+    """When runs start by themselves (the reference job's cron is in ReferenceSettings)."""
+
+    on: bool  # MLC_AUTOMATION_ON: sensors and schedules start RUNNING
+    sensor_interval_seconds: int  # MLC_SENSOR_INTERVAL_SECONDS
+    sync_cron: str  # MLC_SYNC_CRON: the PO sync's fallback schedule
+    reconcile_cron: str  # MLC_RECONCILE_CRON
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env: Mapping[str, str]) -> AutomationSettings:
+        return cls(on=env_flag("MLC_AUTOMATION_ON", env),
+                   sensor_interval_seconds=env_int("MLC_SENSOR_INTERVAL_SECONDS", 30, env),
+                   sync_cron=env.get("MLC_SYNC_CRON", DEFAULT_SYNC_CRON),
+                   reconcile_cron=env.get("MLC_RECONCILE_CRON", "0 2 * * *"))
+
+
+@dataclass(frozen=True)
+class ProgressSettings:
+    """How a long write step reports progress (procore_writes/continuation.py, Progress)."""
+
+    every_seconds: float = 60.0  # MLC_PROGRESS_LOG_SECONDS
+    hourly_allowance: int = 600  # MLC_PROCORE_HOURLY_LIMIT: the ETA never beats it
+
+
+@dataclass(frozen=True)
+class ProcoreSettings:
+    """The Procore client's tuning and what the write steps share (lock, breaker, progress)."""
+
+    # PROCORE_COMPANY_ID, "default" when unset: the job tag that queues a company's runs,
+    # and the write lock of steps without the Procore resource
+    company_id: str
+    timeout_seconds: float  # MLC_PROCORE_TIMEOUT_SECONDS
+    max_attempts: int  # MLC_PROCORE_MAX_ATTEMPTS
+    max_wait_seconds: float  # MLC_PROCORE_MAX_WAIT_SECONDS: longer waits hand over
+    write_lock_wait_seconds: float  # MLC_WRITE_LOCK_WAIT_SECONDS
+    breaker: BreakerSettings  # MLC_PROCORE_BREAKER_*
+    progress: ProgressSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProcoreSettings:
         return cls(
-            gl_mapping_path=os.environ.get("MLC_GL_MAPPING_CSV") or sample_mapping_path(),
-            project_match=os.environ.get("MLC_PROJECT_MATCH", "project_number"),
-            project_map_path=os.environ.get("MLC_PROJECT_MAP_CSV", ""),
-            new_commitment_status=os.environ.get("MLC_NEW_COMMITMENT_STATUS", "Draft"),
-            inactive_status=os.environ.get("MLC_INACTIVE_STATUS", "Closed"),
-            max_pos_per_run=env_int("MLC_MAX_POS_PER_RUN", 5000),
-            sensor_interval_seconds=env_int("MLC_SENSOR_INTERVAL_SECONDS", 30),
-            sync_cron=os.environ.get("MLC_SYNC_CRON", "*/15 * * * *"),
-            automation_on=env_flag("MLC_AUTOMATION_ON"),
-            overlap_seconds=env_int("MLC_X3_OVERLAP_SECONDS", 120),
-            company_tag=os.environ.get("PROCORE_COMPANY_ID", "default"),
-            approved_policy=os.environ.get("MLC_APPROVED_POLICY", "change_order"),
-            reconcile_cron=os.environ.get("MLC_RECONCILE_CRON", "0 2 * * *"),
-            write_mode=env_write_mode(),
+            company_id=env.get("PROCORE_COMPANY_ID", "default"),
+            timeout_seconds=env_float("MLC_PROCORE_TIMEOUT_SECONDS", 30.0, env),
+            max_attempts=env_int("MLC_PROCORE_MAX_ATTEMPTS", 6, env),
+            max_wait_seconds=env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0, env),
+            write_lock_wait_seconds=env_float("MLC_WRITE_LOCK_WAIT_SECONDS",
+                                              DEFAULT_WAIT_SECONDS, env),
+            breaker=BreakerSettings.from_env(env),
+            progress=ProgressSettings(
+                every_seconds=env_float("MLC_PROGRESS_LOG_SECONDS", 60.0, env),
+                hourly_allowance=env_int("MLC_PROCORE_HOURLY_LIMIT", 600, env)),
         )
+
+
+@dataclass(frozen=True)
+class X3Settings:
+    """How Sage X3 is read: transport, names, and the delta reads' window and concurrency."""
+
+    api: str  # SAGE_X3_API: rest | graphql
+    endpoint: str  # SAGE_X3_ENDPOINT: the Syracuse endpoint (folder)
+    timeout_seconds: float  # MLC_X3_TIMEOUT_SECONDS
+    names: X3Names  # MLC_MAPPING_KEY, MLC_X3_CHART and the MLC_X3_* name overrides
+    overlap_seconds: int  # MLC_X3_OVERLAP_SECONDS
+    # MLC_X3_READ_CONCURRENCY: detail reads (REST, one per changed document) in flight at
+    # once. X3 web-service pools are small: raise it only if the pool has room.
+    read_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> X3Settings:
+        api = env.get("SAGE_X3_API", "rest")
+        if api not in X3_APIS:
+            raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {api!r}")
+        concurrency = env_int("MLC_X3_READ_CONCURRENCY", DEFAULT_X3_READ_CONCURRENCY, env)
+        if concurrency < 1:
+            raise ValueError(f"MLC_X3_READ_CONCURRENCY must be at least 1, got {concurrency}")
+        return cls(api=api, endpoint=env.get("SAGE_X3_ENDPOINT", "SEED"),
+                   timeout_seconds=env_float("MLC_X3_TIMEOUT_SECONDS", 60.0, env),
+                   names=names_from_env(env),
+                   overlap_seconds=env_int("MLC_X3_OVERLAP_SECONDS", 120, env),
+                   read_concurrency=concurrency)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # DAGSTER_HOME, else ./.dagster_home: default ledger, import files, previews
+    write_mode: str  # MLC_WRITE_MODE: live | preview (env_write_mode)
+    allow_insecure_loopback: bool  # MLC_ALLOW_INSECURE_LOOPBACK: plain http:// to loopback
+    automation: AutomationSettings
+    procore: ProcoreSettings
+    x3: X3Settings
+    purchase_orders: PurchaseOrderSettings
+    invoices: InvoiceSettings
+    reference: ReferenceSettings
+    x3_writes: X3WriteSettings
+
+    @property
+    def preview(self) -> bool:
+        """MLC_WRITE_MODE=preview: nothing is written (common/write_mode.py)."""
+        return self.write_mode == "preview"
+
+
+def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
+    """Every setting, parsed and checked; the first bad value raises, naming its variable."""
+    return Settings(
+        home=dagster_home(env),
+        write_mode=env_write_mode(env),
+        allow_insecure_loopback=env_flag("MLC_ALLOW_INSECURE_LOOPBACK", env),
+        automation=AutomationSettings.from_env(env),
+        procore=ProcoreSettings.from_env(env),
+        x3=X3Settings.from_env(env),
+        purchase_orders=PurchaseOrderSettings.from_env(env),
+        invoices=InvoiceSettings.from_env(env),
+        reference=ReferenceSettings.from_env(env),
+        x3_writes=X3WriteSettings.from_env(env),
+    )
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The settings the definitions are built with (job tags, sensor intervals, crons, default
+    statuses): read once per process, when Dagster loads the code location. Code that runs in
+    a run or a tick reads its own at its start (SettingsResource, `load_settings`), so a
+    changed environment reaches the next run without a reload."""
+    return load_settings()
 
 
 def read_text(path: str) -> str:

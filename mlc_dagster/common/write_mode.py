@@ -1,6 +1,8 @@
 """MLC_WRITE_MODE=preview: what refuses to write, and the read-only request guards.
 
-No Dagster asset imports here (the resources, sensors and every write step import this).
+The mode itself is `Settings.write_mode` (mlc_dagster/settings.py), read when a run or a tick
+starts, so one deployment switches by its environment alone. No Dagster asset imports here
+(the resources, sensors and every write step import this).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import dagster as dg
 import httpx
 
 from mlc_dagster.resources.http_core import READ_METHODS, RequestGuard
-from mlc_dagster.settings import env_write_mode
 
 PREVIEW = "MLC_WRITE_MODE=preview"
 STEP_REFUSAL = (f"{PREVIEW}: this step writes to Procore/X3; run preview_sync, or set "
@@ -21,15 +22,11 @@ _GRAPHQL_WRITE = re.compile(r"\b(mutation|subscription)\b")
 _GRAPHQL_COMMENT = re.compile(r"#[^\n]*")
 
 
-def is_preview() -> bool:
-    """Read at run/tick time, so one deployment switches by its environment alone."""
-    return env_write_mode() == "preview"
-
-
-def ensure_live(step: str) -> None:
-    """Call first in every step that writes to Procore or X3 (or records writes). Fails at
-    once: the write steps' retry policies must not retry a refusal."""
-    if is_preview():
+def ensure_live(step: str, write_mode: str) -> None:
+    """Call first in every step that writes to Procore or X3 (or records writes), with the
+    run's `Settings.write_mode`. Fails at once: the write steps' retry policies must not retry
+    a refusal."""
+    if write_mode == "preview":
         raise dg.Failure(STEP_REFUSAL, metadata={"step": step, "write_mode": "preview"},
                          allow_retries=False)
 

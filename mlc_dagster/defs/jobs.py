@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from mlc_dagster.settings import Settings
+from mlc_dagster.settings import current_settings
 
 # Runs carrying the same company tag queue behind each other (see dagster.yaml), so two
 # runs never write to the same Procore company at once.
@@ -26,64 +26,55 @@ REFERENCE_SYNC = dg.AssetSelection.assets(
     "x3_dimension_values", "x3_dimension_import_file",
 )
 
-sync_sage_x3_to_procore = dg.define_asset_job(
-    name="sync_sage_x3_to_procore",
-    selection=PO_SYNC,
-    description="Sage X3 purchase orders -> Procore commitments (staging, mapping, writes).",
-    tags={COMPANY_TAG: Settings.from_env().company_tag},
-    # One process per run: the graph is nearly linear and a subprocess per step costs
-    # ~10 s each on a small machine, which would blow the "PO in Procore within 60 s" bar.
-    executor_def=dg.in_process_executor,
-)
 
-replay_failed_transactions = dg.define_asset_job(
-    name="replay_failed_transactions",
-    selection=PO_SYNC,
-    description=("Re-send failed records once the cause is fixed: all failed POs and invoices, "
-                 "or the PO / invoice numbers listed in each step's `keys`. A record amended in "
-                 "X3 since it failed is sent in its newer version; the stale payload is "
-                 "recorded as superseded."),
+def company_job(name: str, selection: dg.AssetSelection, description: str, *,
+                config: dict | None = None, tags: dict[str, str] | None = None):
+    """A job tagged with the Procore company (PROCORE_COMPANY_ID), so its runs queue behind
+    the company's other runs, and run in one process: the graph is nearly linear and a
+    subprocess per step costs ~10 s each on a small machine, which would blow the "PO in
+    Procore within 60 s" bar."""
+    return dg.define_asset_job(
+        name=name, selection=selection, description=description, config=config,
+        tags={COMPANY_TAG: current_settings().procore.company_id, **(tags or {})},
+        executor_def=dg.in_process_executor)
+
+
+sync_sage_x3_to_procore = company_job(
+    "sync_sage_x3_to_procore", PO_SYNC,
+    "Sage X3 purchase orders -> Procore commitments (staging, mapping, writes).")
+
+replay_failed_transactions = company_job(
+    "replay_failed_transactions", PO_SYNC,
+    "Re-send failed records once the cause is fixed: all failed POs and invoices, or the PO / "
+    "invoice numbers listed in each step's `keys`. A record amended in X3 since it failed is "
+    "sent in its newer version; the stale payload is recorded as superseded.",
     config={"ops": {"procore_commitments": {"config": {"replay": True, "keys": []}},
                     "procore_requisitions": {"config": {"replay": True, "keys": []}}}},
-    tags={COMPANY_TAG: Settings.from_env().company_tag, "mlc/replay": "true"},
-    executor_def=dg.in_process_executor,
-)
+    tags={"mlc/replay": "true"})
 
-reconcile = dg.define_asset_job(
-    name="reconcile",
-    selection=PO_SYNC | RECONCILIATION,
-    description=("Full read of X3 POs and invoices (inactivates the commitments of deleted POs, "
-                 "holds invoices deleted after they were sent), then compares every synced PO "
-                 "with its Procore commitment: report + failing check."),
+reconcile = company_job(
+    "reconcile", PO_SYNC | RECONCILIATION,
+    "Full read of X3 POs and invoices (inactivates the commitments of deleted POs, holds "
+    "invoices deleted after they were sent), then compares every synced PO with its Procore "
+    "commitment: report + failing check.",
     config={"ops": {"x3_purchase_orders": {"config": {"full_refresh": True}},
                     "x3_purchase_invoices": {"config": {"full_refresh": True}},
-                    "reconciliation_report": {"config": {"auto_heal": False}}}},
-    tags={COMPANY_TAG: Settings.from_env().company_tag},
-    executor_def=dg.in_process_executor,
-)
+                    "reconciliation_report": {"config": {"auto_heal": False}}}})
 
-sync_reference_data = dg.define_asset_job(
-    name="sync_reference_data",
-    selection=REFERENCE_SYNC,
-    description=("Suppliers <-> Procore vendors both ways, and Procore cost codes, cost types "
-                 "and sub jobs -> Sage X3 dimension values. Hourly (MLC_REFERENCE_CRON) and "
-                 "on demand."),
-    tags={COMPANY_TAG: Settings.from_env().company_tag},
-    executor_def=dg.in_process_executor,
-)
+sync_reference_data = company_job(
+    "sync_reference_data", REFERENCE_SYNC,
+    "Suppliers <-> Procore vendors both ways, and Procore cost codes, cost types and sub jobs "
+    "-> Sage X3 dimension values. Hourly (MLC_REFERENCE_CRON) and on demand.")
 
 # The preview job: `sync_preview` and what it reads (staging, Procore reference data, mapping,
 # suppliers and dimension values as desired), never a write step: selected upstream of the
 # plan asset, so an asset added to a write group does not join it (test_preview pins the set).
 PREVIEW = dg.AssetSelection.assets("sync_preview").upstream()
 
-preview_sync = dg.define_asset_job(
-    name="preview_sync",
-    selection=PREVIEW,
-    description=("Go-live preview: reads X3 and Procore, plans every flow (POs, invoices, "
-                 "vendors, dimension values) and writes nothing; the plan is the sync_preview "
-                 "asset (tables in its metadata, CSV for sign-off). `mlc-dagster preview` runs it."),
-    # Queued with the writing runs: a plan made while a sync writes would be out of date.
-    tags={COMPANY_TAG: Settings.from_env().company_tag, "mlc/preview": "true"},
-    executor_def=dg.in_process_executor,
-)
+# Queued with the writing runs: a plan made while a sync writes would be out of date.
+preview_sync = company_job(
+    "preview_sync", PREVIEW,
+    "Go-live preview: reads X3 and Procore, plans every flow (POs, invoices, vendors, dimension "
+    "values) and writes nothing; the plan is the sync_preview asset (tables in its metadata, "
+    "CSV for sign-off). `mlc-dagster preview` runs it.",
+    tags={"mlc/preview": "true"})

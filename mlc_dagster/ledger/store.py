@@ -19,22 +19,29 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mlc_dagster.settings import dagster_home
+from mlc_dagster.common.env import dagster_home
 
 metadata = sa.MetaData()
+
+
+def _record_identity(*, primary_key: bool) -> tuple[sa.Column, sa.Column]:
+    """`entity` + `key`, a record's identity: one definition for every table naming records."""
+    options = {"primary_key": True} if primary_key else {"nullable": False}
+    return (sa.Column("entity", sa.String(40), **options),
+            sa.Column("key", sa.String(200), **options))
+
 
 sync_records = sa.Table(
     "mlc_sync_records",
     metadata,
-    sa.Column("entity", sa.String(40), primary_key=True),
-    sa.Column("key", sa.String(200), primary_key=True),
+    *_record_identity(primary_key=True),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("procore_id", sa.BigInteger),
     sa.Column("project_id", sa.BigInteger),
@@ -55,8 +62,7 @@ sync_events = sa.Table(
               autoincrement=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(64)),
-    sa.Column("entity", sa.String(40), nullable=False),
-    sa.Column("key", sa.String(200), nullable=False),
+    *_record_identity(primary_key=False),
     sa.Column("action", sa.String(30), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("reason", sa.Text),
@@ -69,8 +75,7 @@ sync_events = sa.Table(
 x3_snapshot = sa.Table(
     "mlc_x3_snapshot",
     metadata,
-    sa.Column("entity", sa.String(40), primary_key=True),
-    sa.Column("key", sa.String(200), primary_key=True),
+    *_record_identity(primary_key=True),
     sa.Column("update_stamp", sa.String(32)),
     sa.Column("record", sa.JSON, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
@@ -118,7 +123,9 @@ def _now() -> datetime:
 
 
 @dataclass
-class RecordState:
+class RecordFields:
+    """A record's columns in `sync_records`: what a RecordState reads, what a Change writes."""
+
     entity: str
     key: str
     status: str
@@ -129,27 +136,30 @@ class RecordState:
     reason: str | None = None
     payload: Any = None
     summary: Any = None
-    run_id: str | None = None
+
+    def record_row(self) -> dict[str, Any]:
+        """These columns by name (the run id and the time are the writer's to add)."""
+        return {name: getattr(self, name) for name in RECORD_COLUMNS}
+
+
+RECORD_COLUMNS = tuple(f.name for f in fields(RecordFields))
 
 
 @dataclass
-class Change:
+class RecordState(RecordFields):
+    """A record as the ledger holds it, with the run that wrote it last."""
+
+    run_id: str | None = None
+
+
+@dataclass(kw_only=True)
+class Change(RecordFields):
     """One ledger write: the new state of a record plus the event that explains it."""
 
-    entity: str
-    key: str
-    status: str
     action: str
-    reason: str | None = None
-    procore_id: int | None = None
-    project_id: int | None = None
-    content_hash: str | None = None
-    x3_stamp: str | None = None
-    payload: Any = None
-    summary: Any = None
     changes: Any = None
     request_id: str | None = None
-    keep_state: bool = field(default=False)  # True: only append the event
+    keep_state: bool = False  # True: only append the event
 
 
 class Ledger:
@@ -208,15 +218,8 @@ class Ledger:
         now = _now()
         # One row per record: PostgreSQL refuses an upsert naming the same key twice.
         latest = {(c.entity, c.key): c for c in changes if not c.keep_state}
-        state_rows = [
-            {
-                "entity": c.entity, "key": c.key, "status": c.status, "procore_id": c.procore_id,
-                "project_id": c.project_id, "content_hash": c.content_hash, "x3_stamp": c.x3_stamp,
-                "reason": c.reason, "payload": c.payload, "summary": c.summary, "run_id": run_id,
-                "updated_at": now,
-            }
-            for c in latest.values()
-        ]
+        state_rows = [{**c.record_row(), "run_id": run_id, "updated_at": now}
+                      for c in latest.values()]
         event_rows = [
             {
                 "at": now, "run_id": run_id, "entity": c.entity, "key": c.key, "action": c.action,
@@ -435,11 +438,8 @@ def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
 
 
 def _state(row) -> RecordState:
-    return RecordState(
-        entity=row.entity, key=row.key, status=row.status, procore_id=row.procore_id,
-        project_id=row.project_id, content_hash=row.content_hash, x3_stamp=row.x3_stamp,
-        reason=row.reason, payload=row.payload, summary=row.summary, run_id=row.run_id,
-    )
+    return RecordState(**{name: getattr(row, name) for name in RECORD_COLUMNS},
+                       run_id=row.run_id)
 
 
 def _upsert(conn, table: sa.Table, rows: list[dict], keys: list[str]):

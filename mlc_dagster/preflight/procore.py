@@ -9,7 +9,7 @@ import httpx
 
 from mlc_dagster.preflight.golive import RATE_HEADERS, ProjectCommitments
 from mlc_dagster.preflight.report import FAIL, OK, PingRow, attempt
-from mlc_dagster.preflight.x3 import insecure_loopback
+from mlc_dagster.preflight.x3 import fix_for_status, insecure_loopback
 from mlc_dagster.resources.http_core import WaitTooLong
 
 PROCORE_SETTINGS = ("PROCORE_LOGIN_URL", "PROCORE_API_URL", "PROCORE_CLIENT_ID",
@@ -36,18 +36,21 @@ class RateLimitWatch(httpx.BaseTransport):
         self._inner.close()
 
 
+PROCORE_FIXES = {
+    401: "check PROCORE_CLIENT_ID / PROCORE_CLIENT_SECRET and PROCORE_LOGIN_URL (sandbox vs "
+         "production credentials differ)",
+    403: "install the app in this company and grant the service account access "
+         "(PROCORE_COMPANY_ID)",
+    400: "PROCORE_COMPANY_ID must be the numeric company id",
+}
+
+
 def procore_fix(exc: Exception) -> str:
     if isinstance(exc, WaitTooLong):
         return ("Procore's rate limit is nearly used up (see the procore rate limit row): "
                 "run ping again after the reset")
-    status = getattr(exc, "status", None)
-    if status == 401:
-        return "check PROCORE_CLIENT_ID / PROCORE_CLIENT_SECRET and PROCORE_LOGIN_URL (sandbox vs production credentials differ)"
-    if status == 403:
-        return "install the app in this company and grant the service account access (PROCORE_COMPANY_ID)"
-    if status == 400:
-        return "PROCORE_COMPANY_ID must be the numeric company id"
-    return "check PROCORE_API_URL / PROCORE_LOGIN_URL and network access"
+    return fix_for_status(exc, PROCORE_FIXES,
+                          "check PROCORE_API_URL / PROCORE_LOGIN_URL and network access")
 
 
 def procore_client(env: Mapping[str, str], watch: RateLimitWatch):

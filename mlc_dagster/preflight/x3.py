@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mlc_dagster.preflight.report import FAIL, PingRow, attempt
-from mlc_dagster.resources.sage_x3_client import _key_segment
+from mlc_dagster.resources.sage_x3_client import key_segment
 
 X3_ENTITIES = ("purchase_order", "purchase_invoice", "supplier", "gl_account", "dimension")
 # Read in full (every page): the go-live checks need all of them.
@@ -33,19 +33,23 @@ def insecure_loopback(env: Mapping[str, str]) -> bool:
     return env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
 
 
-def _status(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
+def fix_for_status(exc: Exception, fixes: Mapping[int, str], otherwise: str) -> str:
+    """The fix for a failed call by its HTTP status (`fixes`), else `otherwise` (no answer,
+    or a status with no known cause)."""
+    return fixes.get(getattr(exc, "status", None), otherwise)
+
+
+X3_FIXES = {
+    401: "check SAGE_X3_USER / SAGE_X3_PASSWORD (REST) or the connected app's SAGE_X3_JWT_* "
+         "settings (GraphQL)",
+    404: "check SAGE_X3_ENDPOINT (the Syracuse endpoint / folder name) and SAGE_X3_URL",
+    500: "the representation may not expose UPDDATTIM; check the class/representation names",
+}
 
 
 def x3_fix(exc: Exception) -> str:
-    status = _status(exc)
-    if status == 401:
-        return "check SAGE_X3_USER / SAGE_X3_PASSWORD (REST) or the connected app's SAGE_X3_JWT_* settings (GraphQL)"
-    if status == 404:
-        return "check SAGE_X3_ENDPOINT (the Syracuse endpoint / folder name) and SAGE_X3_URL"
-    if status == 500:
-        return "the representation may not expose UPDDATTIM; check the class/representation names"
-    return "check SAGE_X3_URL, SAGE_X3_API (rest|graphql) and network access"
+    return fix_for_status(exc, X3_FIXES,
+                          "check SAGE_X3_URL, SAGE_X3_API (rest|graphql) and network access")
 
 
 class FieldMissing(Exception):
@@ -98,7 +102,7 @@ def check_x3_rest_fields(client, entity: str) -> str:
         raise FieldMissing(f"{names.rest_class}.$query has no {stamp}", f"use a {names.rest_class} "
                            f"representation whose $query facet has {stamp}")
     key = "~".join(str(row.get(k, "")) for k in names.rest_key)
-    details = client._get(client._class_url(names.rest_class) + _key_segment(key),
+    details = client._get(client._class_url(names.rest_class) + key_segment(key),
                           {"representation": f"{names.rest_representation}.$details"})
     absent = [f"{name} ({column})" for name, column in names.rest_fields.items()
               if column not in details and name != "status"]

@@ -27,7 +27,7 @@ import dagster as dg
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.breaker import CircuitBreaker
 from mlc_dagster.resources.procore import NOT_BEFORE_TAG
-from mlc_dagster.settings import env_float, env_int
+from mlc_dagster.settings import ProgressSettings
 
 CURSOR = "procore_continuation"
 TRIGGER = "continuation"
@@ -67,12 +67,11 @@ def read_continuation(store: Ledger) -> Continuation | None:
     return Continuation.from_json(store.get_cursor(CURSOR))
 
 
-def lead_seconds(max_wait_seconds: float | None = None) -> float:
+def lead_seconds(max_wait_seconds: float) -> float:
     """How early the next run is requested: it starts, stages and plans while the allowance
-    is still out, then waits in-process (at most this long, well under the step's wait cap)."""
-    cap = env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0) if max_wait_seconds is None \
-        else max_wait_seconds
-    return min(LEAD_CAP_SECONDS, cap / 2)
+    is still out, then waits in-process (at most this long, well under the step's wait cap,
+    MLC_PROCORE_MAX_WAIT_SECONDS)."""
+    return min(LEAD_CAP_SECONDS, max_wait_seconds / 2)
 
 
 def waiting_for_allowance(store: Ledger, now: float, lead: float) -> str | None:
@@ -126,18 +125,19 @@ def hand_over(store: Ledger, breaker: CircuitBreaker, run_id: str, *, deferred: 
 
 class Progress:
     """'N of M written, R to go; rate limit: calls left until ...; ETA', at most once per
-    `every` seconds (and on demand), through `log`."""
+    `settings.every_seconds` (and on demand), through `log`."""
 
     def __init__(self, noun: str, total: int, log: Callable[[str], None], client=None, *,
-                 every: float | None = None, clock: Callable[[], float] = time.time) -> None:
+                 settings: ProgressSettings = ProgressSettings(),
+                 clock: Callable[[], float] = time.time) -> None:
         self.noun = noun
         self.total = total
         self.log = log
         self.client = client
-        self.every = env_float("MLC_PROGRESS_LOG_SECONDS", 60.0) if every is None else every
+        self.every = settings.every_seconds
         self.clock = clock
         self.started = self.last = clock()
-        self.hourly_allowance = env_int("MLC_PROCORE_HOURLY_LIMIT", 600)
+        self.hourly_allowance = settings.hourly_allowance
 
     def tick(self, done: int, *, force: bool = False) -> None:
         now = self.clock()

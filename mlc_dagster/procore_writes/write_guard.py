@@ -2,13 +2,14 @@
 
 - `company_write_lock`: each write step plans and writes inside it (ledger/lock.py), so two
   runs of one Procore company never write at once, queued or not. A step that cannot get it
-  within MLC_WRITE_LOCK_WAIT_SECONDS fails with the holder's run id, and is not retried: it
+  within MLC_WRITE_LOCK_WAIT_SECONDS (`ProcoreSettings.write_lock_wait_seconds`) fails with the holder's run id, and is not retried: it
   has written nothing, its records stay pending, and the next run (the sensor's or the
   schedule's) picks them up. Waiting longer in a retry would hold a run slot only to re-plan
   what the other run is writing.
 - `run_breaker`: one CircuitBreaker per run (resources/breaker.py), shared by its write
   steps in order (commitments, then requisitions; the jobs run in one process), so a streak
   of outage failures carries from one step to the next.
+- `procore_write_guard`: both, for a step that writes to Procore.
 - `fail_if_unavailable`: once the breaker opened, the step ends red with "Procore unavailable
   since ..." after its writer flushed the ledger (so the next run sees `deferred`), and Dagster
   does not retry it: the next scheduled run is the retry.
@@ -23,31 +24,35 @@ from threading import Lock
 
 import dagster as dg
 
-from mlc_dagster.ledger.lock import DEFAULT_WAIT_SECONDS, CompanyWriteLock, LockTimeout
+from mlc_dagster.ledger.lock import CompanyWriteLock, LockTimeout
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker
-from mlc_dagster.settings import Settings, env_float
+from mlc_dagster.settings import ProcoreSettings
 
 _KEEP_RUNS = 32
 _BREAKERS: OrderedDict[str, CircuitBreaker] = OrderedDict()
 _BREAKERS_LOCK = Lock()
 
 
-def write_lock_wait_seconds() -> float:
-    return env_float("MLC_WRITE_LOCK_WAIT_SECONDS", DEFAULT_WAIT_SECONDS)
-
-
-def company_id_from_env() -> str:
-    """PROCORE_COMPANY_ID, for write steps without the Procore resource (X3 dimension values)."""
-    return Settings.from_env().company_tag
+def procore_write_asset(**asset_args):
+    """The decorator of a step that writes to Procore (dg.asset with `asset_args`): in the
+    `procore_api` pool (dagster.yaml runs its steps one at a time), retried twice with backoff
+    for what a retry can fix; a refusal, an open breaker or a lock held too long end with a
+    dg.Failure that allows no retry."""
+    return dg.asset(kinds={"procore"}, pool="procore_api",
+                    retry_policy=dg.RetryPolicy(max_retries=2, delay=10,
+                                                backoff=dg.Backoff.EXPONENTIAL,
+                                                jitter=dg.Jitter.PLUS_MINUS),
+                    **asset_args)
 
 
 @contextmanager
-def company_write_lock(context: dg.AssetExecutionContext, store: Ledger,
-                       company_id: str | int) -> Iterator[CompanyWriteLock]:
-    """Hold the company's write lock for the body; dg.Failure (no retry) if it stays taken."""
+def company_write_lock(context: dg.AssetExecutionContext, store: Ledger, company_id: str | int,
+                       wait_seconds: float) -> Iterator[CompanyWriteLock]:
+    """Hold the company's write lock for the body, waiting for it at most `wait_seconds`
+    (MLC_WRITE_LOCK_WAIT_SECONDS); dg.Failure (no retry) if it stays taken."""
     lock = CompanyWriteLock(store, company_id, context.run.run_id,
-                            wait_seconds=write_lock_wait_seconds(), log=context.log.warning)
+                            wait_seconds=wait_seconds, log=context.log.warning)
     try:
         waited = lock.acquire()
     except LockTimeout as exc:
@@ -65,16 +70,27 @@ def company_write_lock(context: dg.AssetExecutionContext, store: Ledger,
         lock.release()
 
 
-def run_breaker(run_id: str) -> CircuitBreaker:
-    """The breaker of this run, made on first use from MLC_PROCORE_BREAKER_* (the last few
-    runs of a long-lived process are kept)."""
+def run_breaker(run_id: str, settings: BreakerSettings) -> CircuitBreaker:
+    """The breaker of this run, made on first use with the run's MLC_PROCORE_BREAKER_*
+    `settings` (the last few runs of a long-lived process are kept)."""
     with _BREAKERS_LOCK:
         breaker = _BREAKERS.get(run_id)
         if breaker is None:
-            breaker = _BREAKERS[run_id] = CircuitBreaker(BreakerSettings.from_env())
+            breaker = _BREAKERS[run_id] = CircuitBreaker(settings)
             while len(_BREAKERS) > _KEEP_RUNS:
                 _BREAKERS.popitem(last=False)
         return breaker
+
+
+@contextmanager
+def procore_write_guard(context: dg.AssetExecutionContext, store: Ledger, company_id: str | int,
+                        settings: ProcoreSettings
+                        ) -> Iterator[tuple[CompanyWriteLock, CircuitBreaker]]:
+    """(the company's write lock, held for the body; the run's circuit breaker), with the
+    run's Procore settings: what a step writing to Procore plans and writes inside."""
+    breaker = run_breaker(context.run.run_id, settings.breaker)
+    with company_write_lock(context, store, company_id, settings.write_lock_wait_seconds) as lock:
+        yield lock, breaker
 
 
 def fail_if_unavailable(breaker: CircuitBreaker, deferred: int, metadata: dict) -> None:

@@ -24,11 +24,11 @@ Pure Python (no Dagster), so the writers and their unit tests share it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mlc_dagster.settings import env_int
+from mlc_dagster.common.env import env_int
 
 OUTAGE = "Procore unavailable"
 RATE_LIMITED = "Procore rate limit"
@@ -53,9 +53,9 @@ class BreakerSettings:
     attempts: int = DEFAULT_ATTEMPTS  # 0 = count records only
 
     @classmethod
-    def from_env(cls) -> BreakerSettings:
-        return cls(records=env_int("MLC_PROCORE_BREAKER_RECORDS", DEFAULT_RECORDS),
-                   attempts=env_int("MLC_PROCORE_BREAKER_ATTEMPTS", DEFAULT_ATTEMPTS))
+    def from_env(cls, env: Mapping[str, str]) -> BreakerSettings:
+        return cls(records=env_int("MLC_PROCORE_BREAKER_RECORDS", DEFAULT_RECORDS, env),
+                   attempts=env_int("MLC_PROCORE_BREAKER_ATTEMPTS", DEFAULT_ATTEMPTS, env))
 
 
 def _now() -> datetime:

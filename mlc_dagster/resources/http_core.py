@@ -70,7 +70,8 @@ class WaitTooLong(Exception):
         self.reason = reason
         self.raised_at = time.time() if raised_at is None else raised_at
         self.pacing = pacing  # True: the rate-limit allowance is used up (not an error)
-        super().__init__(f"need to wait {seconds:.1f}s before retrying" + (f": {reason}" if reason else ""))
+        super().__init__(f"need to wait {seconds:.1f}s before retrying"
+                         + (f": {reason}" if reason else ""))
 
     @property
     def resume_at(self) -> float:
@@ -114,7 +115,8 @@ class Endpoint:
 
     def matches(self, method: str, path: str) -> bool:
         """The whole path matches, each `{id}` being digits only (no `..`, no extra segment)."""
-        return method == self.method and _template_pattern(self.template).fullmatch(path) is not None
+        return method == self.method \
+            and _template_pattern(self.template).fullmatch(path) is not None
 
     def __str__(self) -> str:
         return f"{self.method} {self.template}"
@@ -406,7 +408,8 @@ class RetrySender:
         self.rng = rng
         self.stats = CallStats()
 
-    def send(self, build: Callable[[], httpx.Request], *, idempotent: bool = True) -> httpx.Response:
+    def send(self, build: Callable[[], httpx.Request], *, idempotent: bool = True
+             ) -> httpx.Response:
         """One logical request: up to `retry.max_attempts` attempts, paced and recorded.
 
         Returns the last response (the caller decides what a 4xx/5xx means) or raises the
@@ -456,9 +459,17 @@ class RetrySender:
         try:
             response = self.client.send(request)
         except httpx.TransportError as exc:
-            self._record(request, None, started, attempt, waited, type(exc).__name__)
+            self._record(request, None, _ms_since(started), attempt, waited, type(exc).__name__)
             return exc
-        self._record(request, response, started, attempt, waited, None)
+        # An auth flow may have sent the request more than once (a 401 answered with a new
+        # token): the earlier exchanges are in `history`, and each is recorded as sent.
+        earlier_ms = 0.0
+        for earlier in response.history:
+            duration_ms = _elapsed_ms(earlier)
+            earlier_ms += duration_ms
+            self._record(earlier.request, earlier, duration_ms, attempt, waited, None)
+            waited = 0.0
+        self._record(request, response, _ms_since(started) - earlier_ms, attempt, waited, None)
         if self.pacer is not None:
             self.pacer.observe(response.headers)
         return response
@@ -470,8 +481,8 @@ class RetrySender:
         self.stats.add_wait(seconds, retry)
         self.sleep(seconds)
 
-    def _record(self, request: httpx.Request, response: httpx.Response | None, started: float,
-                attempt: int, waited: float, error: str | None) -> None:
+    def _record(self, request: httpx.Request, response: httpx.Response | None,
+                duration_ms: float, attempt: int, waited: float, error: str | None) -> None:
         status = response.status_code if response is not None else None
         path = request.url.path
         self.stats.count(request.method, path, status)
@@ -479,16 +490,56 @@ class RetrySender:
             return
         self.on_request(RequestRecord(
             system=self.system, method=request.method, path=path, status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2), attempt=attempt,
+            duration_ms=round(max(duration_ms, 0.0), 2), attempt=attempt,
             request_id=response.headers.get("x-request-id") if response is not None else None,
             waited_s=round(waited, 3), error=error,
         ))
 
 
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _elapsed_ms(response: httpx.Response) -> float:
+    """How long httpx says an exchange took; 0 when it cannot tell (a body handed over
+    whole, as by MockTransport, is never streamed and closed, so it is never timed)."""
+    try:
+        return response.elapsed.total_seconds() * 1000
+    except RuntimeError:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """The keyword options every API client takes: how long a call may take, how it is
+    retried and paced, where it is sent, and who hears of each attempt. One definition, so
+    the Procore and X3 clients take the same options with the same defaults."""
+
+    timeout: float = 30.0
+    retry: RetryPolicy | None = None
+    max_wait_seconds: float = 120.0
+    verify: bool = True
+    transport: httpx.BaseTransport | None = None
+    on_request: Callable[[RequestRecord], None] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+    def sender(self, client: httpx.Client, system: str, *,
+               pacer: RatePacer | None = None,
+               should_retry: Callable[[httpx.Response, bool], bool] | None = None,
+               ) -> RetrySender:
+        """The RetrySender of a client built with these options."""
+        return RetrySender(client, system, retry=self.retry,
+                           max_wait_seconds=self.max_wait_seconds, sleep=self.sleep,
+                           clock=self.clock, pacer=pacer, on_request=self.on_request,
+                           should_retry=should_retry)
+
+
 class HttpClientBase:
     """What every API client shares: call statistics, close(), and `with` support.
 
-    Subclasses set `_http` (an httpx.Client) and `_sender` (a RetrySender).
+    Subclasses set `_http` (an httpx.Client) and `_sender` (a RetrySender, from
+    `ClientOptions.sender`).
     """
 
     _http: httpx.Client

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlc_dagster.common.write_mode import is_preview, procore_read_only
+from mlc_dagster.common.write_mode import procore_read_only
 from mlc_dagster.resources.http_core import RetryPolicy
 from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.tls import check_url
-from mlc_dagster.settings import env_float, env_int, insecure_loopback_allowed
+from mlc_dagster.settings import load_settings
 
 # Set on a run that continues a hand-over at the rate limit (procore_writes/continuation.py): the
 # epoch second from which its Procore client may send.
@@ -37,10 +37,8 @@ class ProcoreResource(dg.ConfigurableResource):
     client_id: str
     client_secret: str
     company_id: str
-    # Tuning: None = read MLC_PROCORE_* / MLC_ALLOW_INSECURE_LOOPBACK when the run starts.
-    timeout_seconds: float | None = None
-    max_attempts: int | None = None
-    max_wait_seconds: float | None = None
+    # None = MLC_ALLOW_INSECURE_LOOPBACK; timeouts, attempts and waits come from the settings
+    # (MLC_PROCORE_*), read when the run starts.
     allow_insecure_loopback: bool | None = None
 
     _client: ProcoreClient | None = PrivateAttr(default=None)
@@ -58,23 +56,23 @@ class ProcoreResource(dg.ConfigurableResource):
         MLC_WRITE_MODE=preview: the client refuses every request but reads and the OAuth
         token POST, before sending it (`WriteRefused`)."""
         if self._client is None:
-            insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
+            settings = load_settings()
+            tuning = settings.procore
+            insecure = (settings.allow_insecure_loopback if self.allow_insecure_loopback is None
                         else self.allow_insecure_loopback)
-            attempts = self.max_attempts or env_int("MLC_PROCORE_MAX_ATTEMPTS", 6)
             self._client = ProcoreClient(
                 check_url(self.login_url, allow_insecure_loopback=insecure,
                           setting="PROCORE_LOGIN_URL"),
                 check_url(self.api_url, allow_insecure_loopback=insecure,
                           setting="PROCORE_API_URL"),
                 self.client_id, self.client_secret, int(self.company_id),
-                timeout=self.timeout_seconds or env_float("MLC_PROCORE_TIMEOUT_SECONDS", 30.0),
-                retry=RetryPolicy(max_attempts=attempts),
-                max_wait_seconds=(self.max_wait_seconds
-                                  or env_float("MLC_PROCORE_MAX_WAIT_SECONDS", 120.0)),
+                timeout=tuning.timeout_seconds,
+                retry=RetryPolicy(max_attempts=tuning.max_attempts),
+                max_wait_seconds=tuning.max_wait_seconds,
             )
             if self._not_before:
                 self._client.hold_until(self._not_before)
-            if is_preview():
+            if settings.preview:
                 self._client.refuse_requests(procore_read_only(self._client.token_url))
         return self._client
 

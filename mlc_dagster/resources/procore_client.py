@@ -14,22 +14,20 @@ request built around `request` cannot leave (test_no_gl_writes proves no other c
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from mlc_dagster.common.payload import error_text
 from mlc_dagster.resources.http_core import (
+    ClientOptions,
     Endpoint,
     HttpClientBase,
     RatePacer,
     RateWindow,
-    RequestRecord,
-    RetryPolicy,
-    RetrySender,
     Secret,
     WriteRefused,
     redact,
@@ -125,31 +123,25 @@ class ProcoreClient(HttpClientBase):
         client_id: str,
         client_secret: str,
         company_id: int,
-        *,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        max_wait_seconds: float = 120.0,
-        verify: bool = True,
-        transport: httpx.BaseTransport | None = None,
-        on_request: Callable[[RequestRecord], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
+        **options: Any,
     ) -> None:
+        """`options`: those of `http_core.ClientOptions` (timeout 30 s unless given)."""
+        client_options = ClientOptions(**options)
         self.login_url = login_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
         self.client_id = client_id
         self._client_secret = Secret(client_secret)
         self.company_id = int(company_id)
-        self._clock = clock
+        self._clock = client_options.clock
         self._write_guard = write_allow_list("Procore", self.api_url, PROCORE_WRITES,
                                              token_url=self.token_url, where="PROCORE_WRITES")
         # The hook sees every request this connection sends, however it was built.
-        self._http = httpx.Client(timeout=timeout, verify=verify, transport=transport,
+        self._http = httpx.Client(timeout=client_options.timeout, verify=client_options.verify,
+                                  transport=client_options.transport,
                                   headers={"Accept": "application/json"},
                                   event_hooks={"request": [self._refuse_unlisted_write]})
-        self._sender = RetrySender(self._http, "procore", retry=retry,
-                                   max_wait_seconds=max_wait_seconds, sleep=sleep, clock=clock,
-                                   pacer=RatePacer(clock=clock), on_request=on_request)
+        self._sender = client_options.sender(self._http, "procore",
+                                             pacer=RatePacer(clock=client_options.clock))
         self._token: Secret | None = None
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()
@@ -493,8 +485,7 @@ def _error_details(response: httpx.Response) -> tuple[str, Any]:
     if not message and isinstance(errors, str):
         message = errors
     if not message and isinstance(errors, dict):
-        message = "; ".join(f"{name}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                            for name, msgs in errors.items())
+        message = error_text(errors)
     if not message and isinstance(error, str):
         message = error
     return str(message or response.reason_phrase)[:500], errors

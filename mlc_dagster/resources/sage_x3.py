@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlc_dagster.common.write_mode import is_preview, x3_read_only
-from mlc_dagster.resources.sage_x3_client import (
-    SageX3GraphQLClient,
-    SageX3RestClient,
-    names_from_env,
-)
+from mlc_dagster.common.write_mode import x3_read_only
+from mlc_dagster.resources.sage_x3_client import SageX3GraphQLClient, SageX3RestClient
 from mlc_dagster.resources.tls import check_url
-from mlc_dagster.settings import env_float, insecure_loopback_allowed
+from mlc_dagster.settings import load_settings
 
 
 class SageX3Resource(dg.ConfigurableResource):
@@ -39,12 +33,13 @@ class SageX3Resource(dg.ConfigurableResource):
         sending them (`WriteRefused`); GraphQL queries (POSTs) still go."""
         if self._client is not None:
             return self._client
-        insecure = (insecure_loopback_allowed() if self.allow_insecure_loopback is None
+        settings = load_settings()
+        insecure = (settings.allow_insecure_loopback if self.allow_insecure_loopback is None
                     else self.allow_insecure_loopback)
         url = check_url(self.url, allow_insecure_loopback=insecure, setting="SAGE_X3_URL")
-        api = self.api or os.environ.get("SAGE_X3_API", "rest")
-        timeout = self.timeout_seconds or env_float("MLC_X3_TIMEOUT_SECONDS", 60.0)
-        names = names_from_env(os.environ)  # MLC_MAPPING_KEY, MLC_X3_* name overrides
+        api = self.api or settings.x3.api
+        timeout = self.timeout_seconds or settings.x3.timeout_seconds
+        names = settings.x3.names  # MLC_MAPPING_KEY, MLC_X3_* name overrides
         if api == "rest":
             if not (self.user and self.password):
                 raise ValueError("SAGE_X3_API=rest needs SAGE_X3_USER and SAGE_X3_PASSWORD")
@@ -59,7 +54,7 @@ class SageX3Resource(dg.ConfigurableResource):
                                                timeout=timeout, names=names)
         else:
             raise ValueError(f"SAGE_X3_API must be 'rest' or 'graphql', got {api!r}")
-        if is_preview():
+        if settings.preview:
             self._client.refuse_requests(x3_read_only(getattr(self._client, "api_url", None)))
         return self._client
 

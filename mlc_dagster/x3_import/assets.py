@@ -11,8 +11,8 @@ import pandas as pd
 from mlc_dagster.common.metadata import table_metadata
 from mlc_dagster.common.write_mode import ensure_live
 from mlc_dagster.resources.ledger import LedgerResource
+from mlc_dagster.resources.settings import SettingsResource
 from mlc_dagster.x3_import.files import ExportBatch, write_batches
-from mlc_dagster.x3_import.settings import X3WriteSettings
 from mlc_dagster.x3_import.templates import describe
 
 
@@ -23,11 +23,11 @@ def import_file_asset(name: str, group: str, upstream: str, what: str) -> dg.Ass
                           "X3's Imports function (GIMPOBJ) or its batch task IMPORT; every "
                           "record stays `exported` in the ledger until X3 shows it.")
     def _asset(context: dg.AssetExecutionContext, batches: list[ExportBatch],
-               ledger: LedgerResource) -> dg.MaterializeResult:
-        ensure_live(name)
-        settings = X3WriteSettings.from_env()
-        written = write_batches(batches, settings.import_dir, context.run.run_id,
-                                ledger.get_ledger())
+               ledger: LedgerResource, settings: SettingsResource) -> dg.MaterializeResult:
+        run_settings = settings.get()
+        ensure_live(name, run_settings.write_mode)
+        import_dir = run_settings.x3_writes.import_dir
+        written = write_batches(batches, import_dir, context.run.run_id, ledger.get_ledger())
         for f in written:
             context.log.info(f"X3 import file {f.path}: {f.records} records "
                              f"(template {f.template})")
@@ -38,7 +38,7 @@ def import_file_asset(name: str, group: str, upstream: str, what: str) -> dg.Ass
             "rows": sum(f.records for f in written),
             "template_codes": ", ".join(f.template for f in written) or "-",
             "files": table_metadata(table),
-            "import_dir": str(settings.import_dir),
+            "import_dir": str(import_dir),
             "templates_to_set_up": dg.MetadataValue.md(
                 "\n\n".join(describe(b.template) for b in batches)
                 or "_none: this object is written through the web API_"),

@@ -9,11 +9,11 @@ GraphQL API operation (REST `$create`/`$edit` or GraphQL `create`/`update`, per 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlc_dagster.settings import dagster_home, env_float
+from mlc_dagster.common.env import dagster_home, env_float
 from mlc_dagster.x3_import.templates import (
     ImportTemplate,
     dimension_template,
@@ -60,19 +60,18 @@ class X3WriteSettings:
         return [f for f in SUPPLIER_DEFAULT_FIELDS if not self.new_supplier_defaults.get(f)]
 
     @classmethod
-    def from_env(cls) -> X3WriteSettings:
-        home = dagster_home()
+    def from_env(cls, env: Mapping[str, str]) -> X3WriteSettings:
         return cls(
-            supplier_write=_mode("MLC_X3_SUPPLIER_WRITE"),
-            dimension_write=_mode("MLC_X3_DIMENSION_WRITE"),
-            import_dir=Path(os.environ.get("MLC_X3_IMPORT_DIR") or home / "x3_import"),
-            supplier_template=supplier_template(_code("MLC_X3_SUPPLIER_TEMPLATE", "YMLCBPS")),
+            supplier_write=_mode(env, "MLC_X3_SUPPLIER_WRITE"),
+            dimension_write=_mode(env, "MLC_X3_DIMENSION_WRITE"),
+            import_dir=Path(env.get("MLC_X3_IMPORT_DIR") or dagster_home(env) / "x3_import"),
+            supplier_template=supplier_template(_code(env, "MLC_X3_SUPPLIER_TEMPLATE", "YMLCBPS")),
             supplier_update_template=supplier_update_template(
-                _code("MLC_X3_SUPPLIER_UPDATE_TEMPLATE", "YMLCBPSU")),
-            dimension_template=dimension_template(_code("MLC_X3_DIMENSION_TEMPLATE", "YMLCCCE")),
-            new_supplier_defaults=parse_defaults(
-                os.environ.get("MLC_X3_NEW_SUPPLIER_DEFAULTS", "")),
-            pending_hours=env_float("MLC_X3_IMPORT_PENDING_HOURS", 24.0),
+                _code(env, "MLC_X3_SUPPLIER_UPDATE_TEMPLATE", "YMLCBPSU")),
+            dimension_template=dimension_template(
+                _code(env, "MLC_X3_DIMENSION_TEMPLATE", "YMLCCCE")),
+            new_supplier_defaults=parse_defaults(env.get("MLC_X3_NEW_SUPPLIER_DEFAULTS", "")),
+            pending_hours=env_float("MLC_X3_IMPORT_PENDING_HOURS", 24.0, env),
         )
 
 
@@ -87,12 +86,12 @@ def parse_defaults(text: str) -> dict[str, str]:
     return out
 
 
-def _mode(name: str) -> str:
-    return (os.environ.get(name) or "import_file").strip().lower()
+def _mode(env: Mapping[str, str], name: str) -> str:
+    return (env.get(name) or "import_file").strip().lower()
 
 
-def _code(name: str, default: str) -> str:
-    code = (os.environ.get(name) or default).strip().upper()
+def _code(env: Mapping[str, str], name: str, default: str) -> str:
+    code = (env.get(name) or default).strip().upper()
     if not code.isalnum() or len(code) > 10:
         raise ValueError(f"{name} must be an X3 template code (letters and digits, at most "
                          f"10), not {code!r}")

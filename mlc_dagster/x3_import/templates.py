@@ -62,8 +62,13 @@ class ImportFileError(ValueError):
     """A record cannot be written in this template's format."""
 
 
-def _f(table: str, name: str, length: int | None = None, note: str = "") -> TemplateField:
-    return TemplateField(table, name, length, note)
+def _fields(table: str) -> tuple[TemplateField, ...]:
+    """Fields from a `table | field | length | note` text table, one field a line, in file
+    order: the layout as the GESAOE set-up lists it."""
+    rows = [[cell.strip() for cell in line.split("|", 3)]
+            for line in table.strip().splitlines()]
+    return tuple(TemplateField(table_name, name, int(length) if length else None, note)
+                 for table_name, name, length, note in rows)
 
 
 def supplier_template(code: str = "YMLCBPS") -> ImportTemplate:
@@ -73,28 +78,28 @@ def supplier_template(code: str = "YMLCBPS") -> ImportTemplate:
     account code, tax rule, payment condition, at least one address code), plus the
     category, which sets the other defaults."""
     return ImportTemplate(code, "BPS", "ml-connector: suppliers created from Procore vendors", (
-        RecordLayout("B", (
-            _f("BPSUPPLIER", "BPSNUM", 15, "supplier code"),
-            _f("BPARTNER", "BPRNAM", 35, "company name"),
-            _f("BPARTNER", "BPRSHO", 10, "short name"),
-            _f("BPSUPPLIER", "BSGCOD", 5, "category (MLC_X3_NEW_SUPPLIER_DEFAULTS)"),
-            _f("BPSUPPLIER", "ENAFLG", 1, "active: 2 = yes, 1 = no (local menu 1)"),
-            _f("BPARTNER", "LAN", 3, "language (defaults)"),
-            _f("BPSUPPLIER", "TSSCOD(0)", 20, "statistical group 1 (defaults)"),
-            _f("BPSUPPLIER", "ACCCOD", 10, "accounting code (defaults)"),
-            _f("BPSUPPLIER", "VACBPR", 5, "tax rule (defaults)"),
-            _f("BPSUPPLIER", "PTE", 15, "payment condition (defaults)"),
-            _f("BPSUPPLIER", "BPAADD", 5, "default address code (defaults)"),
-        )),
-        RecordLayout("A", (
-            _f("BPADDRESS", "BPAADD", 5, "address code, same as the B record's"),
-            _f("BPADDRESS", "BPAADDLIG(0)", 50, "address line 1"),
-            _f("BPADDRESS", "POSCOD", 10, "postal code"),
-            _f("BPADDRESS", "CTY", 40, "city"),
-            _f("BPADDRESS", "CRY", 3, "country"),
-            _f("BPADDRESS", "TEL(0)", 40, "phone"),
-            _f("BPADDRESS", "WEB(0)", 80, "e-mail"),
-        )),
+        RecordLayout("B", _fields("""
+            BPSUPPLIER | BPSNUM       | 15 | supplier code
+            BPARTNER   | BPRNAM       | 35 | company name
+            BPARTNER   | BPRSHO       | 10 | short name
+            BPSUPPLIER | BSGCOD       |  5 | category (MLC_X3_NEW_SUPPLIER_DEFAULTS)
+            BPSUPPLIER | ENAFLG       |  1 | active: 2 = yes, 1 = no (local menu 1)
+            BPARTNER   | LAN          |  3 | language (defaults)
+            BPSUPPLIER | TSSCOD(0)    | 20 | statistical group 1 (defaults)
+            BPSUPPLIER | ACCCOD       | 10 | accounting code (defaults)
+            BPSUPPLIER | VACBPR       |  5 | tax rule (defaults)
+            BPSUPPLIER | PTE          | 15 | payment condition (defaults)
+            BPSUPPLIER | BPAADD       |  5 | default address code (defaults)
+        """)),
+        RecordLayout("A", _fields("""
+            BPADDRESS  | BPAADD       |  5 | address code, same as the B record's
+            BPADDRESS  | BPAADDLIG(0) | 50 | address line 1
+            BPADDRESS  | POSCOD       | 10 | postal code
+            BPADDRESS  | CTY          | 40 | city
+            BPADDRESS  | CRY          |  3 | country
+            BPADDRESS  | TEL(0)       | 40 | phone
+            BPADDRESS  | WEB(0)       | 80 | e-mail
+        """)),
     ))
 
 
@@ -103,10 +108,10 @@ def supplier_update_template(code: str = "YMLCBPSU") -> ImportTemplate:
     X3. Company name and other business-partner fields are X3's own (and Sage says they are
     changed through the BP template, not the supplier one: AOE_BPS)."""
     return ImportTemplate(code, "BPS", "ml-connector: supplier active flag", (
-        RecordLayout("B", (
-            _f("BPSUPPLIER", "BPSNUM", 15, "supplier code (must exist)"),
-            _f("BPSUPPLIER", "ENAFLG", 1, "active: 2 = yes, 1 = no (local menu 1)"),
-        )),
+        RecordLayout("B", _fields("""
+            BPSUPPLIER | BPSNUM | 15 | supplier code (must exist)
+            BPSUPPLIER | ENAFLG |  1 | active: 2 = yes, 1 = no (local menu 1)
+        """)),
     ))
 
 
@@ -114,12 +119,12 @@ def dimension_template(code: str = "YMLCCCE") -> ImportTemplate:
     """Analytical dimension values (object CCE, function GESCCE; table CACCE keyed by
     dimension type + dimension): created, or updated in modification mode."""
     return ImportTemplate(code, "CCE", "ml-connector: dimension values from Procore", (
-        RecordLayout(None, (
-            _f("CACCE", "DIE", 10, "dimension type"),
-            _f("CACCE", "CCE", 15, "dimension"),
-            _f("CACCE", "DES", 30, "description"),
-            _f("CACCE", "ENAFLG", 1, "active: 2 = yes, 1 = no (local menu 1)"),
-        )),
+        RecordLayout(None, _fields("""
+            CACCE | DIE    | 10 | dimension type
+            CACCE | CCE    | 15 | dimension
+            CACCE | DES    | 30 | description
+            CACCE | ENAFLG |  1 | active: 2 = yes, 1 = no (local menu 1)
+        """)),
     ))
 
 

@@ -187,15 +187,14 @@ def confirm_fingerprint(store: Ledger, scope: StagingScope | None,
     return scope
 
 
-def everything_reason(context, *, full_refresh: bool) -> str | None:
+def everything_reason(context, *, full_refresh: bool, preview: bool) -> str | None:
     """Why this run must stage every record whatever changed, or None: a full refresh (the
-    reconcile job), MLC_WRITE_MODE=preview, or a run that materialises an asset reporting
-    on every record (the preview's plan, the reconciliation report)."""
-    from mlc_dagster.common.write_mode import is_preview
-
+    reconcile job), MLC_WRITE_MODE=preview (`preview`: the run's Settings.preview), or a run
+    that materialises an asset reporting on every record (the preview's plan, the
+    reconciliation report)."""
     if full_refresh:
         return "full refresh"
-    if is_preview():
+    if preview:
         return "preview (MLC_WRITE_MODE=preview) plans everything"
     try:
         selected = {key.path[-1] for key in context.job_def.asset_layer.selected_asset_keys}

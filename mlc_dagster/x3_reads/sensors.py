@@ -8,15 +8,14 @@ import time
 
 import dagster as dg
 
-from mlc_dagster.common.write_mode import is_preview, skip_reason
+from mlc_dagster.common.write_mode import skip_reason
 from mlc_dagster.defs.jobs import sync_sage_x3_to_procore
 from mlc_dagster.procore_writes.continuation import lead_seconds, waiting_for_allowance
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.resources.sage_x3_client import CANONICAL_KEYS, DeltaCursor
-from mlc_dagster.settings import Settings
+from mlc_dagster.settings import current_settings, load_settings
 
-SETTINGS = Settings.from_env()
 PAGE_SIZE = 200
 MAX_PAGES_PER_TICK = 25  # 5,000 changed records read per tick at most
 
@@ -42,29 +41,33 @@ def x3_change_sensor(entity: str, *, name: str, trigger: str, noun: str,
     the ledger's whole X3 snapshot anyway, which a preview run's refresh only brings forward).
     """
     key_field = CANONICAL_KEYS[entity][0]
+    automation = current_settings().automation
 
     @dg.sensor(
         name=name,
         job=sync_sage_x3_to_procore,
-        minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
-        default_status=(dg.DefaultSensorStatus.RUNNING if SETTINGS.automation_on
+        minimum_interval_seconds=automation.sensor_interval_seconds,
+        default_status=(dg.DefaultSensorStatus.RUNNING if automation.on
                         else dg.DefaultSensorStatus.STOPPED),
         description=(f"Requests a sync run when Sage X3 {noun}s change "
                      "(update stamp + overlap window)."),
     )
     def _sensor(context: dg.SensorEvaluationContext, sage_x3: SageX3Resource,
                 ledger: LedgerResource):
-        if is_preview():
+        settings = load_settings()
+        if settings.preview:
             return dg.SkipReason(skip_reason(f"sensor {name}"))
-        if waiting := waiting_for_allowance(ledger.get_ledger(), time.time(), lead_seconds()):
+        lead = lead_seconds(settings.procore.max_wait_seconds)
+        if waiting := waiting_for_allowance(ledger.get_ledger(), time.time(), lead):
             return dg.SkipReason(waiting)  # cursor untouched: the changes stay to be seen
         headers, lines = load_cursors(context.cursor, entity)
         client = sage_x3.get_client()
+        overlap = settings.x3.overlap_seconds
         new = headers.advance(first_pages(client.changed(
-            entity, headers.window_start(SETTINGS.overlap_seconds), page_size=PAGE_SIZE)))
+            entity, headers.window_start(overlap), page_size=PAGE_SIZE)))
         if poll_lines:
             new += lines.advance(first_pages(client.changed_line_documents(
-                entity, lines.window_start(SETTINGS.overlap_seconds), page_size=PAGE_SIZE)))
+                entity, lines.window_start(overlap), page_size=PAGE_SIZE)))
         cursor = dump_cursors(headers, lines)
         if not new:
             return dg.SensorResult(skip_reason=f"no Sage X3 {noun} changed", cursor=cursor)

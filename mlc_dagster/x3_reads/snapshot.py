@@ -10,21 +10,11 @@ that X3 no longer returns as deleted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.sage_x3_client import CANONICAL_KEYS, DeltaCursor
-from mlc_dagster.settings import env_int
-
-DEFAULT_READ_CONCURRENCY = 4
-
-
-def x3_read_concurrency() -> int:
-    """MLC_X3_READ_CONCURRENCY: detail reads (REST, one per changed document) in flight at
-    once. X3 web-service pools are small: raise it only if the pool has room."""
-    value = env_int("MLC_X3_READ_CONCURRENCY", DEFAULT_READ_CONCURRENCY)
-    if value < 1:
-        raise ValueError(f"MLC_X3_READ_CONCURRENCY must be at least 1, got {value}")
-    return value
+from mlc_dagster.settings import X3Settings
 
 
 def cursor_name(entity: str) -> str:
@@ -33,6 +23,17 @@ def cursor_name(entity: str) -> str:
 
 def line_cursor_name(entity: str) -> str:
     return f"x3:{entity}:line_stamp"
+
+
+def refresh_from_x3(client, ledger: Ledger, entity: str, *, x3: X3Settings, full_refresh: bool,
+                    read_details: Callable[..., list[dict]] | None = None,
+                    poll_lines: bool = False) -> dict[str, int]:
+    """`refresh_snapshot` as a staging step runs it, with the run's X3 settings: the overlap
+    window (MLC_X3_OVERLAP_SECONDS), and `read_details(keys, max_concurrency=...)` reading
+    `x3.read_concurrency` documents at a time (MLC_X3_READ_CONCURRENCY)."""
+    details = partial(read_details, max_concurrency=x3.read_concurrency) if read_details else None
+    return refresh_snapshot(client, ledger, entity, overlap_seconds=x3.overlap_seconds,
+                            full_refresh=full_refresh, read_details=details, poll_lines=poll_lines)
 
 
 def refresh_snapshot(client, ledger: Ledger, entity: str, *, overlap_seconds: int,

@@ -20,9 +20,9 @@ from mlc_dagster.common.write_mode import (
     x3_read_only,
 )
 from mlc_dagster.resources.http_core import WriteRefused
-from mlc_dagster.settings import Settings, env_write_mode
+from mlc_dagster.settings import env_write_mode, load_settings
+from mlc_dagster_tests.resources.sage_x3_client.clients import graphql_client, rest_client
 from mlc_dagster_tests.resources.test_procore_client import FakeProcore, make_client, ok
-from mlc_dagster_tests.resources.test_sage_x3_client import graphql_client, rest_client
 
 
 @pytest.mark.parametrize("value, mode", [(None, "live"), ("", "live"), ("live", "live"),
@@ -33,21 +33,19 @@ def test_write_mode_defaults_to_live(monkeypatch, value, mode):
     else:
         monkeypatch.setenv("MLC_WRITE_MODE", value)
     assert env_write_mode() == mode
-    assert Settings.from_env().write_mode == mode
+    assert load_settings().write_mode == mode
 
 
 def test_a_bad_write_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv("MLC_WRITE_MODE", "dry-run")
     with pytest.raises(ValueError, match=r"MLC_WRITE_MODE must be preview or live, got 'dry-run'"):
-        Settings.from_env()
+        load_settings()
 
 
-def test_write_steps_refuse_in_preview_only(monkeypatch):
-    monkeypatch.setenv("MLC_WRITE_MODE", "live")
-    ensure_live("procore_commitments")
-    monkeypatch.setenv("MLC_WRITE_MODE", "preview")
+def test_write_steps_refuse_in_preview_only():
+    ensure_live("procore_commitments", "live")
     with pytest.raises(dg.Failure) as failure:
-        ensure_live("procore_commitments")
+        ensure_live("procore_commitments", "preview")
     assert failure.value.description == STEP_REFUSAL
     assert STEP_REFUSAL.startswith("MLC_WRITE_MODE=preview: this step writes to Procore/X3")
 

@@ -3,6 +3,7 @@ rows made from them: each row's action is the one the step records."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +18,7 @@ NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 def settings(monkeypatch, mode: str) -> X3WriteSettings:
     monkeypatch.setenv("MLC_X3_DIMENSION_WRITE", mode)
-    return X3WriteSettings.from_env()
+    return X3WriteSettings.from_env(os.environ)
 
 
 def actions(step) -> dict[str, str]:

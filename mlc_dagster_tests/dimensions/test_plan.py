@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from mlc_dagster.common.payload import content_hash
 from mlc_dagster.defs.dimensions.plan import (
     DimensionTypes,
     confirm_exports,
     desired_dimensions,
     plan_dimension_writes,
 )
-from mlc_dagster.defs.purchase_orders.desired import content_hash
 from mlc_dagster.ledger.store import RecordState
 
 TYPES = DimensionTypes()

@@ -26,7 +26,7 @@ from mlc_dagster.defs.preview.report import COLUMNS, NOT_WRITTEN
 from mlc_dagster.defs.purchase_orders.adoption import SCAN_ENTITY
 from mlc_dagster.ledger.store import Ledger
 from mlc_dagster.resources.http_core import WriteRefused
-from mlc_dagster.x3_import.settings import X3WriteSettings
+from mlc_dagster.settings import load_settings
 from mlc_dagster_tests.conftest import sandbox_calls
 from mlc_dagster_tests.e2e.flow_helpers import (
     api_writes,
@@ -57,7 +57,7 @@ def case(name: str) -> dict:
 
 
 def import_files() -> list[Path]:
-    folder = X3WriteSettings.from_env().import_dir
+    folder = load_settings().x3_writes.import_dir
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
@@ -103,7 +103,7 @@ def test_the_preview_job_is_the_plan_and_its_reads_and_every_other_step_refuses(
     for name in sorted(write_steps):
         fn = defs.resolve_assets_def(name).op.compute_fn.decorated_fn
         body = inspect.getsource(fn)
-        assert re.search(r'ensure_live\((name|"' + name + r'")\)', body), name
+        assert re.search(r'ensure_live\((name|"' + name + r'"), ', body), name
 
 
 def test_preview_writes_nothing_and_the_live_runs_do_exactly_what_it_listed(

@@ -23,7 +23,7 @@ from mlc_dagster_tests.e2e.flow_helpers import (
     compact_sandboxes_fixture,  # noqa: F401 - sandboxes
     job_runner_fixture,  # noqa: F401 - run
 )
-from mlc_sandbox import sage_x3_app
+from mlc_sandbox.sage_x3 import classes as sage_x3_app
 
 SEED = flows.compact_seed()
 PROCORE_ONLY = [v for v in SEED.vendors if not v["origin_id"]]

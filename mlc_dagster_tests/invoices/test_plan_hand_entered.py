@@ -195,7 +195,7 @@ def test_a_twin_another_x3_invoice_adopted_is_not_adopted_twice(ledger):
         RequisitionWrite(inv, None, [ResolvedPart(inv.parts[0], 10, 900, {LINE: 5000})], "h")
         for inv in (first, second)], [])
     outcomes = RequisitionWriter(procore, ledger, "r1").run(run_plan)
-    assert [(o.invoice_number, o.action) for o in outcomes] == [("PI1", "adopt"),
+    assert [(o.key, o.action) for o in outcomes] == [("PI1", "adopt"),
                                                                 ("PI2", "hold")]
     assert outcomes[1].reason == (
         "a hand-entered invoice #1 'inv 1' on the commitment is already linked to Sage X3 "

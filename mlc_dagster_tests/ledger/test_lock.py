@@ -128,13 +128,13 @@ def test_a_waiting_writer_names_the_holder_then_gives_up(ledger):
     other.release()
 
 
-def test_a_write_step_that_cannot_get_the_lock_fails_without_retries(ledger, monkeypatch):
-    monkeypatch.setenv("MLC_WRITE_LOCK_WAIT_SECONDS", "0.2")
+def test_a_write_step_that_cannot_get_the_lock_fails_without_retries(ledger):
     warnings: list[str] = []
     context = SimpleNamespace(run=SimpleNamespace(run_id="run-late"),
                               log=SimpleNamespace(warning=warnings.append, info=warnings.append))
     with CompanyWriteLock(ledger, COMPANY, "run-first"):
-        with pytest.raises(dg.Failure) as raised, company_write_lock(context, ledger, COMPANY):
+        with pytest.raises(dg.Failure) as raised, company_write_lock(context, ledger, COMPANY,
+                                                                     wait_seconds=0.2):
             pytest.fail("the body must not run without the lock")
     failure = raised.value
     assert failure.allow_retries is False
@@ -142,7 +142,7 @@ def test_a_write_step_that_cannot_get_the_lock_fails_without_retries(ledger, mon
                                            "held by run run-first since ")
     assert failure.metadata["held_by_run"].value == "run-first"
     assert warnings and "held by run run-first" in warnings[0]
-    with company_write_lock(context, ledger, COMPANY) as lock:  # free now: taken at once
+    with company_write_lock(context, ledger, COMPANY, 0.2) as lock:  # free now: taken at once
         assert lock.held and lock.holder().run_id == "run-late"
     assert not lock.held
 

@@ -18,6 +18,7 @@ from mlc_dagster.procore_writes.continuation import (
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker
 from mlc_dagster.resources.http_core import RateWindow
 from mlc_dagster.resources.procore import NOT_BEFORE_TAG, not_before
+from mlc_dagster.settings import ProgressSettings
 
 NOW = 1_780_000_000.0
 
@@ -97,12 +98,12 @@ class Client:
         self.stats = type("Stats", (), {"total_calls": calls})()
 
 
-def test_progress_reports_at_most_once_per_interval_with_window_and_eta(monkeypatch):
-    monkeypatch.setenv("MLC_PROCORE_HOURLY_LIMIT", "600")
+def test_progress_reports_at_most_once_per_interval_with_window_and_eta():
     clock = {"now": NOW}
     lines: list[str] = []
     client = Client(RateWindow(600, 143, NOW + 1800), calls=1200)
-    progress = Progress("commitments", 4715, lines.append, client, every=60,
+    progress = Progress("commitments", 4715, lines.append, client,
+                        settings=ProgressSettings(every_seconds=60, hourly_allowance=600),
                         clock=lambda: clock["now"])
     clock["now"] += 30
     progress.tick(600)
@@ -119,7 +120,8 @@ def test_progress_reports_at_most_once_per_interval_with_window_and_eta(monkeypa
 
 
 def test_progress_has_no_eta_before_anything_was_written():
-    progress = Progress("requisitions", 10, lambda _m: None, None, every=60, clock=lambda: NOW)
+    progress = Progress("requisitions", 10, lambda _m: None, None,
+                        settings=ProgressSettings(every_seconds=60), clock=lambda: NOW)
     assert "eta" not in progress.facts(0) and progress.facts(0)["remaining"] == 10
 
 

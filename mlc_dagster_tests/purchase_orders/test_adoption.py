@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from mlc_dagster.common.payload import line_origin_id
 from mlc_dagster.defs.purchase_orders.adoption import (
     HOLD_PREFIX,
     AdoptionRules,
@@ -16,7 +17,7 @@ from mlc_dagster.defs.purchase_orders.adoption import (
     pair_lines,
     plan_adoption,
 )
-from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment, line_origin_id
+from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment
 
 VENDOR = 501
 

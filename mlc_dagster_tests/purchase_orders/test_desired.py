@@ -10,15 +10,17 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from mlc_dagster.defs.purchase_orders.desired import (
+from mlc_dagster.common.payload import (
     DESCRIPTION_LIMIT,
-    CommitmentRules,
-    DesiredCommitments,
-    build_desired_commitments,
     clean_text,
     content_hash,
     contract_origin_id,
     line_origin_id,
+)
+from mlc_dagster.defs.purchase_orders.desired import (
+    CommitmentRules,
+    DesiredCommitments,
+    build_desired_commitments,
 )
 from mlc_dagster.defs.purchase_orders.gl_map import parse_gl_mapping
 from mlc_dagster.defs.purchase_orders.staging import stage_purchase_orders

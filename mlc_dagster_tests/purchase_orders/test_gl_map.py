@@ -18,6 +18,7 @@ from mlc_dagster.defs.purchase_orders.gl_map import (
     validate_against_procore,
 )
 from mlc_dagster.resources.sage_x3_client import MappingKey
+from mlc_dagster.settings import load_settings
 
 BASIC = (
     "gl_account,cost_code,cost_type\n"
@@ -248,29 +249,33 @@ OVERRIDES = (
 )
 
 
+def cost_codes(text: str, project: str | None, keys=("601100", "601200", "603100")
+               ) -> dict[str, str]:
+    """Mapping key -> the cost code a line of `project` gets (unmapped keys left out)."""
+    lines = pd.DataFrame({"mapping_key": list(keys), "project": [project] * len(keys)})
+    mapped = parse_gl_mapping(text).with_cost_codes(lines).dropna(subset=["cost_code"])
+    return dict(zip(mapped["mapping_key"], mapped["cost_code"], strict=True))
+
+
 def test_project_override_wins_over_general_row():
-    by_gl = parse_gl_mapping(OVERRIDES).for_project("P1001").set_index("gl_account")
-    assert by_gl.loc["601100", "cost_code"] == "09-900"
-    assert by_gl.loc["601100", "cost_type"] == "L"
-    assert by_gl.loc["601200", "cost_code"] == "02-200"  # general row still applies
-    assert by_gl.loc["603100", "cost_code"] == "05-100"  # project-only row
-    assert by_gl.index.is_unique
+    lines = pd.DataFrame({"mapping_key": ["601100", "601200", "603100"], "project": "P1001"})
+    by_key = parse_gl_mapping(OVERRIDES).with_cost_codes(lines).set_index("mapping_key")
+    assert by_key.loc["601100", "cost_code"] == "09-900"
+    assert by_key.loc["601100", "cost_type"] == "L"
+    assert by_key.loc["601200", "cost_code"] == "02-200"  # general row still applies
+    assert by_key.loc["603100", "cost_code"] == "05-100"  # project-only row
+    assert by_key.index.is_unique
 
 
 @pytest.mark.parametrize("project", [None, "", "P9999"])
 def test_other_projects_only_see_general_rows(project):
-    table = parse_gl_mapping(OVERRIDES).for_project(project)
-    assert sorted(zip(table["gl_account"], table["cost_code"], strict=True)) == [
-        ("601100", "01-100"), ("601200", "02-200")]
+    assert cost_codes(OVERRIDES, project) == {"601100": "01-100", "601200": "02-200"}
 
 
 def test_override_row_order_in_file_does_not_matter():
     lines = OVERRIDES.splitlines()
     reordered = "\n".join([lines[0], lines[3], lines[1], lines[4], lines[2]]) + "\n"
-    a = parse_gl_mapping(OVERRIDES).for_project("P1001").sort_values("gl_account")
-    b = parse_gl_mapping(reordered).for_project("P1001").sort_values("gl_account")
-    assert a[["gl_account", "cost_code"]].values.tolist() == \
-        b[["gl_account", "cost_code"]].values.tolist()
+    assert cost_codes(OVERRIDES, "P1001") == cost_codes(reordered, "P1001")
 
 
 # --- fingerprint -------------------------------------------------------------------------
@@ -490,9 +495,8 @@ def test_the_key_is_part_of_the_fingerprint_but_gl_fingerprints_do_not_change():
     assert gl.fingerprint == parse_gl_mapping("gl_account,cost_code\nC1,01-100\n").fingerprint
 
 
-def test_the_key_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv("MLC_MAPPING_KEY", "dimension:CST")
-    assert parse_gl_mapping("dimension,cost_code\nC1,01-100\n").key == DIMENSION_KEY
-    monkeypatch.setenv("MLC_MAPPING_KEY", "dimension")
-    with pytest.raises(ValueError, match="dimension type"):
-        parse_gl_mapping("dimension,cost_code\nC1,01-100\n")
+def test_the_key_comes_from_the_settings():
+    key = load_settings({"MLC_MAPPING_KEY": "dimension:CST"}).x3.names.mapping_key
+    assert parse_gl_mapping("dimension,cost_code\nC1,01-100\n", key=key).key == DIMENSION_KEY
+    with pytest.raises(ValueError, match="MLC_MAPPING_KEY=dimension needs a dimension type"):
+        load_settings({"MLC_MAPPING_KEY": "dimension"})

@@ -478,7 +478,7 @@ def test_writer_success_records_synced_with_line_ids(make, ledger):
     client = FakeProcore()
     desired = make(simple_po("PO1", lines=2))
     _, outcomes = run(client, ledger, desired)
-    assert [(o.po_number, o.action, o.status) for o in outcomes] == [("PO1", "create", "synced")]
+    assert [(o.key, o.action, o.status) for o in outcomes] == [("PO1", "create", "synced")]
     state = ledger.states(ENTITY)["PO1"]
     c = desired.commitments[0]
     assert state.status == "synced"
@@ -554,7 +554,7 @@ def test_writer_contract_rejection_fails_without_line_calls(make, ledger):
     client = FakeProcore()
     client.header_errors["X3:PO:PO2"] = {"vendor_id": ["is not a vendor of this project"]}
     _, outcomes = run(client, ledger, make(simple_po("PO1"), simple_po("PO2")))
-    status = {o.po_number: (o.status, o.reason) for o in outcomes}
+    status = {o.key: (o.status, o.reason) for o in outcomes}
     assert status["PO1"] == ("synced", None)
     assert status["PO2"] == ("failed", "Procore rejected the contract: vendor_id: is not a "
                                        "vendor of this project")
@@ -584,7 +584,7 @@ def test_writer_records_new_holds(make, ledger):
     client = FakeProcore()
     desired = make(simple_po("PO1", supplier_code="SUP040"))
     _, outcomes = run(client, ledger, desired)
-    assert [(o.po_number, o.status) for o in outcomes] == [("PO1", "held")]
+    assert [(o.key, o.status) for o in outcomes] == [("PO1", "held")]
     assert ledger.keys_with_status(ENTITY, ["held"]) == ["PO1"]
     assert client.calls == []
     run(client, ledger, desired, run_id="run-2")
@@ -627,7 +627,7 @@ def test_deleted_po_without_summary_does_not_abort_the_run(make, ledger):
     desired = make(simple_po("PO2"))
     plan = plan_commitment_writes(desired, {"PO1": state}, deleted_keys={"PO1"})
     outcomes = CommitmentWriter(FakeProcore(), ledger, "r").run(plan)
-    assert {o.po_number for o in outcomes} == {"PO1", "PO2"}
+    assert {o.key for o in outcomes} == {"PO1", "PO2"}
 
 
 # --- approved commitments: status decides, change orders the documented way ----------------

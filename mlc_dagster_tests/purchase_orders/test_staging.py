@@ -413,9 +413,9 @@ def test_uncoercible_line_number_is_reported_once(value):
 
 @pytest.mark.parametrize("value", ["Infinity", "-inf", float("inf")])
 def test_x3_whole_number_converter_never_raises(value):
-    from mlc_dagster.resources.sage_x3_client import _int
+    from mlc_dagster.resources.sage_x3_client import canonical_int
 
-    assert _int(value) == str(value)
+    assert canonical_int(value) == str(value)
 
 
 @pytest.mark.parametrize("records", [
@@ -552,7 +552,7 @@ def test_yes_no_flags_reads_x3_menus_booleans_and_text_and_flags_the_rest():
 
 def test_cents_check_holds_for_large_amounts_and_still_catches_a_third_decimal():
     """Found by the bad-input suite: 1337222387.89 is 133722238788.99998 cents as a float."""
-    from mlc_dagster.defs.purchase_orders.schemas import _cents
+    from mlc_dagster.defs.purchase_orders.schemas import at_most_two_decimals
 
     amounts = pd.Series([1337222387.89, 99999999999.99, 0.1, 12.345, 1234567.891, 1e11 + 0.005])
-    assert list(_cents(amounts)) == [True, True, True, False, False, False]
+    assert list(at_most_two_decimals(amounts)) == [True, True, True, False, False, False]

@@ -20,6 +20,7 @@ from mlc_dagster.defs.reference.settings import (
     cron_longest_gap_seconds,
     reuse_window_seconds,
 )
+from mlc_dagster.settings import load_settings
 
 T0 = 1_800_000_000.0  # any instant: the rule only looks at differences
 
@@ -40,16 +41,14 @@ def test_default_window_is_the_fallback_gap_plus_half():
 
 
 def test_default_sync_cron_is_the_fallback_schedules_default(monkeypatch):
-    from mlc_dagster.settings import Settings
-
     monkeypatch.delenv("MLC_SYNC_CRON", raising=False)
-    assert DEFAULT_SYNC_CRON == Settings.from_env().sync_cron
+    assert DEFAULT_SYNC_CRON == load_settings().automation.sync_cron
 
 
-def test_process_environment_is_read_when_none_is_given(monkeypatch):
+def test_the_settings_read_the_process_environment(monkeypatch):
     monkeypatch.setenv("MLC_SYNC_CRON", "*/30 * * * *")
     monkeypatch.delenv("MLC_REFERENCE_MAX_AGE_SECONDS", raising=False)
-    assert ReferenceSettings.from_env().max_age_seconds == 2700
+    assert load_settings().reference.max_age_seconds == 2700
 
 
 @pytest.mark.parametrize(("cron", "gap"), [
@@ -109,7 +108,8 @@ def test_a_dagster_asset_reuses_across_a_fallback_gap_on_a_moved_clock(tmp_path,
 
     @dg.asset
     def reference_list(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
-        if (reused := freshness.recent_materialization(context)) is not None:
+        if (reused := freshness.recent_materialization(
+                context, load_settings().reference)) is not None:
             return reused
         reads.append(1)
         return dg.Output(pd.DataFrame({"id": [1, 2]}))

@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from mlc_dagster.defs.purchase_orders.desired import clean_text
+from mlc_dagster.common.payload import clean_text
 from mlc_dagster_tests.reliability.harness import (
     assert_converged,
     differences,
@@ -49,7 +49,7 @@ from mlc_dagster_tests.reliability.harness import (
     x3_client,
     x3_rest,
 )
-from mlc_sandbox.sage_x3_app import _line_amount
+from mlc_sandbox.sage_x3.state import line_amount as _line_amount
 from mlc_sandbox.seed import X3_CHART
 
 PROJECT, SUPPLIER, GL, ITEM = "P1001", "SUP001", "602300", "CONC-C30"

@@ -116,19 +116,16 @@ def test_records_zero_switches_it_off():
     assert not any(breaker.failure(f"PO{n}", "boom", attempts=6) for n in range(50))
 
 
-def test_settings_from_the_environment(monkeypatch):
-    monkeypatch.setenv("MLC_PROCORE_BREAKER_RECORDS", "5")
-    monkeypatch.setenv("MLC_PROCORE_BREAKER_ATTEMPTS", "0")
-    assert BreakerSettings.from_env() == BreakerSettings(records=5, attempts=0)
-    monkeypatch.delenv("MLC_PROCORE_BREAKER_RECORDS")
-    monkeypatch.delenv("MLC_PROCORE_BREAKER_ATTEMPTS")
-    assert BreakerSettings.from_env() == BreakerSettings(records=3, attempts=12)
+def test_settings_from_the_environment():
+    env = {"MLC_PROCORE_BREAKER_RECORDS": "5", "MLC_PROCORE_BREAKER_ATTEMPTS": "0"}
+    assert BreakerSettings.from_env(env) == BreakerSettings(records=5, attempts=0)
+    assert BreakerSettings.from_env({}) == BreakerSettings(records=3, attempts=12)
 
 
-def test_one_breaker_per_run_and_a_red_step_once_it_opened(monkeypatch):
-    monkeypatch.setenv("MLC_PROCORE_BREAKER_RECORDS", "2")
-    breaker = run_breaker("run-a")
-    assert run_breaker("run-a") is breaker and run_breaker("run-b") is not breaker
+def test_one_breaker_per_run_and_a_red_step_once_it_opened():
+    breaker = run_breaker("run-a", BreakerSettings(records=2))
+    assert run_breaker("run-a", BreakerSettings()) is breaker  # made once, on first use
+    assert run_breaker("run-b", BreakerSettings()) is not breaker
     assert breaker.settings.records == 2
     fail_if_unavailable(breaker, 0, {})  # closed: nothing happens
     breaker.failure("PO1", "Procore PATCH ... failed with 502: bad gateway")
@@ -156,7 +153,7 @@ def test_commitments_stop_after_three_outage_failures_and_defer_the_rest(make, l
     breaker = CircuitBreaker(BreakerSettings(records=3, attempts=0))
     _, writer, outcomes = write(client, ledger, desired, breaker, "run-1")
 
-    assert [(o.po_number, o.status) for o in outcomes] == [
+    assert [(o.key, o.status) for o in outcomes] == [
         ("PO0", "failed"), ("PO1", "failed"), ("PO2", "failed"),
         ("PO3", "deferred"), ("PO4", "deferred"), ("PO5", "deferred")]
     assert Counter(c[0] for c in client.calls) == {"sync_contracts": 1, "sync_lines": 3}

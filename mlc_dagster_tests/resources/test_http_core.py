@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from mlc_dagster.resources.http_core import (
+    ClientOptions,
     RatePacer,
     RequestRecord,
     RetryPolicy,
@@ -352,3 +353,52 @@ def test_a_pacing_stop_says_when_it_may_resume():
     with pytest.raises(WaitTooLong) as caught:
         send.send(get())
     assert caught.value.pacing and caught.value.resume_at == pytest.approx(NOW + 1800)
+
+
+# --- client options and auth flows ------------------------------------------------------
+
+class SendAgainOn401(httpx.Auth):
+    """Sends a refused request once more, as a token-renewing flow does."""
+
+    def auth_flow(self, request: httpx.Request):
+        response = yield request
+        if response.status_code == 401:
+            yield request
+
+
+def test_an_auth_flows_earlier_exchanges_are_recorded_as_sent():
+    clock, records = FakeClock(), []
+    script = Script(httpx.Response(401), httpx.Response(200))
+    client = httpx.Client(transport=httpx.MockTransport(script), auth=SendAgainOn401())
+    retry_sender = RetrySender(client, "test", sleep=clock.sleep, clock=clock,
+                               on_request=records.append)
+    assert retry_sender.send(get()).status_code == 200
+    assert [(r.status, r.attempt, r.path) for r in records] == [
+        (401, 1, "/rest/v1.0/projects"), (200, 1, "/rest/v1.0/projects")]
+    assert retry_sender.stats.total_calls == 2 and retry_sender.stats.retries == 0
+
+
+def test_client_options_make_the_sender():
+    clock, records = FakeClock(), []
+    options = ClientOptions(retry=RetryPolicy(max_attempts=2, base_delay=1.0, jitter=False),
+                            sleep=clock.sleep, clock=clock, on_request=records.append)
+    script = Script(httpx.Response(503), httpx.Response(200))
+    retry_sender = options.sender(httpx.Client(transport=httpx.MockTransport(script)), "test")
+    assert retry_sender.send(get()).status_code == 200
+    assert clock.sleeps == [1.0] and [r.status for r in records] == [503, 200]
+
+
+def test_both_clients_take_the_client_options_with_their_own_timeout():
+    from mlc_dagster.resources.procore_client import ProcoreClient
+    from mlc_dagster.resources.sage_x3_client import SageX3RestClient
+
+    procore = ProcoreClient("https://login.example.com", "https://api.example.com", "id", "s", 1)
+    x3 = SageX3RestClient("https://x3.example.com", "SEED", "user", "password")
+    assert (procore._http.timeout.read, x3._http.timeout.read) == (30.0, 60.0)
+    assert SageX3RestClient("https://x3.example.com", "SEED", "user", "password",
+                            timeout=5.0)._http.timeout.read == 5.0
+    with pytest.raises(TypeError, match="timout"):
+        ProcoreClient("https://login.example.com", "https://api.example.com", "id", "s", 1,
+                      timout=5.0)
+    with pytest.raises(TypeError, match="timout"):
+        SageX3RestClient("https://x3.example.com", "SEED", "user", "password", timout=5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -150,7 +151,7 @@ def test_settings_default_to_import_files_as_sages_documents_require(monkeypatch
                  "MLC_X3_NEW_SUPPLIER_DEFAULTS", "MLC_X3_DIMENSION_TEMPLATE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    settings = X3WriteSettings.from_env()
+    settings = X3WriteSettings.from_env(os.environ)
     assert (settings.supplier_write, settings.dimension_write) == ("import_file", "import_file")
     assert settings.import_dir == tmp_path / "x3_import"
     assert settings.dimension_template.code == "YMLCCCE"
@@ -159,7 +160,7 @@ def test_settings_default_to_import_files_as_sages_documents_require(monkeypatch
     monkeypatch.setenv("MLC_X3_DIMENSION_WRITE", "API")
     monkeypatch.setenv("MLC_X3_DIMENSION_TEMPLATE", "zcce")
     monkeypatch.setenv("MLC_X3_NEW_SUPPLIER_DEFAULTS", "bsgcod=SUP, LAN=ENG")
-    settings = X3WriteSettings.from_env()
+    settings = X3WriteSettings.from_env(os.environ)
     assert settings.dimension_write == "api" and settings.dimension_template.code == "ZCCE"
     assert settings.new_supplier_defaults == {"BSGCOD": "SUP", "LAN": "ENG"}
 
@@ -174,7 +175,7 @@ def test_settings_default_to_import_files_as_sages_documents_require(monkeypatch
 def test_bad_settings_name_the_variable(monkeypatch, name, value, words):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        X3WriteSettings.from_env()
+        X3WriteSettings.from_env(os.environ)
 
 
 def test_defaults_parse_keeps_array_indexes():

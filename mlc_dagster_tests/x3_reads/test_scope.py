@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from mlc_dagster.ledger.store import Change, Ledger, metadata
+from mlc_dagster.settings import load_settings
 from mlc_dagster.x3_reads import scope as sc
-from mlc_dagster.x3_reads.snapshot import x3_read_concurrency
 from mlc_dagster_tests.postgres import scratch_database
 
 PO, INV = sc.PO, sc.INVOICE
@@ -249,15 +249,12 @@ def test_commitment_fingerprint_names_each_part():
     assert sc.code_version() == sc.code_version() and len(sc.code_version()) == 16
 
 
-def test_read_concurrency_setting(monkeypatch):
-    monkeypatch.delenv("MLC_X3_READ_CONCURRENCY", raising=False)
-    assert x3_read_concurrency() == 4
-    monkeypatch.setenv("MLC_X3_READ_CONCURRENCY", "2")
-    assert x3_read_concurrency() == 2
+def test_read_concurrency_setting():
+    assert load_settings({}).x3.read_concurrency == 4
+    assert load_settings({"MLC_X3_READ_CONCURRENCY": "2"}).x3.read_concurrency == 2
     for bad in ("0", "many"):
-        monkeypatch.setenv("MLC_X3_READ_CONCURRENCY", bad)
         with pytest.raises(ValueError, match="MLC_X3_READ_CONCURRENCY"):
-            x3_read_concurrency()
+            load_settings({"MLC_X3_READ_CONCURRENCY": bad})
 
 
 def test_scope_describe_counts_each_key_once():

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from mlc_dagster.common.metadata import table_metadata
+from mlc_dagster.common.payload import content_hash
 from mlc_dagster.common.write_mode import ensure_live
 from mlc_dagster.defs.dimensions.plan import (
     ENTITY,
@@ -24,16 +25,15 @@ from mlc_dagster.defs.dimensions.plan import (
     matches_x3,
     plan_dimension_writes,
 )
-from mlc_dagster.defs.purchase_orders.desired import content_hash
 from mlc_dagster.defs.reference.frames import frame
-from mlc_dagster.defs.reference.settings import ReferenceSettings
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, RecordState
-from mlc_dagster.procore_writes.write_guard import company_id_from_env, company_write_lock
+from mlc_dagster.procore_writes.write_guard import company_write_lock
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
 from mlc_dagster.resources.sage_x3_client import SageX3Error
+from mlc_dagster.resources.settings import SettingsResource
 from mlc_dagster.x3_import.assets import import_file_asset
 from mlc_dagster.x3_import.files import EXPORT_ACTION, PENDING, ExportBatch, ExportItem
 from mlc_dagster.x3_import.settings import X3WriteSettings
@@ -71,11 +71,12 @@ def procore_sub_jobs(procore: ProcoreResource, procore_projects: pd.DataFrame
 def desired_dimension_values(procore_standard_cost_codes: pd.DataFrame,
                              procore_cost_codes: pd.DataFrame,
                              procore_line_item_types: pd.DataFrame,
-                             procore_sub_jobs: pd.DataFrame) -> dg.Output[DesiredDimensions]:
-    """The X3 dimension values Procore's segments call for (pure)."""
-    types = ReferenceSettings.from_env().dimension_types
+                             procore_sub_jobs: pd.DataFrame, settings: SettingsResource
+                             ) -> dg.Output[DesiredDimensions]:
+    """The X3 dimension values Procore's segments call for (MLC_X3_DIMENSION_*)."""
     desired = desired_dimensions(procore_standard_cost_codes, procore_cost_codes,
-                                 procore_line_item_types, procore_sub_jobs, types)
+                                 procore_line_item_types, procore_sub_jobs,
+                                 settings.get().reference.dimension_types)
     return dg.Output(desired, metadata={
         "values": len(desired.values), **{f"type_{t}": n for t, n in desired.sources.items()},
         "problems": table_metadata(desired.problems)})
@@ -144,7 +145,8 @@ def dimension_preview_rows(step: DimensionStep) -> list[dict]:
 @dg.asset(**GROUP, kinds={"sage_x3"})
 def x3_dimension_values(context: dg.AssetExecutionContext,
                         desired_dimension_values: DesiredDimensions, sage_x3: SageX3Resource,
-                        ledger: LedgerResource) -> dg.Output[list[ExportBatch]]:
+                        ledger: LedgerResource, settings: SettingsResource
+                        ) -> dg.Output[list[ExportBatch]]:
     """Create/update the X3 dimension values that differ from the ledger; deactivate removed
     ones. Values this connector never created are never touched.
 
@@ -153,17 +155,20 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
     them; `api`: written through the web API (needs a writable CACCE class or a GESAPIOPE
     operation on the dimension node: standard X3 has neither). Plans and writes holding the
     Procore company's write lock (procore_writes/write_guard.py), like every write step."""
-    ensure_live("x3_dimension_values")
+    run_settings = settings.get()
+    ensure_live("x3_dimension_values", run_settings.write_mode)
+    x3_writes = run_settings.x3_writes
     store = ledger.get_ledger()
-    settings = X3WriteSettings.from_env()
     client = sage_x3.get_client()
     batch = ChangeBatch(store, context.run.run_id)
-    with company_write_lock(context, store, company_id_from_env()) as lock:
+    # no Procore resource here: the company is PROCORE_COMPANY_ID as the settings read it
+    with company_write_lock(context, store, run_settings.procore.company_id,
+                            run_settings.procore.write_lock_wait_seconds) as lock:
         # what X3 holds now (file mode): confirms earlier exports, skips values already there
         x3_values = (read_x3_dimension_values(client)
-                     if settings.dimension_write == "import_file" else {})
+                     if x3_writes.dimension_write == "import_file" else {})
         step = plan_dimension_step(desired_dimension_values, store.states(ENTITY), x3_values,
-                                   settings, ReferenceSettings.from_env().dimension_types,
+                                   x3_writes, run_settings.reference.dimension_types,
                                    datetime.now(UTC))
         batch.add(*step.confirmed)
         batch.flush()
@@ -182,7 +187,7 @@ def x3_dimension_values(context: dg.AssetExecutionContext,
     table = pd.DataFrame(rows, columns=["value", "action", "status", "detail"])
     count = table[table["status"] == "synced"].groupby("action").size()
     return dg.Output([step.exports], metadata={
-        "write_mode": settings.dimension_write,
+        "write_mode": x3_writes.dimension_write,
         **{action: int(count.get(action, 0)) for action in
            ("create", "update", "reactivate", "deactivate", "confirm")},
         "to_export": len(step.exports.items), "waiting_for_x3_import": len(plan.pending),

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from mlc_dagster.defs.purchase_orders.desired import clean_text, content_hash
+from mlc_dagster.common.payload import clean_text, content_hash
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.x3_import.files import CONFIRM_ACTION, PENDING, export_file, is_stale
 from mlc_dagster.x3_import.templates import Record, yes_no

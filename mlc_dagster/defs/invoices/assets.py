@@ -7,7 +7,6 @@ invoice syncs in the same run as its PO).
 
 import time
 from dataclasses import replace
-from functools import partial
 
 import dagster as dg
 import pandas as pd
@@ -31,15 +30,15 @@ from mlc_dagster.defs.purchase_orders.writer import ENTITY as PO_ENTITY
 from mlc_dagster.ledger.store import RETRIED_STATUSES, Ledger, RecordState
 from mlc_dagster.procore_writes.continuation import hand_over
 from mlc_dagster.procore_writes.write_guard import (
-    company_write_lock,
     fail_if_unavailable,
-    run_breaker,
+    procore_write_asset,
+    procore_write_guard,
 )
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
-from mlc_dagster.settings import Settings
-from mlc_dagster.x3_reads.config import StagingConfig
+from mlc_dagster.resources.settings import SettingsResource
+from mlc_dagster.x3_reads.config import StagingConfig, staging_asset
 from mlc_dagster.x3_reads.scope import (
     INVOICE,
     PO,
@@ -49,18 +48,14 @@ from mlc_dagster.x3_reads.scope import (
     mark_planned,
     select_scope,
 )
-from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_snapshot, x3_read_concurrency
+from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_from_x3
 
 
-@dg.asset(
-    group_name="invoices",
-    kinds={"pandas", "sage_x3"},
-    check_specs=[dg.AssetCheckSpec("invoice_quarantine", asset="x3_purchase_invoices",
-                                   description="Every X3 purchase invoice passes validation")],
-)
+@staging_asset("x3_purchase_invoices", "invoices", check="invoice_quarantine",
+               noun="purchase invoice")
 def x3_purchase_invoices(context: dg.AssetExecutionContext, config: StagingConfig,
                          sage_x3: SageX3Resource, ledger: LedgerResource,
-                         x3_purchase_orders: StagedPurchaseOrders):
+                         settings: SettingsResource, x3_purchase_orders: StagedPurchaseOrders):
     """The Sage X3 purchase invoices whose plan can have changed (header + lines), validated;
     bad ones quarantined.
 
@@ -72,17 +67,17 @@ def x3_purchase_invoices(context: dg.AssetExecutionContext, config: StagingConfi
     the code changed. Each line must point at a PO that X3 has (valid or quarantined). Runs
     after `x3_purchase_orders`, which brings the PO snapshot up to date.
     """
+    run_settings = settings.get()
     store = ledger.get_ledger()
     client = sage_x3.get_client()
-    counts = refresh_snapshot(client, store, INVOICE,
-                              overlap_seconds=Settings.from_env().overlap_seconds,
-                              full_refresh=config.full_refresh,
-                              read_details=partial(client.read_purchase_invoices,
-                                                   max_concurrency=x3_read_concurrency()))
+    counts = refresh_from_x3(client, store, INVOICE, x3=run_settings.x3,
+                             full_refresh=config.full_refresh,
+                             read_details=client.read_purchase_invoices)
     scope = select_scope(store, INVOICE,
-                         everything_because=everything_reason(context,
-                                                              full_refresh=config.full_refresh),
-                         fingerprint=invoice_fingerprint(InvoiceSettings.from_env()))
+                         everything_because=everything_reason(
+                             context, full_refresh=config.full_refresh,
+                             preview=run_settings.preview),
+                         fingerprint=invoice_fingerprint(run_settings.invoices))
     records, scope = invoice_scope_records(store, scope)
     known = {key.strip() for key in store.snapshot_keys(PO)}  # valid or quarantined
     staged = replace(stage_purchase_invoices(records, known), scope=scope)
@@ -143,17 +138,11 @@ class RequisitionWriteConfig(dg.Config):
     # deferred one)
 
 
-@dg.asset(
-    group_name="invoices",
-    kinds={"procore"},
-    pool="procore_api",
-    deps=["procore_commitments"],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL,
-                                jitter=dg.Jitter.PLUS_MINUS),
-)
+@procore_write_asset(group_name="invoices", deps=["procore_commitments"])
 def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionWriteConfig,
                          mapped_requisitions: DesiredRequisitions, procore: ProcoreResource,
-                         ledger: LedgerResource) -> dg.MaterializeResult:
+                         ledger: LedgerResource, settings: SettingsResource
+                         ) -> dg.MaterializeResult:
     """Create the requisitions of final X3 invoices not in Procore yet; never edit one.
 
     An X3 change to an invoice already in Procore is held with the difference (Procore keeps
@@ -166,15 +155,16 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
     fails with "Procore unavailable since ..."); a pause at the rate limit or the per-run limit
     defers the rest and ends green, `continuing` (procore_writes/continuation.py).
     """
-    ensure_live("procore_requisitions")
-    settings = InvoiceSettings.from_env()
+    run_settings = settings.get()
+    ensure_live("procore_requisitions", run_settings.write_mode)
+    rules = run_settings.invoices
     store = ledger.get_ledger()
     desired = mapped_requisitions
     client = procore.get_client()
-    breaker = run_breaker(context.run.run_id)
-    with company_write_lock(context, store, procore.company_id) as lock:
+    with procore_write_guard(context, store, procore.company_id,
+                             run_settings.procore) as (lock, breaker):
         states, po_states, deleted = read_invoice_ledger(store, desired)
-        recheck = config.replay or invoicing_recheck_due(store, settings)
+        recheck = config.replay or invoicing_recheck_due(store, rules)
         plan = plan_requisition_writes(desired, states, po_states, deleted,
                                        recheck_invoicing=recheck)
         if config.replay:
@@ -182,7 +172,7 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
                                         if s.status in RETRIED_STATUSES}
             plan.writes = [w for w in plan.writes if w.invoice.invoice_number in only]
             plan.new_holds, plan.resolved = [], []
-        limit = config.max_invoices or settings.max_invoices_per_run
+        limit = config.max_invoices or rules.max_invoices_per_run
         over_limit = plan.writes[limit:]
         plan.writes = plan.writes[:limit]
         context.log.info(f"requisitions: {len(plan.writes)} invoices to create, "
@@ -190,8 +180,9 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
                          f"{len(over_limit)} over MLC_MAX_INVOICES_PER_RUN ({limit}), "
                          "continued by the next run")
         writer = RequisitionWriter(client, store, context.run.run_id,
-                                   create_periods=settings.create_billing_periods,
-                                   log=context.log.info, breaker=breaker)
+                                   create_periods=rules.create_billing_periods,
+                                   log=context.log.info, breaker=breaker,
+                                   progress_settings=run_settings.procore.progress)
         outcomes = writer.run(plan)
         writer.defer(over_limit, f"over MLC_MAX_INVOICES_PER_RUN ({limit}): continued by the "
                                  "next run")
@@ -199,7 +190,7 @@ def procore_requisitions(context: dg.AssetExecutionContext, config: RequisitionW
                                 deferred=len(writer.deferred), over_limit=len(over_limit))
         if recheck:  # an awaiting invoice this run did not reach is `deferred`: tried next run
             store.set_cursor(RECHECK_CURSOR, f"{time.time():.3f}")
-    rows = pd.DataFrame([{"invoice": o.invoice_number, "action": o.action, "status": o.status,
+    rows = pd.DataFrame([{"invoice": o.key, "action": o.action, "status": o.status,
                           "requisition_id": o.procore_id,
                           "detail": o.reason or "; ".join(o.changes)} for o in outcomes],
                         columns=["invoice", "action", "status", "requisition_id", "detail"])
@@ -256,12 +247,11 @@ def invoicing_recheck_due(store: Ledger, settings: InvoiceSettings) -> bool:
 
 def preview_invoice_rows(store: Ledger, client, desired: DesiredRequisitions,
                          po_outcomes: dict[str, tuple[str, int | None]],
-                         po_projects: dict[str, int]) -> list[dict]:
+                         po_projects: dict[str, int], settings: InvoiceSettings) -> list[dict]:
     """The purchase-invoice rows of `preview_sync`: what `procore_requisitions` would record
     in a live run after the commitments step (`po_outcomes`: PO number -> (predicted action,
     commitment id or None); `po_projects`: PO number -> project id). Reads the ledger and
     Procore (GETs only); writes nothing."""
-    settings = InvoiceSettings.from_env()
     states, po_states, deleted = read_invoice_ledger(store, desired)
     preview = preview_requisition_plan(desired, states, po_states, po_outcomes, po_projects,
                                        deleted_keys=deleted,

@@ -36,8 +36,13 @@ from decimal import Decimal
 
 import pandas as pd
 
+from mlc_dagster.common.payload import (
+    content_hash,
+    decimal_text,
+    line_origin_id,
+    requisition_origin_id,
+)
 from mlc_dagster.defs.invoices.staging import FINAL, KEY, StagedInvoices
-from mlc_dagster.defs.purchase_orders.desired import _decimal, content_hash, line_origin_id
 from mlc_dagster.defs.purchase_orders.staging import StagedPurchaseOrders
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.x3_reads.scope import StagingScope
@@ -57,10 +62,6 @@ NO_FINAL_FIELD = ("not final in Sage X3 (the X3 record has no is_final field: th
 HOLD_COLUMNS = [KEY, "reason"]
 HEADER_LABELS = {"invoice_number": "supplier invoice number", "billing_date": "invoice date",
                  "x3_status": "Sage X3 status"}
-
-
-def requisition_origin_id(invoice_number: str, po_number: str) -> str:
-    return f"X3:PI:{invoice_number}:{po_number}"
 
 
 def not_final_reason(status: str) -> str:
@@ -184,7 +185,7 @@ def _invoices(headers: pd.DataFrame, lines: pd.DataFrame) -> list[DesiredInvoice
     for row in sums.itertuples(index=False):
         items = parts.setdefault(getattr(row, KEY), {}).setdefault(row.po_number, {})
         items[line_origin_id(row.po_number, row.po_line)] = {
-            "amount": f"{row.amount:.2f}", "quantity": _decimal(row.quantity)}
+            "amount": decimal_text(row.amount, 2), "quantity": decimal_text(row.quantity)}
     result = []
     for row in headers.sort_values(["invoice_date", KEY]).itertuples(index=False):
         number = getattr(row, KEY)

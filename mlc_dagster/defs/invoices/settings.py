@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlc_dagster.settings import env_flag, env_int
+from mlc_dagster.common.env import env_flag, env_int
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class InvoiceSettings:
     invoicing_recheck_seconds: int = 3600
 
     @classmethod
-    def from_env(cls) -> InvoiceSettings:
-        return cls(create_billing_periods=env_flag("MLC_CREATE_BILLING_PERIODS"),
-                   max_invoices_per_run=env_int("MLC_MAX_INVOICES_PER_RUN", 5000),
-                   invoicing_recheck_seconds=env_int("MLC_INVOICING_RECHECK_SECONDS", 3600))
+    def from_env(cls, env: Mapping[str, str]) -> InvoiceSettings:
+        return cls(create_billing_periods=env_flag("MLC_CREATE_BILLING_PERIODS", env),
+                   max_invoices_per_run=env_int("MLC_MAX_INVOICES_PER_RUN", 5000, env),
+                   invoicing_recheck_seconds=env_int("MLC_INVOICING_RECHECK_SECONDS", 3600, env))

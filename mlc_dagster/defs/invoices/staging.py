@@ -19,7 +19,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlc_dagster.defs.purchase_orders.schemas import MAX_AMOUNT, MAX_QUANTITY, _cents
+from mlc_dagster.defs.purchase_orders.schemas import (
+    MAX_AMOUNT,
+    MAX_QUANTITY,
+    at_most_two_decimals,
+)
 from mlc_dagster.x3_reads import quarantine as q
 from mlc_dagster.x3_reads.scope import StagingScope
 
@@ -58,7 +62,7 @@ LINE_SCHEMA = pa.DataFrameSchema(
         "quantity": pa.Column(float, [pa.Check.ge(0), pa.Check.le(MAX_QUANTITY)]),
         "amount": pa.Column(float, [
             pa.Check.ge(0), pa.Check.le(MAX_AMOUNT),
-            pa.Check(_cents, element_wise=False, error="more than two decimals")]),
+            pa.Check(at_most_two_decimals, element_wise=False, error="more than two decimals")]),
     },
     checks=[pa.Check(lambda df: ~df.duplicated([KEY, "line_number"], keep=False),
                      name="unique_invoice_line")],

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from mlc_dagster.common.payload import WriteOutcome
 from mlc_dagster.defs.invoices.plan import (
     ADOPT_RULE,
     ENTITY,
@@ -55,21 +55,12 @@ from mlc_dagster.procore_writes.continuation import Progress
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.procore_client import ProcoreError
+from mlc_dagster.settings import ProgressSettings
 
 # From this many commitments touched in one project, one project-wide listing (usually a
 # single page of 1000) replaces a filtered listing per commitment.
 PROJECT_LISTING_MIN_COMMITMENTS = 5
 PROJECT_LISTING_PAGE = 1000
-
-
-@dataclass
-class InvoiceOutcome:
-    invoice_number: str
-    action: str
-    status: str
-    procore_id: int | None = None
-    reason: str | None = None
-    changes: list[str] = field(default_factory=list)
 
 
 class _Held(Exception):
@@ -88,29 +79,32 @@ class _Held(Exception):
 class RequisitionWriter:
     def __init__(self, client, ledger: Ledger, run_id: str | None, *,
                  create_periods: bool = False, log: Callable[[str], None] = lambda _m: None,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None,
+                 progress_settings: ProgressSettings = ProgressSettings()) -> None:
         self.client = client
         self.create_periods = create_periods
         self.log = log
         # no breaker given: one that never opens (unit tests, callers outside a run)
         self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
+        self.progress_settings = progress_settings  # MLC_PROGRESS_LOG_SECONDS, ..._HOURLY_LIMIT
         self.deferred: list[str] = []  # invoices not tried: Procore unavailable or rate limit
         self.over_limit: list[str] = []  # beyond the per-run limit, deferred untried
         self.progress: dict = {}  # written / remaining / rate-limit window / ETA, at the end
         self._mark = 0  # Procore calls made before the current invoice
         self.batch = ChangeBatch(ledger, run_id)
-        self.outcomes: list[InvoiceOutcome] = []
+        self.outcomes: list[WriteOutcome] = []
         self._listings: dict[int, list[dict]] = {}
         self._periods: dict[int, list[dict]] = {}
         self._invoicing: dict[int, bool] = {}  # commitment id -> requisitions_are_enabled
         self._claimed: dict[int, str] = {}  # requisition id -> the X3 invoice recorded with it
 
-    def run(self, plan: RequisitionPlan) -> list[InvoiceOutcome]:
+    def run(self, plan: RequisitionPlan) -> list[WriteOutcome]:
         self._claimed = dict(plan.claimed)
         self.batch.add(*plan.new_holds, *plan.resolved)
-        self.outcomes += [InvoiceOutcome(c.key, c.action, c.status, c.procore_id, c.reason)
-                          for c in plan.new_holds + plan.resolved]
-        progress = Progress("requisitions", len(plan.writes), self.log, self.client)
+        self.outcomes += [WriteOutcome(c.entity, c.key, c.action, c.status, c.procore_id,
+                                       c.reason) for c in plan.new_holds + plan.resolved]
+        progress = Progress("requisitions", len(plan.writes), self.log, self.client,
+                            settings=self.progress_settings)
         try:
             if not self.breaker.stopped:
                 self._list_busy_projects(plan.writes)
@@ -167,8 +161,8 @@ class RequisitionWriter:
         inv, state = write.invoice, write.state
         (self.deferred if reason is None else self.over_limit).append(inv.invoice_number)
         reason = reason or self.breaker.reason()
-        self.outcomes.append(InvoiceOutcome(inv.invoice_number, "defer", "deferred",
-                                            state.procore_id if state else None, reason))
+        self.outcomes.append(WriteOutcome(ENTITY, inv.invoice_number, "defer", "deferred",
+                                          state.procore_id if state else None, reason))
         if state and state.status == "deferred":
             return
         self.batch.add(Change(
@@ -232,8 +226,8 @@ class RequisitionWriter:
                 "header": inv.header, "parts": {p.part.po_number: p.items_body()
                                                 for p in write.parts}},
             changes=_changes_record(changes, adopted), request_id=request_id))
-        self.outcomes.append(InvoiceOutcome(inv.invoice_number, action, status,
-                                            first.get("id"), reason, changes))
+        self.outcomes.append(WriteOutcome(ENTITY, inv.invoice_number, action, status,
+                                          first.get("id"), reason, changes))
 
     def _write_part(self, inv, resolved: ResolvedPart, changes: list[str], was_disabled: bool,
                     adopted: list[dict]) -> tuple[dict, str]:

@@ -38,16 +38,14 @@ from mlc_dagster.defs.purchase_orders.plan import (
     plan_commitments,
 )
 from mlc_dagster.defs.purchase_orders.writer import CommitmentPlan, CommitmentWrite
-from mlc_dagster.defs.reference.settings import ReferenceSettings
 from mlc_dagster.defs.suppliers.assets import plan_suppliers
 from mlc_dagster.defs.suppliers.plan import supplier_preview_rows
 from mlc_dagster.defs.suppliers.staging import StagedSuppliers
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
-from mlc_dagster.settings import Settings, dagster_home
+from mlc_dagster.resources.settings import SettingsResource
 from mlc_dagster.x3_import.files import write_atomically
-from mlc_dagster.x3_import.settings import X3WriteSettings
 
 ROWS_SHOWN = 200
 CAVEATS = (
@@ -67,8 +65,8 @@ def sync_preview(context: dg.AssetExecutionContext, mapped_commitments: DesiredC
                  mapped_requisitions: DesiredRequisitions, x3_suppliers: StagedSuppliers,
                  procore_vendor_directory: list[dict],
                  desired_dimension_values: DesiredDimensions, procore_projects: pd.DataFrame,
-                 procore: ProcoreResource, sage_x3: SageX3Resource, ledger: LedgerResource
-                 ) -> dg.Output[pd.DataFrame]:
+                 procore: ProcoreResource, sage_x3: SageX3Resource, ledger: LedgerResource,
+                 settings: SettingsResource) -> dg.Output[pd.DataFrame]:
     """Every change a live run would make, per PO / invoice / vendor / dimension value, with
     totals per project and a CSV for sign-off; writes nothing to Procore or Sage X3.
 
@@ -77,30 +75,32 @@ def sync_preview(context: dg.AssetExecutionContext, mapped_commitments: DesiredC
     refusals (`fail`) show only live. Reference data is planned as Procore holds it now: POs
     held for a vendor the reference job is about to create are created after it.
     """
-    settings = Settings.from_env()
+    run_settings = settings.get()
+    po_rules, limit = run_settings.purchase_orders, run_settings.purchase_orders.max_pos_per_run
     store, client = ledger.get_ledger(), procore.get_client()
     plan = plan_commitments(mapped_commitments, store, client,
-                            commitment_plan_settings(settings), record_scans=False)
-    deferred = plan.writes[settings.max_pos_per_run:]  # as the write step: a later run's
-    plan.writes = plan.writes[:settings.max_pos_per_run]
-    rows = commitment_preview_rows(plan) + [deferred_row(w, settings.max_pos_per_run)
-                                            for w in deferred]
+                            commitment_plan_settings(po_rules), record_scans=False)
+    deferred = plan.writes[limit:]  # as the write step: a later run's
+    plan.writes = plan.writes[:limit]
+    rows = commitment_preview_rows(plan) + [deferred_row(w, limit) for w in deferred]
     outcomes = {**po_outcomes(plan), **{w.po_number: (NOT_WRITTEN, None) for w in deferred}}
     rows += preview_invoice_rows(store, client, mapped_requisitions, outcomes,
-                                 {c.po_number: c.project_id for c in mapped_commitments.commitments})
-    x3_writes = X3WriteSettings.from_env()
-    supplier_plan, _ = plan_suppliers(x3_suppliers, procore_vendor_directory, store, x3_writes)
+                                 {c.po_number: c.project_id for c in mapped_commitments.commitments},
+                                 run_settings.invoices)
+    x3_writes, reference = run_settings.x3_writes, run_settings.reference
+    supplier_plan, _ = plan_suppliers(x3_suppliers, procore_vendor_directory, store, x3_writes,
+                                      reference.supplier_rules)
     rows += supplier_preview_rows(supplier_plan,
                                   x3_by_file=x3_writes.supplier_write == "import_file")
     rows += dimension_preview_rows(plan_dimension_step(
         desired_dimension_values, store.states(DIMENSION),
         read_x3_dimension_values(sage_x3.get_client()), x3_writes,
-        ReferenceSettings.from_env().dimension_types, datetime.now(UTC)))
+        reference.dimension_types, datetime.now(UTC)))
 
     names = {int(p): str(n) for p, n in zip(procore_projects["id"], procore_projects["name"],
                                             strict=True)}
     df = preview_frame(rows, names)
-    path = write_csv(to_csv(df), dagster_home() / "previews", context.run.run_id)
+    path = write_csv(to_csv(df), run_settings.home / "previews", context.run.run_id)
     by_project = totals_by_project(df)
     context.log.info(f"preview: {len(df)} record(s) would change; CSV {path}")
     return dg.Output(df, metadata={
@@ -112,7 +112,7 @@ def sync_preview(context: dg.AssetExecutionContext, mapped_commitments: DesiredC
         "by_action": dg.MetadataValue.md(markdown(totals_by_action(df))),
         "changes": dg.MetadataValue.md(markdown(df, ROWS_SHOWN, SHOWN_COLUMNS)),
         "procore_calls": client.stats.total_calls,
-        "write_mode": settings.write_mode,
+        "write_mode": run_settings.write_mode,
         "caveats": dg.MetadataValue.md(CAVEATS),
     })
 

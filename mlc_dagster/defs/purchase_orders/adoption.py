@@ -30,15 +30,15 @@ approved is rewritten silently.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from mlc_dagster.common.payload import contract_origin_id
 from mlc_dagster.defs.purchase_orders.change_orders import dec, is_locked_status, money_text, ref_id
-from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment, contract_origin_id
+from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment
 
 OUR_ORIGIN_PREFIX = "X3:PO:"
 RULES = ("number", "normalised_number", "vendor_date_total", "origin_id")
@@ -57,7 +57,7 @@ class AdoptionRules:
     total_tolerance: Decimal = Decimal("1.00")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> AdoptionRules:
+    def from_env(cls, env: Mapping[str, str]) -> AdoptionRules:
         def number(name: str, default: str, parse):
             text = (env.get(name) or default).strip()
             try:

@@ -6,14 +6,12 @@ mapped_commitments -> procore_commitments (docs/architecture.md).
 """
 
 from dataclasses import replace
-from functools import partial
 
 import dagster as dg
 import pandas as pd
 
 from mlc_dagster.common.metadata import table_metadata
 from mlc_dagster.common.write_mode import ensure_live
-from mlc_dagster.defs.purchase_orders.adoption import AdoptionRules
 from mlc_dagster.defs.purchase_orders.desired import (
     CommitmentRules,
     DesiredCommitments,
@@ -26,16 +24,17 @@ from mlc_dagster.defs.purchase_orders.writer import ENTITY, CommitmentWriter
 from mlc_dagster.ledger.store import RETRIED_STATUSES, Ledger
 from mlc_dagster.procore_writes.continuation import hand_over
 from mlc_dagster.procore_writes.write_guard import (
-    company_write_lock,
     fail_if_unavailable,
-    run_breaker,
+    procore_write_asset,
+    procore_write_guard,
 )
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
-from mlc_dagster.settings import Settings, read_text
-from mlc_dagster.x3_reads.config import StagingConfig
+from mlc_dagster.resources.settings import SettingsResource
+from mlc_dagster.settings import read_text
+from mlc_dagster.x3_reads.config import StagingConfig, staging_asset
 from mlc_dagster.x3_reads.scope import (
     PO,
     commitment_fingerprint,
@@ -45,17 +44,13 @@ from mlc_dagster.x3_reads.scope import (
     scope_records,
     select_scope,
 )
-from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_snapshot, x3_read_concurrency
+from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_from_x3
 
 
-@dg.asset(
-    group_name="purchase_orders",
-    kinds={"pandas", "sage_x3"},
-    check_specs=[dg.AssetCheckSpec("po_quarantine", asset="x3_purchase_orders",
-                                   description="Every X3 PO passes validation")],
-)
+@staging_asset("x3_purchase_orders", "purchase_orders", check="po_quarantine", noun="PO")
 def x3_purchase_orders(context: dg.AssetExecutionContext, config: StagingConfig,
-                       sage_x3: SageX3Resource, ledger: LedgerResource):
+                       sage_x3: SageX3Resource, ledger: LedgerResource,
+                       settings: SettingsResource):
     """The Sage X3 POs whose plan can have changed (header + lines), validated; bad POs
     quarantined.
 
@@ -65,16 +60,14 @@ def x3_purchase_orders(context: dg.AssetExecutionContext, config: StagingConfig,
     them on a full refresh, in a preview, or before the first completed plan. Mapping widens
     this to every PO when the mapping, Procore reference data, settings or code changed.
     """
-    settings = Settings.from_env()
+    run_settings = settings.get()
     store = ledger.get_ledger()
     client = sage_x3.get_client()
-    counts = refresh_snapshot(client, store, PO,
-                              overlap_seconds=settings.overlap_seconds,
-                              full_refresh=config.full_refresh,
-                              read_details=partial(client.read_purchase_orders,
-                                                   max_concurrency=x3_read_concurrency()),
-                              poll_lines=True)
-    why = everything_reason(context, full_refresh=config.full_refresh)
+    counts = refresh_from_x3(client, store, PO, x3=run_settings.x3,
+                             full_refresh=config.full_refresh,
+                             read_details=client.read_purchase_orders, poll_lines=True)
+    why = everything_reason(context, full_refresh=config.full_refresh,
+                            preview=run_settings.preview)
     scope = select_scope(store, PO, everything_because=why)
     staged = replace(stage_purchase_orders(scope_records(store, scope)), scope=scope)
     context.log.info(f"X3 POs: {counts['read']} read in the window, {counts['changed']} changed "
@@ -100,11 +93,14 @@ def x3_purchase_orders(context: dg.AssetExecutionContext, config: StagingConfig,
 
 
 @dg.asset(group_name="purchase_orders", kinds={"csv"})
-def gl_cost_code_mapping() -> dg.Output[GlMapping]:
-    """The GL account -> cost code CSV (path: MLC_GL_MAPPING_CSV), parsed and fingerprinted."""
-    path = Settings.from_env().gl_mapping_path
+def gl_cost_code_mapping(settings: SettingsResource) -> dg.Output[GlMapping]:
+    """The GL account -> cost code CSV (path: MLC_GL_MAPPING_CSV), parsed and fingerprinted;
+    keyed by what MLC_MAPPING_KEY maps PO lines by."""
+    run_settings = settings.get()
+    path = run_settings.purchase_orders.gl_mapping_path
     try:
-        mapping = parse_gl_mapping(read_text(path), source=path)
+        mapping = parse_gl_mapping(read_text(path), source=path,
+                                   key=run_settings.x3.names.mapping_key)
     except (OSError, ValueError) as exc:  # MappingError is a ValueError
         raise dg.Failure(f"cannot use the GL mapping: {exc}") from None
     return dg.Output(mapping, metadata={
@@ -129,20 +125,20 @@ def mapped_commitments(
     procore_cost_codes: pd.DataFrame,
     procore_line_item_types: pd.DataFrame,
     ledger: LedgerResource,
+    settings: SettingsResource,
 ):
     """Desired Procore commitments (headers + line items) for every placeable staged PO; the
     rest held. Every PO of the snapshot when the plan fingerprint (mapping, Procore reference
     data, planning settings, code) differs from the last completed plan's."""
-    settings = Settings.from_env()
-    by_table = settings.project_match == "table" and bool(settings.project_map_path)
-    map_text = read_text(settings.project_map_path) if by_table else ""
-    table = parse_project_map(map_text) if by_table else {}
+    rules = settings.get().purchase_orders
+    map_text = read_text(rules.project_map_path) if rules.by_project_table else ""
+    table = parse_project_map(map_text) if rules.by_project_table else {}
     fingerprint = commitment_fingerprint(
         gl_cost_code_mapping.fingerprint, map_text,
         {"projects": procore_projects, "vendors": procore_vendors,
          "cost_codes": procore_cost_codes, "line_item_types": procore_line_item_types},
-        (settings.project_match, settings.new_commitment_status, settings.inactive_status,
-         settings.approved_policy, AdoptionRules.from_env()))
+        (rules.project_match, rules.new_commitment_status, rules.inactive_status,
+         rules.approved_policy, rules.adoption))
     store = ledger.get_ledger()
     staged_scope = x3_purchase_orders.scope
     scope = confirm_fingerprint(store, staged_scope, fingerprint)
@@ -153,7 +149,7 @@ def mapped_commitments(
     desired = build_desired_commitments(
         staged, gl_cost_code_mapping, procore_projects, procore_vendors,
         procore_cost_codes, procore_line_item_types,
-        CommitmentRules(project_rule=settings.project_match, project_table=table),
+        CommitmentRules(project_rule=rules.project_match, project_table=table),
     )
     held = desired.held_reasons()
     context.log.info(f"{len(desired.commitments)} commitments desired, {len(held)} POs held; "
@@ -182,16 +178,11 @@ class CommitmentWriteConfig(dg.Config):
     keys: list[str] = []  # with replay: these PO numbers only (empty = every failed/deferred PO)
 
 
-@dg.asset(
-    group_name="purchase_orders",
-    kinds={"procore"},
-    pool="procore_api",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL,
-                                jitter=dg.Jitter.PLUS_MINUS),
-)
+@procore_write_asset(group_name="purchase_orders")
 def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWriteConfig,
                         mapped_commitments: DesiredCommitments, procore: ProcoreResource,
-                        ledger: LedgerResource) -> dg.MaterializeResult:
+                        ledger: LedgerResource, settings: SettingsResource
+                        ) -> dg.MaterializeResult:
     """Write the difference between desired commitments and what the ledger says was written.
 
     Headers go through `purchase_order_contracts/sync` (one call per project per <=1000 POs),
@@ -204,19 +195,20 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
     reached, the rest is deferred too but the step ends green, `continuing`: the next run
     takes over (procore_writes/continuation.py). Progress is logged at least once a minute.
     """
-    ensure_live("procore_commitments")
-    settings = Settings.from_env()
+    run_settings = settings.get()
+    ensure_live("procore_commitments", run_settings.write_mode)
+    rules = run_settings.purchase_orders
     store: Ledger = ledger.get_ledger()
     client = procore.get_client()
-    breaker = run_breaker(context.run.run_id)
-    with company_write_lock(context, store, procore.company_id) as lock:
+    with procore_write_guard(context, store, procore.company_id,
+                             run_settings.procore) as (lock, breaker):
         only_keys = None
         if config.replay:
             only_keys = set(config.keys) or set(store.keys_with_status(ENTITY, RETRIED_STATUSES))
             context.log.info(f"replay: {len(only_keys)} record(s) selected")
         try:
             plan = plan_commitments(mapped_commitments, store, client,
-                                    commitment_plan_settings(settings), only_keys=only_keys,
+                                    commitment_plan_settings(rules), only_keys=only_keys,
                                     replay=config.replay)
         except WaitTooLong as exc:  # a project scan met a used-up allowance: nothing written
             breaker.pause(exc.resume_at, exc.reason)
@@ -224,7 +216,7 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
                                     deferred=len(mapped_commitments.commitments), over_limit=0)
             context.log.info(f"commitments: not planned, {breaker.reason()}")
             return dg.MaterializeResult(metadata={**handed_over, "planned": False})
-        limit = config.max_pos or settings.max_pos_per_run
+        limit = config.max_pos or rules.max_pos_per_run
         over_limit = plan.writes[limit:]
         plan.writes = plan.writes[:limit]
         adopting = sum(w.action == "adopt" for w in plan.writes)
@@ -233,14 +225,15 @@ def procore_commitments(context: dg.AssetExecutionContext, config: CommitmentWri
                          f"{len(plan.new_holds)} newly held, {len(over_limit)} over "
                          f"MLC_MAX_POS_PER_RUN ({limit}), continued by the next run")
         writer = CommitmentWriter(client, store, context.run.run_id, log=context.log.info,
-                                  approved_policy=settings.approved_policy, breaker=breaker)
+                                  approved_policy=rules.approved_policy, breaker=breaker,
+                                  progress_settings=run_settings.procore.progress)
         outcomes = writer.run(plan)
         writer.defer(over_limit, f"over MLC_MAX_POS_PER_RUN ({limit}): continued by the next run")
         handed_over = hand_over(store, breaker, context.run.run_id,
                                 deferred=len(writer.deferred), over_limit=len(over_limit))
 
     rows = pd.DataFrame([
-        {"po": o.po_number, "action": o.action, "status": o.status, "procore_id": o.procore_id,
+        {"po": o.key, "action": o.action, "status": o.status, "procore_id": o.procore_id,
          "detail": o.reason or "; ".join(o.changes)} for o in outcomes
     ], columns=["po", "action", "status", "procore_id", "detail"])
     count = rows.groupby(["status", "action"]).size() if len(rows) else pd.Series(dtype=int)

@@ -1,6 +1,6 @@
 """Desired Procore commitments from staged Sage X3 purchase orders (pure functions).
 
-Data in, payloads out: no I/O here. Lookups (project, vendor, GL -> cost code,
+Data in, payloads out: no I/O here. Lookups (project, vendor, mapping key -> cost code,
 cost code id, cost type id) are DataFrame merges, so thousands of POs map in
 well under a second. A PO with any line that cannot be placed is held whole,
 with one reason per problem.
@@ -8,33 +8,23 @@ with one reason per problem.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mlc_dagster.common.payload import (
+    clean_text,
+    content_hash,
+    contract_origin_id,
+    decimal_text,
+    line_origin_id,
+)
 from mlc_dagster.defs.purchase_orders.gl_map import GlMapping, match_projects
 from mlc_dagster.defs.purchase_orders.staging import StagedPurchaseOrders
 from mlc_dagster.x3_reads.scope import StagingScope
 
-DESCRIPTION_LIMIT = 255
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def contract_origin_id(po_number: str) -> str:
-    return f"X3:PO:{po_number}"
-
-
-def line_origin_id(po_number: str, line_number: int) -> str:
-    return f"X3:PO:{po_number}:{line_number}"
-
-
-def content_hash(payload) -> str:
-    """Stable hash of a payload: the ledger compares it to skip no-op writes."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+HOLD_COLUMNS = ["po_number", "reason"]
 
 
 @dataclass
@@ -83,18 +73,6 @@ class DesiredCommitments:
         return {po: "; ".join(dict.fromkeys(reasons)) for po, reasons in grouped}
 
 
-def clean_text(value: str, limit: int = DESCRIPTION_LIMIT) -> str:
-    """Procore-safe free text: no control characters, within the field limit."""
-    text = _CONTROL_CHARS.sub(" ", value or "").strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _decimal(value: float, places: int | None = None) -> str:
-    if places is not None:
-        return f"{value:.{places}f}"
-    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
-
-
 def build_desired_commitments(
     staged: StagedPurchaseOrders,
     mapping: GlMapping,
@@ -104,108 +82,155 @@ def build_desired_commitments(
     line_item_types: pd.DataFrame,
     rules: CommitmentRules | None = None,
 ) -> DesiredCommitments:
+    """Place every PO (project, vendor) and line (cost code, cost type) in Procore; a PO
+    with any problem is held with one reason per problem, in the order of the steps."""
     rules = rules or CommitmentRules()
     headers = staged.headers.copy()
-    lines = staged.lines.merge(
+    lines = _po_lines(staged.lines, headers)
+    headers["project_id"] = match_projects(headers["project_code"], projects, rules.project_rule,
+                                           rules.project_table)
+    headers["vendor_id"] = headers["supplier_code"].map(_active_vendor_ids(vendors))
+    lines = mapping.with_cost_codes(lines, project="po_project")  # project override first
+    lines = _with_cost_code_ids(lines, headers, cost_codes)
+    lines = _with_line_item_type_ids(lines, line_item_types)
+
+    holds = _stamped(staged, headers, [
+        _quarantine_holds(staged.quarantine),
+        _no_project_holds(headers, rules.project_rule),
+        _no_vendor_holds(headers),
+        _unmapped_holds(lines, mapping),
+        _missing_cost_code_holds(lines, mapping),
+        _unknown_cost_type_holds(lines),
+    ])
+    held = set(holds["po_number"])
+    commitments = _payloads(headers[~headers["po_number"].isin(held)],
+                            lines[~lines["po_number"].isin(held)], rules)
+    return DesiredCommitments(commitments, holds, _unmapped_report(lines), staged.scope)
+
+
+# --- lookups: each adds the Procore ids one step needs -----------------------------------
+
+def _po_lines(lines: pd.DataFrame, headers: pd.DataFrame) -> pd.DataFrame:
+    """Staged lines with their PO's X3 project (`po_project`) and their mapping key (the GL
+    account, unless staging set a dimension value: MLC_MAPPING_KEY)."""
+    lines = lines.merge(
         headers[["po_number", "project_code"]].rename(columns={"project_code": "po_project"}),
         on="po_number", how="inner",
     )
-    holds: list[pd.DataFrame] = [
-        staged.quarantine.groupby("po_number", as_index=False)["reason"].first()
-        if len(staged.quarantine) else pd.DataFrame(columns=["po_number", "reason"])
-    ]
-
-    # Project
-    headers["project_id"] = match_projects(headers["project_code"], projects, rules.project_rule,
-                                           rules.project_table)
-    unknown = headers[headers["project_id"].isna()]
-    holds.append(pd.DataFrame({
-        "po_number": unknown["po_number"],
-        "reason": [f"project {p or '(blank)'} has no Procore project (match rule: "
-                   f"{rules.project_rule})" for p in unknown["project_code"]],
-    }))
-
-    # Vendor: supplier code == vendor origin_id, and the vendor must be active.
-    active = vendors[vendors["is_active"].fillna(True).astype(bool)] if len(vendors) else vendors
-    linked = active[active["origin_id"].notna()] if len(active) else active
-    vendor_ids = dict(zip(linked.get("origin_id", []), linked.get("id", []), strict=False))
-    headers["vendor_id"] = headers["supplier_code"].map(vendor_ids)
-    no_vendor = headers[headers["vendor_id"].isna()]
-    holds.append(pd.DataFrame({
-        "po_number": no_vendor["po_number"],
-        "reason": [f"supplier {s} is not an active Procore vendor (no vendor with origin_id {s})"
-                   for s in no_vendor["supplier_code"]],
-    }))
-
-    # Mapping key (GL account or dimension value, MLC_MAPPING_KEY) -> cost code: project
-    # override first, then the general row. The table's `gl_account` column holds the key.
-    label = mapping.key.label
-    short = "GL" if mapping.key.kind == "gl_account" else label
     if "mapping_key" not in lines:
         lines["mapping_key"] = lines["gl_account"]
-    table = mapping.table.rename(columns={"gl_account": "mapping_key"})
-    general = table[table["project"] == ""][["mapping_key", "cost_code", "cost_type"]]
-    override = table[table["project"] != ""][["mapping_key", "project", "cost_code", "cost_type"]]
-    lines = lines.merge(general, on="mapping_key", how="left")
-    if len(override):
-        lines = lines.merge(override.rename(columns={"project": "po_project"}),
-                            on=["mapping_key", "po_project"], how="left", suffixes=("", "_override"))
-        has_override = lines["cost_code_override"].notna()
-        lines.loc[has_override, "cost_code"] = lines.loc[has_override, "cost_code_override"]
-        lines.loc[has_override, "cost_type"] = lines.loc[has_override, "cost_type_override"]
-        lines = lines.drop(columns=["cost_code_override", "cost_type_override"])
-    unmapped = lines[lines["cost_code"].isna()]
-    holds.append(pd.DataFrame({
-        "po_number": unmapped["po_number"],
-        "reason": [f"line {n}: {label} {g} has no cost code mapping"
-                   for n, g in zip(unmapped["line_number"], unmapped["mapping_key"], strict=True)],
-    }))
+    return lines
 
-    # Cost code id within the PO's Procore project; cost type id company-wide.
+
+def _active_vendor_ids(vendors: pd.DataFrame) -> dict:
+    """Supplier code -> Procore vendor id: the supplier code is the vendor's origin_id, and
+    only an active vendor counts."""
+    active = vendors[vendors["is_active"].fillna(True).astype(bool)] if len(vendors) else vendors
+    linked = active[active["origin_id"].notna()] if len(active) else active
+    return dict(zip(linked.get("origin_id", []), linked.get("id", []), strict=False))
+
+
+def _with_cost_code_ids(lines: pd.DataFrame, headers: pd.DataFrame,
+                        cost_codes: pd.DataFrame) -> pd.DataFrame:
+    """Each line's PO `project_id` and the id of its cost code within that project."""
     lines = lines.merge(headers[["po_number", "project_id"]], on="po_number", how="left")
-    # A code can exist more than once in a project (e.g. once per sub job); the project-level
-    # one (listed first by Procore, lowest id) is the one a PO line books to.
-    code_ids = cost_codes.sort_values("id").drop_duplicates(["project_id", "code"])[
-        ["project_id", "code", "id"]].rename(columns={"code": "cost_code", "id": "cost_code_id"}
-                                             ) if len(cost_codes) else pd.DataFrame(
-        columns=["project_id", "cost_code", "cost_code_id"])
-    lines = lines.merge(code_ids, on=["project_id", "cost_code"], how="left")
-    missing_code = lines[lines["cost_code"].notna() & lines["project_id"].notna()
-                         & lines["cost_code_id"].isna()]
-    holds.append(pd.DataFrame({
-        "po_number": missing_code["po_number"],
-        "reason": [f"line {n}: cost code {c} ({short} {g}) does not exist in Procore project {p}"
-                   for n, c, g, p in zip(missing_code["line_number"], missing_code["cost_code"],
-                                         missing_code["mapping_key"], missing_code["po_project"],
-                                         strict=True)],
-    }))
-    typed = line_item_types[line_item_types["code"].notna()] if len(line_item_types) else line_item_types
-    type_ids = dict(zip(typed.get("code", []), typed.get("id", []), strict=False))
-    lines["cost_type"] = lines["cost_type"].fillna("")
-    lines["line_item_type_id"] = lines["cost_type"].map(type_ids)
-    bad_type = lines[(lines["cost_type"] != "") & lines["line_item_type_id"].isna()]
-    holds.append(pd.DataFrame({
-        "po_number": bad_type["po_number"],
-        "reason": [f"line {n}: cost type {t} does not exist in Procore"
-                   for n, t in zip(bad_type["line_number"], bad_type["cost_type"], strict=True)],
-    }))
+    if len(cost_codes):
+        # A code can exist more than once in a project (e.g. once per sub job); the
+        # project-level one (listed first by Procore, lowest id) is the one a PO line books to.
+        code_ids = cost_codes.sort_values("id").drop_duplicates(["project_id", "code"])[
+            ["project_id", "code", "id"]].rename(columns={"code": "cost_code",
+                                                          "id": "cost_code_id"})
+    else:
+        code_ids = pd.DataFrame(columns=["project_id", "cost_code", "cost_code_id"])
+    return lines.merge(code_ids, on=["project_id", "cost_code"], how="left")
 
-    all_holds = pd.concat([h for h in holds if len(h)], ignore_index=True) if any(
-        len(h) for h in holds) else pd.DataFrame(columns=["po_number", "reason"])
-    held = set(all_holds["po_number"])
+
+def _with_line_item_type_ids(lines: pd.DataFrame, line_item_types: pd.DataFrame
+                             ) -> pd.DataFrame:
+    """Each line's cost type (blank: none) and its company-wide line item type id."""
+    typed = (line_item_types[line_item_types["code"].notna()] if len(line_item_types)
+             else line_item_types)
+    type_ids = dict(zip(typed.get("code", []), typed.get("id", []), strict=False))
+    return lines.assign(cost_type=lines["cost_type"].fillna(""),
+                        line_item_type_id=lambda df: df["cost_type"].map(type_ids))
+
+
+# --- hold reasons: one frame (po_number, reason) per rule ---------------------------------
+
+def _holds(po_numbers: pd.Series, reasons: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"po_number": po_numbers, "reason": reasons})
+
+
+def _quarantine_holds(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """A PO staging refused: its first reason."""
+    if not len(quarantine):
+        return pd.DataFrame(columns=HOLD_COLUMNS)
+    return quarantine.groupby("po_number", as_index=False)["reason"].first()
+
+
+def _no_project_holds(headers: pd.DataFrame, rule: str) -> pd.DataFrame:
+    unknown = headers[headers["project_id"].isna()]
+    return _holds(unknown["po_number"],
+                  [f"project {p or '(blank)'} has no Procore project (match rule: {rule})"
+                   for p in unknown["project_code"]])
+
+
+def _no_vendor_holds(headers: pd.DataFrame) -> pd.DataFrame:
+    no_vendor = headers[headers["vendor_id"].isna()]
+    return _holds(no_vendor["po_number"],
+                  [f"supplier {s} is not an active Procore vendor (no vendor with origin_id {s})"
+                   for s in no_vendor["supplier_code"]])
+
+
+def _unmapped_holds(lines: pd.DataFrame, mapping: GlMapping) -> pd.DataFrame:
+    unmapped = lines[lines["cost_code"].isna()]
+    return _holds(unmapped["po_number"],
+                  [f"line {n}: {mapping.key.label} {g} has no cost code mapping"
+                   for n, g in zip(unmapped["line_number"], unmapped["mapping_key"], strict=True)])
+
+
+def _missing_cost_code_holds(lines: pd.DataFrame, mapping: GlMapping) -> pd.DataFrame:
+    """A mapped cost code that the PO's Procore project does not have."""
+    short = "GL" if mapping.key.kind == "gl_account" else mapping.key.label
+    missing = lines[lines["cost_code"].notna() & lines["project_id"].notna()
+                    & lines["cost_code_id"].isna()]
+    return _holds(missing["po_number"],
+                  [f"line {n}: cost code {c} ({short} {g}) does not exist in Procore project {p}"
+                   for n, c, g, p in zip(missing["line_number"], missing["cost_code"],
+                                         missing["mapping_key"], missing["po_project"],
+                                         strict=True)])
+
+
+def _unknown_cost_type_holds(lines: pd.DataFrame) -> pd.DataFrame:
+    unknown = lines[(lines["cost_type"] != "") & lines["line_item_type_id"].isna()]
+    return _holds(unknown["po_number"],
+                  [f"line {n}: cost type {t} does not exist in Procore"
+                   for n, t in zip(unknown["line_number"], unknown["cost_type"], strict=True)])
+
+
+def _stamped(staged: StagedPurchaseOrders, headers: pd.DataFrame,
+             holds: list[pd.DataFrame]) -> pd.DataFrame:
+    """All hold reasons in one frame, each with its PO's X3 stamp (None for a PO that only
+    quarantine knows)."""
+    found = [h for h in holds if len(h)]
+    all_holds = (pd.concat(found, ignore_index=True) if found
+                 else pd.DataFrame(columns=HOLD_COLUMNS))
     stamps = dict(zip(headers["po_number"], headers["update_stamp"], strict=True))
     if len(staged.quarantine):
         stamps.update({po: None for po in staged.quarantine["po_number"] if po not in stamps})
     all_holds["x3_stamp"] = all_holds["po_number"].map(stamps)
+    return all_holds.reset_index(drop=True)
 
-    commitments = _payloads(headers[~headers["po_number"].isin(held)],
-                            lines[~lines["po_number"].isin(held)], rules)
-    # `gl_account` of the report holds the unmapped key (an account or a dimension value).
-    unmapped_report = (unmapped[["mapping_key", "po_number"]].rename(
-        columns={"mapping_key": "gl_account"}).drop_duplicates().reset_index(drop=True))
-    return DesiredCommitments(commitments, all_holds.reset_index(drop=True), unmapped_report,
-                              staged.scope)
 
+def _unmapped_report(lines: pd.DataFrame) -> pd.DataFrame:
+    """Unmapped keys and their POs; the report's `gl_account` column holds the key (an
+    account or a dimension value)."""
+    unmapped = lines[lines["cost_code"].isna()]
+    return (unmapped[["mapping_key", "po_number"]].rename(columns={"mapping_key": "gl_account"})
+            .drop_duplicates().reset_index(drop=True))
+
+
+# --- payloads -------------------------------------------------------------------------------
 
 def _payloads(headers: pd.DataFrame, lines: pd.DataFrame, rules: CommitmentRules
               ) -> list[DesiredCommitment]:
@@ -215,9 +240,9 @@ def _payloads(headers: pd.DataFrame, lines: pd.DataFrame, rules: CommitmentRules
         payload = {
             "origin_id": line_origin_id(row.po_number, row.line_number),
             "description": clean_text(row.description or row.item_code or ""),
-            "quantity": _decimal(row.quantity),
-            "unit_cost": _decimal(row.unit_price),
-            "amount": _decimal(row.amount, 2),
+            "quantity": decimal_text(row.quantity),
+            "unit_cost": decimal_text(row.unit_price),
+            "amount": decimal_text(row.amount, 2),
             "uom": row.uom,
             "cost_code_id": int(row.cost_code_id),
         }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -39,25 +38,39 @@ class GlMapping:
     warnings: list[str] = field(default_factory=list)  # worth reading, harmless
     key: MappingKey = field(default_factory=MappingKey)
 
-    def for_project(self, project_code: str | None) -> pd.DataFrame:
-        """Rows that apply to a project: its overrides win over the general rows."""
-        general = self.table[self.table["project"] == ""]
-        if not project_code:
-            return general
-        override = self.table[self.table["project"] == project_code]
-        return pd.concat([override, general[~general["gl_account"].isin(override["gl_account"])]])
+    def with_cost_codes(self, lines: pd.DataFrame, project: str = "project") -> pd.DataFrame:
+        """`lines` (a `mapping_key` column, the X3 project in column `project`) with the
+        `cost_code` and `cost_type` they map to, NaN where the key is unmapped.
+
+        The project-override rule: a row for the line's project wins over the general row
+        (blank project); a key with only other projects' rows is unmapped."""
+        table = self.table.rename(columns={"gl_account": "mapping_key"})
+        general = table[table["project"] == ""][["mapping_key", "cost_code", "cost_type"]]
+        override = table[table["project"] != ""][["mapping_key", "project", "cost_code",
+                                                  "cost_type"]]
+        lines = lines.merge(general, on="mapping_key", how="left")
+        if len(override):
+            lines = lines.merge(override.rename(columns={"project": project}),
+                                on=["mapping_key", project], how="left",
+                                suffixes=("", "_override"))
+            has_override = lines["cost_code_override"].notna()
+            lines.loc[has_override, "cost_code"] = lines.loc[has_override, "cost_code_override"]
+            lines.loc[has_override, "cost_type"] = lines.loc[has_override, "cost_type_override"]
+            lines = lines.drop(columns=["cost_code_override", "cost_type_override"])
+        return lines
 
 
 def parse_gl_mapping(text: str, source: str = "mapping CSV", key: MappingKey | None = None
                      ) -> GlMapping:
     """Parse `gl_account,cost_code[,cost_type][,project]` text into a GlMapping.
 
-    With `MLC_MAPPING_KEY=dimension:<TYPE>` the key column is `dimension` instead of
-    `gl_account` (same other columns); a file keyed the other way is refused with the fix.
+    `key` is MLC_MAPPING_KEY (default gl_account). Keyed by `dimension:<TYPE>`, the key column
+    is `dimension` instead of `gl_account` (same other columns); a file keyed the other way is
+    refused with the fix.
     """
     import hashlib
 
-    key = key or MappingKey.from_env(os.environ)
+    key = key or MappingKey()
     column = key.csv_column
     expected = f"'{column},cost_code,cost_type'"
     text = text.lstrip("\ufeff")

@@ -28,6 +28,7 @@ from mlc_dagster.defs.purchase_orders.adoption import (
     vendor_of,
 )
 from mlc_dagster.defs.purchase_orders.desired import DesiredCommitments
+from mlc_dagster.defs.purchase_orders.settings import PurchaseOrderSettings
 from mlc_dagster.defs.purchase_orders.writer import (
     ENTITY,
     LOCKED,
@@ -47,12 +48,12 @@ class CommitmentPlanSettings:
     adoption: AdoptionRules = AdoptionRules()
 
 
-def commitment_plan_settings(settings) -> CommitmentPlanSettings:
-    """The planning part of the connector's settings (mlc_dagster.settings.Settings)."""
+def commitment_plan_settings(settings: PurchaseOrderSettings) -> CommitmentPlanSettings:
+    """The planning part of the PO flow's settings (Settings.purchase_orders)."""
     return CommitmentPlanSettings(new_status=settings.new_commitment_status,
                                   inactive_status=settings.inactive_status,
                                   approved_policy=settings.approved_policy,
-                                  adoption=AdoptionRules.from_env())
+                                  adoption=settings.adoption)
 
 
 def plan_commitments(desired: DesiredCommitments, store: Ledger, client,

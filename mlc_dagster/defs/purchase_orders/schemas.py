@@ -14,7 +14,7 @@ MAX_AMOUNT = 1e11  # above any plausible single PO line
 MAX_QUANTITY = 1e9
 
 
-def _cents(series):
+def at_most_two_decimals(series):
     """True where a money value has at most two decimals (X3 stores more; Procore does not).
 
     Compared in cents with a tolerance relative to the size: a float holds 1337222387.89 as
@@ -53,7 +53,7 @@ PO_LINE_SCHEMA = pa.DataFrameSchema(
         "amount": pa.Column(
             float,
             [pa.Check.ge(0), pa.Check.le(MAX_AMOUNT),
-             pa.Check(_cents, element_wise=False, error="more than two decimals")],
+             pa.Check(at_most_two_decimals, element_wise=False, error="more than two decimals")],
         ),
         "uom": pa.Column(str, pa.Check.str_length(1, 10)),
         "closed": pa.Column(bool),

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlc_dagster.common.payload import WriteOutcome, clean_text, contract_origin_id, error_text
 from mlc_dagster.defs.purchase_orders.adoption import Adoption
 from mlc_dagster.defs.purchase_orders.change_orders import (
     CO_MARK,
@@ -35,18 +36,14 @@ from mlc_dagster.defs.purchase_orders.change_orders import (
     total_amount,
     unrepresentable_changes,
 )
-from mlc_dagster.defs.purchase_orders.desired import (
-    DesiredCommitment,
-    DesiredCommitments,
-    clean_text,
-    contract_origin_id,
-)
+from mlc_dagster.defs.purchase_orders.desired import DesiredCommitment, DesiredCommitments
 from mlc_dagster.ledger.batch import ChangeBatch
 from mlc_dagster.ledger.store import Change, Ledger, RecordState
 from mlc_dagster.procore_writes.continuation import Progress
 from mlc_dagster.resources.breaker import BreakerSettings, CircuitBreaker, is_outage
 from mlc_dagster.resources.http_core import WaitTooLong
 from mlc_dagster.resources.procore_client import ProcoreError
+from mlc_dagster.settings import ProgressSettings
 
 ENTITY = "purchase_order"
 LINE_FIELDS = ("description", "quantity", "unit_cost", "amount", "uom", "cost_code_id",
@@ -251,28 +248,10 @@ def _has_change_orders(state: RecordState | None) -> bool:
     return bool(state and (state.summary or {}).get("change_orders"))
 
 
-def _error_text(errors) -> str:
-    if isinstance(errors, dict):
-        return "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
-                         for k, v in errors.items())
-    return str(errors)
-
-
 def _names_a_field(errors) -> bool:
     """True when Procore's errors point at fields we sent (a validation error), not at the
     record as a whole (`base`): decided from the error's structure, never its wording."""
     return isinstance(errors, dict) and any(key != "base" for key in errors)
-
-
-@dataclass
-class WriteOutcome:
-    po_number: str
-    project_id: int
-    action: str
-    status: str
-    procore_id: int | None = None
-    reason: str | None = None
-    changes: list[str] = field(default_factory=list)
 
 
 LOCKED = "approved commitment locked"
@@ -297,12 +276,11 @@ class CommitmentWriter:
     def __init__(self, client, ledger: Ledger, run_id: str | None,
                  log: Callable[[str], None] = lambda _msg: None, flush_every: int = 100,
                  approved_policy: str = "change_order",
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None,
+                 progress_settings: ProgressSettings = ProgressSettings()) -> None:
         if approved_policy not in {"change_order", "hold"}:
             raise ValueError(f"approved policy must be change_order or hold, not {approved_policy!r}")
         self.client = client
-        self.ledger = ledger
-        self.run_id = run_id
         self.log = log
         self.flush_every = flush_every
         self.approved_policy = approved_policy
@@ -313,6 +291,7 @@ class CommitmentWriter:
         self._contracts: dict[str, dict] = {}
         # no breaker given: one that never opens (unit tests, callers outside a run)
         self.breaker = breaker or CircuitBreaker(BreakerSettings(records=0))
+        self.progress_settings = progress_settings  # MLC_PROGRESS_LOG_SECONDS, ..._HOURLY_LIMIT
         self.deferred: list[str] = []  # POs not tried: Procore unavailable or rate limit
         self.over_limit: list[str] = []  # POs beyond the per-run limit, deferred untried
         self.progress: dict = {}  # written / remaining / rate-limit window / ETA, at the end
@@ -322,11 +301,12 @@ class CommitmentWriter:
     def run(self, plan: CommitmentPlan) -> list[WriteOutcome]:
         recorded = plan.scans + plan.new_holds + plan.superseded
         if recorded:
-            self.ledger.apply(recorded, self.run_id)
-            for change in plan.new_holds:
-                self.outcomes.append(WriteOutcome(change.key, change.project_id or 0, "hold",
-                                                  "held", change.procore_id, change.reason))
-        progress = Progress("commitments", len(plan.writes), self.log, self.client)
+            self.batch.add(*recorded)
+            self.flush()  # recorded before anything is sent
+            self.outcomes += [WriteOutcome(ENTITY, change.key, "hold", "held", change.procore_id,
+                                           change.reason) for change in plan.new_holds]
+        progress = Progress("commitments", len(plan.writes), self.log, self.client,
+                            settings=self.progress_settings)
         done = 0
         for writes in _by_project(plan.writes):
             contract_ids: dict[str, int] = {}
@@ -476,7 +456,7 @@ class CommitmentWriter:
                     if item is None:
                         self._fail(w, "contract sync returned no result for this PO")
                     elif "errors" in item and "id" not in item:
-                        self._header_refused(w, _error_text(item["errors"]))
+                        self._header_refused(w, error_text(item["errors"]))
                     else:
                         ids[w.po_number] = int(item["id"])
                         self._contracts[w.po_number] = item
@@ -519,7 +499,7 @@ class CommitmentWriter:
             item = outcome.get(w.desired.header["origin_id"]) or {"errors": "no result"}
             if "errors" in item and "id" not in item:
                 ids.pop(w.po_number, None)
-                self._fail(w, f"Procore rejected the contract status: {_error_text(item['errors'])}")
+                self._fail(w, f"Procore rejected the contract status: {error_text(item['errors'])}")
             else:
                 self._contracts[w.po_number] = item
 
@@ -583,7 +563,7 @@ class CommitmentWriter:
                 if refused:
                     whole = (len(refused) == len(write.line_updates)
                              and not any(map(_names_a_field, refused.values())))
-                    text = "; ".join(f"line {_line_no(origin)}: {_error_text(errors)}"
+                    text = "; ".join(f"line {_line_no(origin)}: {error_text(errors)}"
                                      for origin, errors in refused.items())
                     self._refused(write, contract_id, text, whole)
                     return
@@ -705,7 +685,7 @@ class CommitmentWriter:
             changes={"summary": changes, "revision": c.revision, **details},
             request_id=self._request_ids.get(c.po_number),
         ))
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, action or write.action,
+        self.outcomes.append(WriteOutcome(ENTITY, c.po_number, action or write.action,
                                           "synced", contract_id, None, changes))
 
     # --- approved commitments: the amendment becomes a change order ---------------------
@@ -779,7 +759,7 @@ class CommitmentWriter:
             return
         if result.request_ids:
             self._request_ids[c.po_number] = result.request_ids[-1]
-        refused = [f"{origin}: {_error_text(item['errors'])}"
+        refused = [f"{origin}: {error_text(item['errors'])}"
                    for origin, item in result.by_origin_id().items()
                    if "errors" in item and "id" not in item]
         if refused:
@@ -871,7 +851,7 @@ class CommitmentWriter:
             changes={"summary": write.changes},
             request_id=request_id or self._request_ids.get(c.po_number),
         ))
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, "failed",
+        self.outcomes.append(WriteOutcome(ENTITY, c.po_number, write.action, "failed",
                                           procore_id, reason, write.changes))
 
     def _hold(self, write: CommitmentWrite, reason: str, contract_id: int | None = None) -> None:
@@ -889,7 +869,7 @@ class CommitmentWriter:
         so the X3 change stays pending; the ledger's summary is kept."""
         c, state = write.desired, write.state
         self._recorded.add(c.po_number)
-        self.outcomes.append(WriteOutcome(c.po_number, c.project_id, write.action, status,
+        self.outcomes.append(WriteOutcome(ENTITY, c.po_number, write.action, status,
                                           procore_id, reason, write.changes))
         if again:
             return

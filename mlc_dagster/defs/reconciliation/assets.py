@@ -19,7 +19,7 @@ from mlc_dagster.defs.reconciliation.compare import (
 from mlc_dagster.ledger.store import Change
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
-from mlc_dagster.settings import Settings
+from mlc_dagster.resources.settings import SettingsResource
 
 
 class ReconcileConfig(dg.Config):
@@ -39,16 +39,17 @@ class ReconcileConfig(dg.Config):
 def reconciliation_report(context: dg.AssetExecutionContext, config: ReconcileConfig,
                           mapped_commitments: DesiredCommitments,
                           procore_projects: pd.DataFrame, procore_cost_codes: pd.DataFrame,
-                          procore: ProcoreResource, ledger: LedgerResource):
+                          procore: ProcoreResource, ledger: LedgerResource,
+                          settings: SettingsResource):
     """Per PO: in sync / held / deleted / drift / missing / orphan, with both amounts; and what
     is still unmatched on either side (hand-made commitments no PO adopted, POs not in Procore)."""
-    settings = Settings.from_env()
+    inactive_status = settings.get().purchase_orders.inactive_status
     client, store = procore.get_client(), ledger.get_ledger()
     contracts = [dict(c, project_id=int(pid)) for pid in procore_projects["id"]
                  for c in client.purchase_order_contracts(int(pid))]
     states = store.states(ENTITY)
     report = compare_commitments(mapped_commitments, states, contracts,
-                                 store.deleted_keys(ENTITY), settings.inactive_status)
+                                 store.deleted_keys(ENTITY), inactive_status)
     linked = {int(part["id"]) for state in store.states(INVOICE_ENTITY).values()
               for part in sent_parts(state).values()}
     requisitions = [dict(r, project_id=int(pid)) for pid in procore_projects["id"]

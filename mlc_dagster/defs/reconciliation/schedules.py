@@ -2,10 +2,10 @@
 
 from mlc_dagster.defs.jobs import reconcile
 from mlc_dagster.procore_writes.schedules import write_job_schedule
-from mlc_dagster.settings import Settings
+from mlc_dagster.settings import current_settings
 
-SETTINGS = Settings.from_env()
+AUTOMATION = current_settings().automation
 
 reconcile_schedule = write_job_schedule(
-    "reconcile_nightly", reconcile, SETTINGS.reconcile_cron,
-    "Nightly reconciliation (MLC_RECONCILE_CRON, default 02:00).", SETTINGS.automation_on)
+    "reconcile_nightly", reconcile, AUTOMATION.reconcile_cron,
+    "Nightly reconciliation (MLC_RECONCILE_CRON, default 02:00).", AUTOMATION.on)

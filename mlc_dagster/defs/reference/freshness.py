@@ -60,8 +60,10 @@ def _read_at(event: dg.EventLogEntry) -> float:
         return event.timestamp
 
 
-def recent_materialization(context: dg.AssetExecutionContext) -> dg.Output | None:
-    settings = ReferenceSettings.from_env()
+def recent_materialization(context: dg.AssetExecutionContext,
+                           settings: ReferenceSettings) -> dg.Output | None:
+    """The asset's latest value when `reuse_refusal` finds nothing against reusing it (with
+    the run's MLC_REFERENCE_* settings), else None: read Procore."""
     if settings.max_age_seconds <= 0 or context.run.tags.get(REFRESH_TAG) == "refresh":
         return None
     event = context.instance.get_latest_materialization_event(context.asset_key)

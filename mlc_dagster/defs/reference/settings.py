@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import calendar
 import functools
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from mlc_dagster.defs.dimensions.plan import DimensionTypes
 from mlc_dagster.defs.suppliers.plan import SupplierRules
 
-DEFAULT_SYNC_CRON = "*/15 * * * *"  # MLC_SYNC_CRON's default, as in Settings.sync_cron
+DEFAULT_SYNC_CRON = "*/15 * * * *"  # MLC_SYNC_CRON's default (AutomationSettings.sync_cron)
 DEFAULT_REFERENCE_CRON = "0 * * * *"
 # A cron this module cannot read (Dagster accepts a few extensions) counts as the default
 # fallback gap: the reuse window is then too short at worst, which costs reads, never staleness.
@@ -42,8 +41,7 @@ class ReferenceSettings:
     dimension_types: DimensionTypes
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ReferenceSettings:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> ReferenceSettings:
         cron = env.get("MLC_REFERENCE_CRON") or DEFAULT_REFERENCE_CRON
         max_age = _whole_number(env, "MLC_REFERENCE_MAX_AGE_SECONDS")
         if max_age is None:

@@ -12,9 +12,14 @@ import pandas as pd
 
 from mlc_dagster.common.metadata import table_metadata
 from mlc_dagster.common.write_mode import ensure_live
-from mlc_dagster.defs.reference.settings import ReferenceSettings
 from mlc_dagster.defs.suppliers.exports import SupplierExports
-from mlc_dagster.defs.suppliers.plan import SUPPLIER, VENDOR, SupplierPlan, plan_supplier_sync
+from mlc_dagster.defs.suppliers.plan import (
+    SUPPLIER,
+    VENDOR,
+    SupplierPlan,
+    SupplierRules,
+    plan_supplier_sync,
+)
 from mlc_dagster.defs.suppliers.staging import StagedSuppliers, stage_suppliers
 from mlc_dagster.defs.suppliers.writer import SupplierWriter
 from mlc_dagster.ledger.store import Ledger
@@ -22,26 +27,23 @@ from mlc_dagster.procore_writes.write_guard import company_write_lock
 from mlc_dagster.resources.ledger import LedgerResource
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.sage_x3 import SageX3Resource
-from mlc_dagster.settings import Settings
+from mlc_dagster.resources.settings import SettingsResource
 from mlc_dagster.x3_import.assets import import_file_asset
 from mlc_dagster.x3_import.files import EXPORT_ACTION, PENDING, ExportBatch
 from mlc_dagster.x3_import.settings import X3WriteSettings
-from mlc_dagster.x3_reads.config import StagingConfig
-from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_snapshot
+from mlc_dagster.x3_reads.config import StagingConfig, staging_asset
+from mlc_dagster.x3_reads.snapshot import cursor_name, refresh_from_x3
 
 GROUP = {"group_name": "suppliers"}
 
 
-@dg.asset(**GROUP, kinds={"pandas", "sage_x3"},
-          check_specs=[dg.AssetCheckSpec("supplier_quarantine", asset="x3_suppliers",
-                                         description="Every X3 supplier passes validation")])
+@staging_asset("x3_suppliers", "suppliers", check="supplier_quarantine", noun="supplier")
 def x3_suppliers(context: dg.AssetExecutionContext, config: StagingConfig,
-                 sage_x3: SageX3Resource, ledger: LedgerResource):
+                 sage_x3: SageX3Resource, ledger: LedgerResource, settings: SettingsResource):
     """Every Sage X3 supplier, validated; delta read by update stamp into the ledger snapshot."""
     store = ledger.get_ledger()
-    counts = refresh_snapshot(sage_x3.get_client(), store, "supplier",
-                              overlap_seconds=Settings.from_env().overlap_seconds,
-                              full_refresh=config.full_refresh)
+    counts = refresh_from_x3(sage_x3.get_client(), store, "supplier", x3=settings.get().x3,
+                             full_refresh=config.full_refresh)
     staged = stage_suppliers(list(store.snapshot("supplier")))
     context.log.info(f"X3 suppliers: {counts['read']} read, {counts['changed']} changed; "
                      f"{len(staged.suppliers)} valid, {len(staged.reasons())} quarantined")
@@ -78,7 +80,8 @@ def procore_vendor_directory(procore: ProcoreResource) -> dg.Output[list[dict]]:
               description="No X3 supplier matches several Procore vendors or the reverse")])
 def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: StagedSuppliers,
                          procore_vendor_directory: list[dict], procore: ProcoreResource,
-                         sage_x3: SageX3Resource, ledger: LedgerResource):
+                         sage_x3: SageX3Resource, ledger: LedgerResource,
+                         settings: SettingsResource):
     """Bring suppliers and vendors in step both ways; write only what differs from the ledger.
 
     X3 suppliers become vendors (vendors/sync keyed by origin_id = supplier code); Procore-only
@@ -89,11 +92,14 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
     GESAPIOPE operation: standard X3 suppliers, function GESBPS, are read-only there).
     Plans and writes holding the Procore company's write lock (procore_writes/write_guard.py).
     """
-    ensure_live("supplier_vendor_sync")
+    run_settings = settings.get()
+    ensure_live("supplier_vendor_sync", run_settings.write_mode)
     store = ledger.get_ledger()
-    settings = X3WriteSettings.from_env()
-    with company_write_lock(context, store, procore.company_id) as lock:
-        plan, exports = plan_suppliers(x3_suppliers, procore_vendor_directory, store, settings)
+    x3_writes = run_settings.x3_writes
+    with company_write_lock(context, store, procore.company_id,
+                            run_settings.procore.write_lock_wait_seconds) as lock:
+        plan, exports = plan_suppliers(x3_suppliers, procore_vendor_directory, store, x3_writes,
+                                       run_settings.reference.supplier_rules)
         context.log.info(f"suppliers: {len(plan.pairs)} pairs to write, {len(plan.creates)} X3 "
                          f"suppliers to create, {len(plan.unchanged)} unchanged, "
                          f"{len(plan.holds)} newly held, {len(plan.pending)} waiting for X3 "
@@ -101,13 +107,13 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
         outcomes = SupplierWriter(procore.get_client(), sage_x3.get_client(), store,
                                   context.run.run_id, log=context.log.info,
                                   exports=exports).run(plan)
-    rows = pd.DataFrame([vars(o) for o in outcomes],
+    rows = pd.DataFrame([dict(vars(o), detail=o.detail) for o in outcomes],
                         columns=["entity", "key", "action", "status", "detail"])
     synced = rows[rows["status"] == "synced"]
     count = synced.groupby(["entity", "action"]).size()
     batches: list[ExportBatch] = exports.batches() if exports is not None else []
     yield dg.Output(batches, metadata={
-        "write_mode": settings.supplier_write,
+        "write_mode": x3_writes.supplier_write,
         "vendors_created": int(count.get((SUPPLIER, "create"), 0)),
         "x3_suppliers_created": int(count.get((VENDOR, "create"), 0)),
         "linked": int(count.get((SUPPLIER, "link"), 0)),
@@ -128,10 +134,11 @@ def supplier_vendor_sync(context: dg.AssetExecutionContext, x3_suppliers: Staged
 
 
 def plan_suppliers(x3_suppliers: StagedSuppliers, vendors: list[dict], store: Ledger,
-                   settings: X3WriteSettings) -> tuple[SupplierPlan, SupplierExports | None]:
+                   settings: X3WriteSettings, rules: SupplierRules
+                   ) -> tuple[SupplierPlan, SupplierExports | None]:
     """The supplier plan as the write step makes it (the preview calls it too, so its rows
-    are what the write step would do), and the import-file queue when X3 is written by file."""
-    rules = ReferenceSettings.from_env().supplier_rules
+    are what the write step would do), and the import-file queue when X3 is written by file.
+    `rules`: MLC_VENDOR_CONTACT_OWNER, MLC_X3_NEW_SUPPLIER_PREFIX (ReferenceSettings)."""
     exports = None
     if settings.supplier_write == "import_file":
         missing = settings.missing_supplier_defaults

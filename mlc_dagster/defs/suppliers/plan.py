@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from mlc_dagster.defs.purchase_orders.desired import content_hash
+from mlc_dagster.common.payload import content_hash
 from mlc_dagster.ledger.store import Change, RecordState
 from mlc_dagster.resources.sage_x3_client import parse_stamp
 from mlc_dagster.x3_import.files import (

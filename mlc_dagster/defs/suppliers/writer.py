@@ -13,9 +13,8 @@ it (the plan then finds it under the vendor's own code); Procore-side changes ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from mlc_dagster.defs.purchase_orders.writer import _error_text
+from mlc_dagster.common.payload import WriteOutcome, error_text
 from mlc_dagster.defs.suppliers.exports import SupplierExports
 from mlc_dagster.defs.suppliers.plan import (
     SUPPLIER,
@@ -34,15 +33,6 @@ from mlc_dagster.resources.sage_x3_client import SageX3Error
 from mlc_dagster.x3_import.files import EXPORT_ACTION, PENDING, export_file
 
 
-@dataclass
-class SupplierOutcome:
-    entity: str
-    key: str
-    action: str
-    status: str
-    detail: str
-
-
 class SupplierWriter:
     def __init__(self, procore, x3, ledger: Ledger, run_id: str | None,
                  log: Callable[[str], None] = lambda _m: None,
@@ -52,11 +42,11 @@ class SupplierWriter:
         self.log = log
         self.exports = exports
         self.batch = ChangeBatch(ledger, run_id)
-        self.outcomes: list[SupplierOutcome] = []
+        self.outcomes: list[WriteOutcome] = []
 
-    def run(self, plan: SupplierPlan) -> list[SupplierOutcome]:
+    def run(self, plan: SupplierPlan) -> list[WriteOutcome]:
         self.batch.add(*plan.confirms, *plan.holds)
-        self.outcomes += [SupplierOutcome(c.entity, c.key, c.action, c.status, c.reason or "")
+        self.outcomes += [WriteOutcome(c.entity, c.key, c.action, c.status, c.procore_id, c.reason)
                           for c in plan.confirms + plan.holds]
         ready: list[PairWrite] = []
         for create in plan.creates:
@@ -102,7 +92,7 @@ class SupplierWriter:
             if pair.vendor_item:
                 entity = results.get(pair.code)
                 if entity is None or ("errors" in entity and "id" not in entity):
-                    why = _error_text(entity["errors"]) if entity else "no result for this item"
+                    why = error_text(entity["errors"]) if entity else "no result for this item"
                     self._fail(pair, f"Procore rejected the vendor: {why}")
                     continue
                 procore_after = procore_view(entity)
@@ -121,8 +111,9 @@ class SupplierWriter:
                     change.reason += (f"; X3 import of {export_file(pair.pending_export)} "
                                       "still pending")
                 self.batch.add(change)
-                self.outcomes.append(SupplierOutcome(SUPPLIER, pair.code, pair.action,
-                                                     change.status, change.reason))
+                self.outcomes.append(WriteOutcome(SUPPLIER, pair.code, pair.action,
+                                                  change.status, change.procore_id,
+                                                  change.reason))
             if pair.matched:  # settles any earlier hold on the vendor (e.g. ambiguous)
                 self._record(VENDOR, str(pair.vendor_id), "link", "synced",
                              f"linked to X3 supplier {pair.code}", pair.vendor_id,
@@ -144,8 +135,8 @@ class SupplierWriter:
                          "cannot be written to the X3 supplier import file: " + "; ".join(found),
                          create.vendor_id, summary={"supplier_code": create.code})
         else:
-            self.outcomes.append(SupplierOutcome(VENDOR, str(create.vendor_id), EXPORT_ACTION,
-                                                 PENDING, reason))
+            self.outcomes.append(WriteOutcome(VENDOR, str(create.vendor_id), EXPORT_ACTION,
+                                              PENDING, create.vendor_id, reason))
 
     def _export_update(self, pair: PairWrite, change: Change) -> None:
         """The Procore side is written; the X3 side goes to the file (recorded on write)."""
@@ -154,8 +145,8 @@ class SupplierWriter:
             self._fail(pair, "cannot be written to the X3 supplier import file: "
                        + "; ".join(found))
         else:
-            self.outcomes.append(SupplierOutcome(SUPPLIER, pair.code, EXPORT_ACTION, PENDING,
-                                                 change.reason))
+            self.outcomes.append(WriteOutcome(SUPPLIER, pair.code, EXPORT_ACTION, PENDING,
+                                              change.procore_id, change.reason))
 
     def _fail(self, pair: PairWrite, reason: str, request_id: str | None = None) -> None:
         self._record(SUPPLIER, pair.code, "fail", "failed", reason, pair.vendor_id,
@@ -166,4 +157,4 @@ class SupplierWriter:
                 procore_id: int | None, **extra) -> None:
         self.batch.add(Change(entity=entity, key=key, status=status, action=action,
                                     reason=reason, procore_id=procore_id, **extra))
-        self.outcomes.append(SupplierOutcome(entity, key, action, status, reason))
+        self.outcomes.append(WriteOutcome(entity, key, action, status, procore_id, reason))
