@@ -10,7 +10,8 @@ and to re-execute runs.
 1. The sensor is switched on and catches up with the seed. A PO created in Sage X3 must
    then reach Procore within 90 s; the latency is printed.
 2. The sensor is switched off and a second PO is created. A Procore fault makes
-   `procore_projects` fail, so the job launched through the API fails. The fault is
+   the Procore reference step (`procore_reference_data`) fail, so the job launched through
+   the API fails. The fault is
    cleared, the run is re-executed FROM_FAILURE and succeeds. Nothing is written twice.
 3. The run history is in the fresh database's `runs` table, and the ledger is on the same
    database.
@@ -62,7 +63,7 @@ LATENCY_BAR_SECONDS = 90
 TEMPLATE_PO = "PO26000001"  # a seeded PO that syncs: mapped GL accounts, known vendor
 SENSOR_PO, FAILURE_PO = "PO29990001", "PO29990002"
 # Every GET of the project list fails. The Procore client retries 500s (six attempts,
-# at most ~15 s of backoff); `procore_projects` has no Dagster retry policy, so the step
+# at most ~15 s of backoff); `procore_reference_data` has no Dagster retry policy, so the step
 # and the run fail within about 20 s. Only `procore_commitments` has a step retry policy,
 # and it never runs because it is downstream.
 PROJECTS_FAULT = {"route": "GET /rest/v1.0/projects$", "status": 500, "count": -1}
@@ -471,7 +472,7 @@ def test_live_stack_on_postgres(live_database, sandboxes, tmp_path, capsys):
         assert api.wait_run(failed_run, 120) == "FAILURE"
         report["failed_run_s"] = round(time.time() - failed_launch, 1)
         steps = {s["stepKey"]: s["status"] for s in api.run(failed_run)["stepStats"]}
-        assert steps["procore_projects"] == "FAILURE", steps
+        assert steps["procore_reference_data"] == "FAILURE", steps
         assert steps.get("x3_purchase_orders") == "SUCCESS", steps
         assert steps.get("procore_commitments") != "SUCCESS", steps
         faults = httpx.get(f"{procore_url}/_sandbox/faults").json()["faults"]
@@ -485,7 +486,7 @@ def test_live_stack_on_postgres(live_database, sandboxes, tmp_path, capsys):
         retry = api.run(retry_run)
         assert retry["parentRunId"] == failed_run and retry["rootRunId"] == failed_run
         retry_steps = {s["stepKey"]: s["status"] for s in retry["stepStats"]}
-        assert retry_steps["procore_projects"] == "SUCCESS", retry_steps
+        assert retry_steps["procore_reference_data"] == "SUCCESS", retry_steps
         assert retry_steps["procore_commitments"] == "SUCCESS", retry_steps
         assert "x3_purchase_orders" not in retry_steps, retry_steps  # reused from the parent
 

@@ -109,7 +109,7 @@ def test_a_dagster_asset_reuses_across_a_fallback_gap_on_a_moved_clock(tmp_path,
     @dg.asset
     def reference_list(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
         if (reused := freshness.recent_materialization(
-                context, load_settings().reference)) is not None:
+                context, load_settings().reference, context.asset_key)) is not None:
             return reused
         reads.append(1)
         return dg.Output(pd.DataFrame({"id": [1, 2]}))

@@ -1,7 +1,15 @@
 """Procore reference data the flows read: projects, vendors, cost codes, cost types.
 
-Each reuses its last read while it is recent (defs/reference/freshness.py).
+One step, `procore_reference_data`, produces the four lists as four assets: each is reused
+from its last read while that is recent (defs/reference/freshness.py), else read from
+Procore. One step rather than four because a run that changes nothing reuses all of them,
+and Dagster's cost per step is most of what such a run spends. A job selecting some of the
+lists gets only those (the step is subsettable); cost codes are read per project, so their
+projects are read (or reused) with them.
 """
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -15,50 +23,77 @@ from mlc_dagster.defs.reference.frames import (
 )
 from mlc_dagster.defs.reference.freshness import recent_materialization
 from mlc_dagster.resources.procore import ProcoreResource
+from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.settings import SettingsResource
 
-REFERENCE = {"group_name": "reference", "kinds": {"pandas", "procore"}}
+
+@dataclass(frozen=True)
+class ReferenceList:
+    """One Procore list: how to read it (given the lists read before it) and what to report."""
+
+    description: str
+    read: Callable[[ProcoreClient, dict[str, pd.DataFrame]], pd.DataFrame]
+    metadata: Callable[[pd.DataFrame], dict]
+    needs: tuple[str, ...] = ()
 
 
-@dg.asset(**REFERENCE)
-def procore_projects(context: dg.AssetExecutionContext, procore: ProcoreResource,
-                     settings: SettingsResource) -> dg.Output[pd.DataFrame]:
-    """Active projects of the company: the targets X3 project codes are matched to."""
-    if (reused := recent_materialization(context, settings.get().reference)) is not None:
-        return reused
-    df = frame(procore.get_client().projects(), PROJECT_COLUMNS)
-    return dg.Output(df, metadata={"projects": len(df)})
+def _project_cost_codes(client: ProcoreClient, read: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return cost_codes_frame({int(pid): client.project_cost_codes(int(pid))
+                             for pid in read["procore_projects"]["id"]})
 
 
-@dg.asset(**REFERENCE)
-def procore_vendors(context: dg.AssetExecutionContext, procore: ProcoreResource,
-                    settings: SettingsResource) -> dg.Output[pd.DataFrame]:
-    """Company directory vendors; `origin_id` holds the X3 supplier code."""
-    if (reused := recent_materialization(context, settings.get().reference)) is not None:
-        return reused
-    df = frame(procore.get_client().vendors(), VENDOR_COLUMNS)
-    return dg.Output(df, metadata={"vendors": len(df),
-                                   "linked_to_x3": int(df["origin_id"].notna().sum())})
+# In dependency order: a list comes after the lists it needs.
+REFERENCE_LISTS = {
+    "procore_projects": ReferenceList(
+        "Active projects of the company: the targets X3 project codes are matched to.",
+        lambda client, _: frame(client.projects(), PROJECT_COLUMNS),
+        lambda df: {"projects": len(df)}),
+    "procore_vendors": ReferenceList(
+        "Company directory vendors; `origin_id` holds the X3 supplier code.",
+        lambda client, _: frame(client.vendors(), VENDOR_COLUMNS),
+        lambda df: {"vendors": len(df), "linked_to_x3": int(df["origin_id"].notna().sum())}),
+    "procore_cost_codes": ReferenceList(
+        "Project cost codes for every project (one call per project, once per run).",
+        _project_cost_codes,
+        lambda df: {"cost_codes": len(df), "distinct_codes": df["code"].nunique()},
+        needs=("procore_projects",)),
+    "procore_line_item_types": ReferenceList(
+        "Line item types (cost types) of the company.",
+        lambda client, _: frame(client.line_item_types(), LINE_ITEM_TYPE_COLUMNS),
+        lambda df: {"line_item_types": len(df)}),
+}
 
 
-@dg.asset(**REFERENCE)
-def procore_cost_codes(context: dg.AssetExecutionContext, procore: ProcoreResource,
-                       settings: SettingsResource, procore_projects: pd.DataFrame
-                       ) -> dg.Output[pd.DataFrame]:
-    """Project cost codes for every project (one call per project, once per run)."""
-    if (reused := recent_materialization(context, settings.get().reference)) is not None:
-        return reused
-    client = procore.get_client()
-    df = cost_codes_frame({int(pid): client.project_cost_codes(int(pid))
-                           for pid in procore_projects["id"]})
-    return dg.Output(df, metadata={"cost_codes": len(df), "distinct_codes": df["code"].nunique()})
+def lists_to_produce(selected: set[str]) -> list[str]:
+    """The selected lists and those they need, in dependency order."""
+    wanted = set(selected)
+    for name in reversed(REFERENCE_LISTS):
+        if name in wanted:
+            wanted |= set(REFERENCE_LISTS[name].needs)
+    return [name for name in REFERENCE_LISTS if name in wanted]
 
 
-@dg.asset(**REFERENCE)
-def procore_line_item_types(context: dg.AssetExecutionContext, procore: ProcoreResource,
-                            settings: SettingsResource) -> dg.Output[pd.DataFrame]:
-    """Line item types (cost types) of the company."""
-    if (reused := recent_materialization(context, settings.get().reference)) is not None:
-        return reused
-    df = frame(procore.get_client().line_item_types(), LINE_ITEM_TYPE_COLUMNS)
-    return dg.Output(df, metadata={"line_item_types": len(df)})
+@dg.multi_asset(
+    outs={name: dg.AssetOut(description=spec.description, is_required=False,
+                            kinds={"pandas", "procore"})
+          for name, spec in REFERENCE_LISTS.items()},
+    internal_asset_deps={name: {dg.AssetKey(need) for need in spec.needs}
+                         for name, spec in REFERENCE_LISTS.items()},
+    group_name="reference",
+    can_subset=True,
+)
+def procore_reference_data(context: dg.AssetExecutionContext, procore: ProcoreResource,
+                           settings: SettingsResource) -> Iterator[dg.Output]:
+    """Each selected list: its recent value reused, or read from Procore."""
+    reuse = settings.get().reference
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    produced: dict[str, pd.DataFrame] = {}
+    for name in lists_to_produce(selected):
+        output = recent_materialization(context, reuse, dg.AssetKey(name))
+        if output is None:
+            spec = REFERENCE_LISTS[name]
+            value = spec.read(procore.get_client(), produced)
+            output = dg.Output(value, output_name=name, metadata=spec.metadata(value))
+        produced[name] = output.value
+        if name in selected:
+            yield output

@@ -31,7 +31,7 @@ REFRESH_TAG = "mlc/reference"
 READ_AT = "read_at"  # metadata of a reuse: when the reused data was read from Procore
 
 # The time a reuse is judged at. The benchmark moves it forward to play the next fallback
-# tick without waiting for it (benchmarks/run.py, `fallback_tick_later`).
+# tick without waiting for it (benchmarks/scenarios/noop.py, `fallback_tick_later`).
 clock: Callable[[], float] = time.time
 
 
@@ -60,32 +60,37 @@ def _read_at(event: dg.EventLogEntry) -> float:
         return event.timestamp
 
 
-def recent_materialization(context: dg.AssetExecutionContext,
-                           settings: ReferenceSettings) -> dg.Output | None:
-    """The asset's latest value when `reuse_refusal` finds nothing against reusing it (with
-    the run's MLC_REFERENCE_* settings), else None: read Procore."""
+def recent_materialization(context: dg.AssetExecutionContext, settings: ReferenceSettings,
+                           key: dg.AssetKey) -> dg.Output | None:
+    """The latest value of asset `key` (an output of the step running in `context`) when
+    `reuse_refusal` finds nothing against reusing it (with the run's MLC_REFERENCE_*
+    settings), else None: read Procore."""
     if settings.max_age_seconds <= 0 or context.run.tags.get(REFRESH_TAG) == "refresh":
         return None
-    event = context.instance.get_latest_materialization_event(context.asset_key)
+    event = context.instance.get_latest_materialization_event(key)
     if event is None:
         return None
     now, read_at = clock(), _read_at(event)
     refusal = reuse_refusal(now, event.timestamp, read_at, settings)
     if refusal is not None:
-        context.log.info(f"reading Procore: {refusal}")
+        context.log.info(f"reading {key.to_user_string()} from Procore: {refusal}")
         return None
     since = datetime.fromtimestamp(event.timestamp, UTC)
     if context.instance.get_run_records(
             filters=dg.RunsFilter(job_name=REFERENCE_JOB, created_after=since), limit=1):
-        context.log.info(f"reading Procore: {REFERENCE_JOB} ran since the last read")
+        context.log.info(f"reading {key.to_user_string()} from Procore: {REFERENCE_JOB} ran "
+                         "since the last read")
         return None
     try:
-        value = context.load_asset_value(context.asset_key, python_type=pd.DataFrame)
+        value = context.load_asset_value(key, python_type=pd.DataFrame)
     except Exception as exc:  # noqa: BLE001 - any storage problem: read Procore instead
-        context.log.warning(f"reading Procore: the last value could not be loaded ({exc})")
+        context.log.warning(f"reading {key.to_user_string()} from Procore: the last value "
+                            f"could not be loaded ({exc})")
         return None
-    return dg.Output(value, metadata={"reused_from_run": event.run_id,
-                                      "age_seconds": round(now - event.timestamp, 1),
-                                      READ_AT: dg.MetadataValue.float(read_at),
-                                      "read_age_seconds": round(now - read_at, 1),
-                                      "rows": len(value)})
+    return dg.Output(value,
+                     output_name=context.assets_def.get_output_name_for_asset_key(key),
+                     metadata={"reused_from_run": event.run_id,
+                               "age_seconds": round(now - event.timestamp, 1),
+                               READ_AT: dg.MetadataValue.float(read_at),
+                               "read_age_seconds": round(now - read_at, 1),
+                               "rows": len(value)})
