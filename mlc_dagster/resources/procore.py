@@ -37,8 +37,11 @@ class ProcoreResource(dg.ConfigurableResource):
     client_id: str
     client_secret: str
     company_id: str
-    # None = MLC_ALLOW_INSECURE_LOOPBACK; timeouts, attempts and waits come from the settings
-    # (MLC_PROCORE_*), read when the run starts.
+    # Per-run overrides from the launchpad's run config (the fault-matrix tests use them);
+    # None = the settings read when the run starts (MLC_PROCORE_*, MLC_ALLOW_INSECURE_LOOPBACK).
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    max_wait_seconds: float | None = None
     allow_insecure_loopback: bool | None = None
 
     _client: ProcoreClient | None = PrivateAttr(default=None)
@@ -66,9 +69,9 @@ class ProcoreResource(dg.ConfigurableResource):
                 check_url(self.api_url, allow_insecure_loopback=insecure,
                           setting="PROCORE_API_URL"),
                 self.client_id, self.client_secret, int(self.company_id),
-                timeout=tuning.timeout_seconds,
-                retry=RetryPolicy(max_attempts=tuning.max_attempts),
-                max_wait_seconds=tuning.max_wait_seconds,
+                timeout=self.timeout_seconds or tuning.timeout_seconds,
+                retry=RetryPolicy(max_attempts=self.max_attempts or tuning.max_attempts),
+                max_wait_seconds=self.max_wait_seconds or tuning.max_wait_seconds,
             )
             if self._not_before:
                 self._client.hold_until(self._not_before)
