@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from mlc_dagster.defs.reference.assets import REFERENCE_LISTS
 from mlc_dagster.settings import current_settings
 
 # Runs carrying the same company tag queue behind each other (see dagster.yaml), so two
@@ -11,10 +12,8 @@ COMPANY_TAG = "mlc/procore_company"
 
 # Each job names its assets: moving an asset to another folder or group never changes which
 # job runs it (test_definitions pins every job's asset set).
-PROCORE_REFERENCE = ("procore_projects", "procore_vendors", "procore_cost_codes",
-                     "procore_line_item_types")
 PO_SYNC = dg.AssetSelection.assets(
-    *PROCORE_REFERENCE,
+    *REFERENCE_LISTS,  # all four Procore reference lists
     "x3_purchase_orders", "gl_cost_code_mapping", "mapped_commitments", "procore_commitments",
     "x3_purchase_invoices", "mapped_requisitions", "procore_requisitions",
 )

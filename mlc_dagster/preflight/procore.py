@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import httpx
 
 from mlc_dagster.preflight.golive import RATE_HEADERS, ProjectCommitments
-from mlc_dagster.preflight.report import FAIL, OK, PingRow, attempt
-from mlc_dagster.preflight.x3 import fix_for_status, insecure_loopback
+from mlc_dagster.preflight.report import FAIL, OK, PingRow, attempt, fix_for_status
+from mlc_dagster.preflight.x3 import insecure_loopback
 from mlc_dagster.resources.http_core import WaitTooLong
 
 PROCORE_SETTINGS = ("PROCORE_LOGIN_URL", "PROCORE_API_URL", "PROCORE_CLIENT_ID",

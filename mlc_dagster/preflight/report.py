@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -39,6 +39,12 @@ def attempt(check: str, run: Callable[[], str | PingRow],
     except Exception as exc:  # noqa: BLE001 - every failure becomes a report line
         return PingRow(check, FAIL, f"{type(exc).__name__}: {exc}", fix(exc))
     return result if isinstance(result, PingRow) else PingRow(check, OK, result)
+
+
+def fix_for_status(exc: Exception, fixes: Mapping[int, str], otherwise: str) -> str:
+    """The fix for a failed call by its HTTP status (`fixes`), else `otherwise` (no answer,
+    or a status with no known cause)."""
+    return fixes.get(getattr(exc, "status", None), otherwise)
 
 
 def listed(items: Iterable[str], limit: int) -> str:

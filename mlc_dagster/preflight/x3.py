@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mlc_dagster.preflight.report import FAIL, PingRow, attempt
+from mlc_dagster.common.env import env_flag
+from mlc_dagster.preflight.report import FAIL, PingRow, attempt, fix_for_status
 from mlc_dagster.resources.sage_x3_client import key_segment
 
 X3_ENTITIES = ("purchase_order", "purchase_invoice", "supplier", "gl_account", "dimension")
@@ -29,14 +30,9 @@ class X3Inventory:
 
 
 def insecure_loopback(env: Mapping[str, str]) -> bool:
-    """MLC_ALLOW_INSECURE_LOOPBACK, read from the environment `ping` was given."""
-    return env.get("MLC_ALLOW_INSECURE_LOOPBACK", "").lower() in {"1", "true", "yes"}
-
-
-def fix_for_status(exc: Exception, fixes: Mapping[int, str], otherwise: str) -> str:
-    """The fix for a failed call by its HTTP status (`fixes`), else `otherwise` (no answer,
-    or a status with no known cause)."""
-    return fixes.get(getattr(exc, "status", None), otherwise)
+    """MLC_ALLOW_INSECURE_LOOPBACK, read from the environment `ping` was given, with the same
+    words a run accepts (common/env.py)."""
+    return env_flag("MLC_ALLOW_INSECURE_LOOPBACK", env)
 
 
 X3_FIXES = {

@@ -21,7 +21,7 @@ from mlc_dagster.defs.reference.frames import (
     cost_codes_frame,
     frame,
 )
-from mlc_dagster.defs.reference.freshness import recent_materialization
+from mlc_dagster.defs.reference.freshness import last_reference_run_at, recent_materialization
 from mlc_dagster.resources.procore import ProcoreResource
 from mlc_dagster.resources.procore_client import ProcoreClient
 from mlc_dagster.resources.settings import SettingsResource
@@ -88,8 +88,9 @@ def procore_reference_data(context: dg.AssetExecutionContext, procore: ProcoreRe
     reuse = settings.get().reference
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     produced: dict[str, pd.DataFrame] = {}
+    reference_run_at = last_reference_run_at(context.instance)
     for name in lists_to_produce(selected):
-        output = recent_materialization(context, reuse, dg.AssetKey(name))
+        output = recent_materialization(context, reuse, dg.AssetKey(name), reference_run_at)
         if output is None:
             spec = REFERENCE_LISTS[name]
             value = spec.read(procore.get_client(), produced)

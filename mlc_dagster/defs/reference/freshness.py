@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -60,13 +59,26 @@ def _read_at(event: dg.EventLogEntry) -> float:
         return event.timestamp
 
 
+def last_reference_run_at(instance: dg.DagsterInstance) -> float | None:
+    """When the latest `sync_reference_data` run was created (None: never)."""
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=REFERENCE_JOB), limit=1)
+    return records[0].create_timestamp.timestamp() if records else None
+
+
+_LOOK_UP = object()
+
+
 def recent_materialization(context: dg.AssetExecutionContext, settings: ReferenceSettings,
-                           key: dg.AssetKey) -> dg.Output | None:
+                           key: dg.AssetKey, reference_run_at: float | None | object = _LOOK_UP
+                           ) -> dg.Output | None:
     """The latest value of asset `key` (an output of the step running in `context`) when
     `reuse_refusal` finds nothing against reusing it (with the run's MLC_REFERENCE_*
-    settings), else None: read Procore."""
+    settings), else None: read Procore. A step judging several lists passes
+    `reference_run_at` (`last_reference_run_at`), so the run history is asked once."""
     if settings.max_age_seconds <= 0 or context.run.tags.get(REFRESH_TAG) == "refresh":
         return None
+    if reference_run_at is _LOOK_UP:
+        reference_run_at = last_reference_run_at(context.instance)
     event = context.instance.get_latest_materialization_event(key)
     if event is None:
         return None
@@ -75,9 +87,7 @@ def recent_materialization(context: dg.AssetExecutionContext, settings: Referenc
     if refusal is not None:
         context.log.info(f"reading {key.to_user_string()} from Procore: {refusal}")
         return None
-    since = datetime.fromtimestamp(event.timestamp, UTC)
-    if context.instance.get_run_records(
-            filters=dg.RunsFilter(job_name=REFERENCE_JOB, created_after=since), limit=1):
+    if reference_run_at is not None and reference_run_at > event.timestamp:
         context.log.info(f"reading {key.to_user_string()} from Procore: {REFERENCE_JOB} ran "
                          "since the last read")
         return None
